@@ -1,0 +1,1098 @@
+//! The command line. It owns the flag grammar (kingpin style: `--flag=value` or
+//! `--flag value`), the defaults, the `--help` text and the validation that turns
+//! arguments into a [`Config`] or one [`Error::Usage`] line naming the flag and the cause.
+//! It is pure: it never prints, exits, reads the environment or touches a socket; `main`
+//! hands it the arguments and decides what to do with the answer.
+
+use std::ffi::OsString;
+use std::fmt::{self, Write as _};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::log::{Format, Level};
+use crate::sim::SimConfig;
+
+/// The `--help` text.
+pub const USAGE: &str = "\
+usage: widget-exporter [FLAGS]
+
+Simulates a widget-processing service (widgets start, take a random time, succeed or
+fail) and exports its metrics for Prometheus on the telemetry path.
+
+  --web.listen-address=[HOST]:PORT  where to listen; HOST an IP or localhost (default :8000)
+  --web.telemetry-path=PATH         path that serves the metrics (default /metrics)
+  --web.systemd-socket[=BOOL]       use the socket systemd passes instead (default false)
+  --widget.min-duration=DURATION    shortest processing time of a widget (default 100ms)
+  --widget.max-duration=DURATION    longest processing time of a widget (default 500ms)
+  --widget.interval=DURATION        idle time between widgets (default 1s)
+  --widget.failure-ratio=RATIO      chance from 0 to 1 that a widget fails (default 0)
+  --widget.seed=N                   seed for a reproducible simulation (default random)
+  --widget.average-window=DURATION  window of the average processing time, up to 1h (default 60s)
+  --log.level=LEVEL                 debug, info, warn or error (default info)
+  --log.format=FORMAT               logfmt or json (default logfmt)
+  --print-systemd-unit[=FLAVOR]     print a systemd service unit; FLAVOR modern (default) or legacy
+  --print-systemd-socket            print a systemd socket unit for the listen address and exit
+  --print-alert-rules               print Prometheus alerting rules and exit
+  -h, --help                        print this help and exit
+  --version                         print the version and exit
+
+DURATION is like 250ms, 1.5s or 1m30s (units ns, us, ms, s, m, h).
+See README.md for the metrics, a scrape config and deployment on older systems.
+";
+
+/// The longest `--widget.average-window`.
+const MAX_AVERAGE_WINDOW: Duration = Duration::from_secs(3600);
+/// The shortest widget cycle (`min-duration + interval`): it bounds the event rate.
+const MIN_CYCLE: Duration = Duration::from_millis(1);
+/// The most widgets the average window may hold: it keeps one entry per widget.
+const MAX_WINDOW_ENTRIES: u128 = 100_000;
+
+const DURATION_SHAPE: &str = "expected a duration like 250ms or 1s";
+
+/// Where the exporter listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ListenAddress {
+    /// `:PORT`: every interface.
+    AllInterfaces(u16),
+    /// `IPV4:PORT`, `[IPV6]:PORT` or `localhost:PORT` (which means `127.0.0.1`).
+    Ip(SocketAddr),
+}
+
+impl fmt::Display for ListenAddress {
+    /// The form the flag accepts back: `:8000`, `127.0.0.1:8000`, `[::1]:8000`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ListenAddress::AllInterfaces(port) => write!(f, ":{port}"),
+            ListenAddress::Ip(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// Which systemd a printed service unit targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitFlavor {
+    /// A current systemd (the default).
+    Modern,
+    /// An older systemd, as on long-term-support hosts.
+    Legacy,
+}
+
+/// What a `--print-…` flag asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Print {
+    /// `--print-systemd-unit[=modern|legacy]`: a service unit running these flags.
+    SystemdUnit(UnitFlavor),
+    /// `--print-systemd-socket`: a socket unit for the listen address.
+    SystemdSocket,
+    /// `--print-alert-rules`: Prometheus alerting rules for the exporter's metrics.
+    AlertRules,
+}
+
+impl Print {
+    fn flag(self) -> &'static str {
+        match self {
+            Print::SystemdUnit(_) => "--print-systemd-unit",
+            Print::SystemdSocket => "--print-systemd-socket",
+            Print::AlertRules => "--print-alert-rules",
+        }
+    }
+}
+
+/// Everything the exporter needs to run, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// `--web.listen-address`.
+    pub listen_address: ListenAddress,
+    /// `--web.telemetry-path`: starts with `/`, never `/` or `/-/healthy`.
+    pub telemetry_path: String,
+    /// `--web.systemd-socket`: adopt the socket systemd passes instead of binding.
+    pub systemd_socket: bool,
+    /// The `--widget.*` flags.
+    pub sim: SimConfig,
+    /// `--log.level`.
+    pub log_level: Level,
+    /// `--log.format`.
+    pub log_format: Format,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen_address: ListenAddress::AllInterfaces(8000),
+            telemetry_path: "/metrics".to_owned(),
+            systemd_socket: false,
+            sim: SimConfig::default(),
+            log_level: Level::Info,
+            log_format: Format::Logfmt,
+        }
+    }
+}
+
+impl Config {
+    /// The settings that differ from the defaults, as `--flag=value` in the order of
+    /// [`USAGE`], such that parsing them gives this config back. Values are raw: a caller
+    /// writing them into a systemd unit must escape `%`, `$`, `\` and quotes itself.
+    #[must_use]
+    pub fn to_args(&self) -> Vec<String> {
+        let default = Config::default();
+        let (sim, def) = (&self.sim, &default.sim);
+        let mut args = Vec::new();
+        let mut push = |changed: bool, flag: &str, value: &dyn fmt::Display| {
+            if changed {
+                args.push(format!("{flag}={value}"));
+            }
+        };
+        push(
+            self.listen_address != default.listen_address,
+            "--web.listen-address",
+            &self.listen_address,
+        );
+        push(
+            self.telemetry_path != default.telemetry_path,
+            "--web.telemetry-path",
+            &self.telemetry_path,
+        );
+        push(
+            self.systemd_socket != default.systemd_socket,
+            "--web.systemd-socket",
+            &self.systemd_socket,
+        );
+        for (flag, value, def) in [
+            ("--widget.min-duration", sim.min_duration, def.min_duration),
+            ("--widget.max-duration", sim.max_duration, def.max_duration),
+            ("--widget.interval", sim.interval, def.interval),
+        ] {
+            push(value != def, flag, &format_duration(value));
+        }
+        // Bits, not `==`: -0.0 is not the default spelling, and NaN must not vanish.
+        push(
+            sim.failure_ratio.to_bits() != def.failure_ratio.to_bits(),
+            "--widget.failure-ratio",
+            &sim.failure_ratio,
+        );
+        if let Some(seed) = sim.seed {
+            push(true, "--widget.seed", &seed);
+        }
+        push(
+            sim.average_window != def.average_window,
+            "--widget.average-window",
+            &format_duration(sim.average_window),
+        );
+        push(
+            self.log_level != default.log_level,
+            "--log.level",
+            &self.log_level.as_str(),
+        );
+        push(
+            self.log_format != default.log_format,
+            "--log.format",
+            &self.log_format.as_str(),
+        );
+        args
+    }
+}
+
+/// What `main` should do.
+#[derive(Debug, PartialEq)]
+pub enum Command {
+    /// Run the exporter.
+    Run(Config),
+    /// Print a generated file for this config and exit.
+    Print(Print, Config),
+    /// Print [`USAGE`] and exit.
+    Help,
+    /// Print the version and exit.
+    Version,
+}
+
+/// Parses the arguments (without the program name) left to right. `--help`, `-h` and
+/// `--version` answer as soon as they are seen; any earlier error still wins. The
+/// cross-flag checks run after the last argument and report the first problem.
+// One arm per flag is the flags table written as code; splitting it would hide the grammar.
+#[allow(clippy::too_many_lines)]
+pub fn parse<I, S>(args: I) -> Result<Command, Error>
+where
+    I: IntoIterator<Item = S>,
+    S: Into<OsString>,
+{
+    let mut args = args.into_iter().map(Into::into);
+    let mut config = Config::default();
+    let mut print: Option<Print> = None;
+    let mut given: Vec<String> = Vec::new();
+
+    while let Some(arg) = args.next() {
+        let arg = arg.into_string().map_err(|raw| {
+            Error::Usage(format!(
+                "invalid argument {:?}: not valid UTF-8",
+                raw.to_string_lossy()
+            ))
+        })?;
+        if arg == "--" {
+            // The conventional end of flags; after it, anything is a positional argument.
+            match args.next() {
+                Some(next) => return Err(unexpected(&next.to_string_lossy())),
+                None => break,
+            }
+        }
+        if !arg.starts_with('-') || arg == "-" {
+            return Err(unexpected(&arg));
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) if arg.starts_with("--") => (name, Some(value)),
+            _ => (arg.as_str(), None),
+        };
+        if given.iter().any(|g| g == name) {
+            return Err(Error::Usage(format!("flag {name} given twice")));
+        }
+        given.push(name.to_owned());
+
+        match name {
+            "--help" | "-h" => {
+                no_value(name, inline)?;
+                return Ok(Command::Help);
+            }
+            "--version" => {
+                no_value(name, inline)?;
+                return Ok(Command::Version);
+            }
+            "--web.listen-address" => {
+                let v = value(name, inline, &mut args)?;
+                config.listen_address =
+                    parse_listen_address(&v).map_err(|why| invalid(&v, name, why))?;
+            }
+            "--web.telemetry-path" => {
+                let v = value(name, inline, &mut args)?;
+                check_telemetry_path(&v).map_err(|why| invalid(&v, name, why))?;
+                config.telemetry_path = v;
+            }
+            "--web.systemd-socket" => {
+                config.systemd_socket = match inline {
+                    None | Some("true") => true,
+                    Some("false") => false,
+                    Some(v) => return Err(invalid(v, name, "expected true or false")),
+                };
+            }
+            "--widget.min-duration" => {
+                let v = value(name, inline, &mut args)?;
+                config.sim.min_duration = duration(name, &v)?;
+                if config.sim.min_duration.is_zero() {
+                    return Err(invalid(&v, name, "must be longer than 0s"));
+                }
+            }
+            "--widget.max-duration" => {
+                config.sim.max_duration = duration(name, &value(name, inline, &mut args)?)?;
+            }
+            "--widget.interval" => {
+                config.sim.interval = duration(name, &value(name, inline, &mut args)?)?;
+            }
+            "--widget.average-window" => {
+                let v = value(name, inline, &mut args)?;
+                config.sim.average_window = duration(name, &v)?;
+                let window = config.sim.average_window;
+                if window.is_zero() || window > MAX_AVERAGE_WINDOW {
+                    return Err(invalid(&v, name, "must be longer than 0s and at most 1h"));
+                }
+            }
+            "--widget.failure-ratio" => {
+                let v = value(name, inline, &mut args)?;
+                config.sim.failure_ratio = match v.parse::<f64>() {
+                    // `+ 0.0` turns -0 into 0, so the config never spells a negative zero.
+                    Ok(r) if (0.0..=1.0).contains(&r) => r + 0.0,
+                    _ => return Err(invalid(&v, name, "expected a number from 0 to 1")),
+                };
+            }
+            "--widget.seed" => {
+                let v = value(name, inline, &mut args)?;
+                let seed = v.parse::<u64>().map_err(|_| {
+                    invalid(
+                        &v,
+                        name,
+                        "expected a whole number from 0 to 18446744073709551615",
+                    )
+                })?;
+                config.sim.seed = Some(seed);
+            }
+            "--log.level" => {
+                let v = value(name, inline, &mut args)?;
+                config.log_level = v
+                    .parse()
+                    .map_err(|()| invalid(&v, name, "expected one of debug, info, warn, error"))?;
+            }
+            "--log.format" => {
+                let v = value(name, inline, &mut args)?;
+                config.log_format = v
+                    .parse()
+                    .map_err(|()| invalid(&v, name, "expected logfmt or json"))?;
+            }
+            "--print-systemd-unit" => {
+                let flavor = match inline {
+                    None | Some("modern") => UnitFlavor::Modern,
+                    Some("legacy") => UnitFlavor::Legacy,
+                    Some(v) => return Err(invalid(v, name, "expected modern or legacy")),
+                };
+                set_print(&mut print, Print::SystemdUnit(flavor))?;
+            }
+            "--print-systemd-socket" => {
+                no_value(name, inline)?;
+                set_print(&mut print, Print::SystemdSocket)?;
+            }
+            "--print-alert-rules" => {
+                no_value(name, inline)?;
+                set_print(&mut print, Print::AlertRules)?;
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "unknown flag {}",
+                    name.escape_debug()
+                )))
+            }
+        }
+    }
+    finish(config, print)
+}
+
+fn finish(config: Config, print: Option<Print>) -> Result<Command, Error> {
+    validate(&config)?;
+    Ok(match print {
+        Some(print) => Command::Print(print, config),
+        None => Command::Run(config),
+    })
+}
+
+/// The checks that need more than one flag, in flag order. Each flag's own limits were
+/// checked as it was read, so that the message can quote what the operator wrote.
+fn validate(config: &Config) -> Result<(), Error> {
+    let sim = &config.sim;
+    let (min, max, interval, window) = (
+        sim.min_duration,
+        sim.max_duration,
+        sim.interval,
+        sim.average_window,
+    );
+    let fmt = format_duration;
+    if min > max {
+        return Err(Error::Usage(format!(
+            "--widget.min-duration ({}) is longer than --widget.max-duration ({})",
+            fmt(min),
+            fmt(max)
+        )));
+    }
+    // Both are below 2^64 ns when parsed, so this cannot saturate in practice.
+    let cycle = min.saturating_add(interval);
+    if cycle < MIN_CYCLE {
+        return Err(Error::Usage(format!(
+            "--widget.min-duration ({}) plus --widget.interval ({}) is shorter than {}, \
+             the shortest widget cycle the simulation allows",
+            fmt(min),
+            fmt(interval),
+            fmt(MIN_CYCLE)
+        )));
+    }
+    let entries = window.as_nanos() / cycle.as_nanos();
+    if entries > MAX_WINDOW_ENTRIES {
+        return Err(Error::Usage(format!(
+            "--widget.average-window ({}) would hold up to {entries} widgets at one per \
+             --widget.min-duration plus --widget.interval ({}), over the limit of \
+             {MAX_WINDOW_ENTRIES} (it keeps one entry per widget); shorten the window",
+            fmt(window),
+            fmt(cycle)
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(value: &str, flag: &str, why: &str) -> Error {
+    Error::Usage(format!("invalid value {value:?} for {flag}: {why}"))
+}
+
+fn unexpected(arg: &str) -> Error {
+    Error::Usage(format!("unexpected argument {arg:?}"))
+}
+
+fn no_value(flag: &str, inline: Option<&str>) -> Result<(), Error> {
+    match inline {
+        None => Ok(()),
+        Some(_) => Err(Error::Usage(format!("flag {flag} does not take a value"))),
+    }
+}
+
+/// The value of a valued flag: after `=`, or the next argument unless that is a flag.
+fn value(
+    flag: &str,
+    inline: Option<&str>,
+    rest: &mut impl Iterator<Item = OsString>,
+) -> Result<String, Error> {
+    if let Some(v) = inline {
+        return Ok(v.to_owned());
+    }
+    let needs = || Error::Usage(format!("flag {flag} needs a value"));
+    let next = rest.next().ok_or_else(needs)?;
+    let next = next
+        .into_string()
+        .map_err(|raw| invalid(&raw.to_string_lossy(), flag, "not valid UTF-8"))?;
+    // `--log.level --help` is a forgotten value, not the level "--help".
+    if next.starts_with("--") || next == "-h" {
+        return Err(needs());
+    }
+    Ok(next)
+}
+
+fn duration(flag: &str, v: &str) -> Result<Duration, Error> {
+    parse_duration(v).map_err(|why| invalid(v, flag, &why))
+}
+
+fn set_print(slot: &mut Option<Print>, new: Print) -> Result<(), Error> {
+    if let Some(old) = slot {
+        return Err(Error::Usage(format!(
+            "flags {} and {} cannot be used together",
+            old.flag(),
+            new.flag()
+        )));
+    }
+    *slot = Some(new);
+    Ok(())
+}
+
+fn parse_listen_address(s: &str) -> Result<ListenAddress, &'static str> {
+    const SHAPE: &str = "expected [HOST]:PORT with HOST an IP address or localhost";
+    let (host, port) = s.rsplit_once(':').ok_or(SHAPE)?;
+    // Digits only: `u16::from_str` would also take "+80".
+    if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(SHAPE);
+    }
+    let port: u16 = port
+        .parse()
+        .map_err(|_| "expected a port from 0 to 65535")?;
+    if host.is_empty() {
+        Ok(ListenAddress::AllInterfaces(port))
+    } else if host.eq_ignore_ascii_case("localhost") {
+        Ok(ListenAddress::Ip(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            port,
+        ))))
+    } else {
+        // No DNS in a static binary: anything but an IP literal is refused here.
+        s.parse().map(ListenAddress::Ip).map_err(|_| SHAPE)
+    }
+}
+
+fn check_telemetry_path(p: &str) -> Result<(), &'static str> {
+    if !p.starts_with('/') {
+        Err("must start with /")
+    } else if p == "/" {
+        Err("must not be / (the landing page)")
+    } else if p == "/-/healthy" {
+        Err("must not be /-/healthy (the health check)")
+    } else if p
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        Err("must not contain whitespace, control characters, ? or #")
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses a Go-style duration: `0`, or one or more `<number><unit>` with an optional
+/// fraction (`1.5s`, `.5s`, `1m30s`) and units `ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`.
+/// A leading `-` is understood but refused; so is anything past 2^64 nanoseconds.
+/// The error is a short reason that reads after "invalid value …: ".
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let too_long = || "too long (the limit is about 584 years)".to_owned();
+    let (negative, body) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if body == "0" {
+        return Ok(Duration::ZERO);
+    }
+    if body.is_empty() {
+        return Err(DURATION_SHAPE.to_owned());
+    }
+    let mut total: u64 = 0;
+    let mut rest = body;
+    while !rest.is_empty() {
+        // Every split below is at an ASCII byte, so it is always on a char boundary.
+        let (whole, after) = rest.split_at(count_digits(rest));
+        let (frac, after) = match after.strip_prefix('.') {
+            Some(f) => f.split_at(count_digits(f)),
+            None => ("", after),
+        };
+        if whole.is_empty() && frac.is_empty() {
+            return Err(DURATION_SHAPE.to_owned());
+        }
+        let unit_len = after
+            .bytes()
+            .take_while(|b| *b != b'.' && !b.is_ascii_digit())
+            .count();
+        let (unit, after) = after.split_at(unit_len);
+        rest = after;
+        let per: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
+            "" => return Err(format!("{DURATION_SHAPE} (missing unit)")),
+            other => return Err(format!("{DURATION_SHAPE} (unknown unit {other:?})")),
+        };
+        let mut nanos = whole
+            .bytes()
+            .try_fold(0u128, |n, b| {
+                n.checked_mul(10)?.checked_add(u128::from(b - b'0'))
+            })
+            .and_then(|n| n.checked_mul(per))
+            .ok_or_else(too_long)?;
+        // Digits past the 19th change the result by well under a nanosecond.
+        let (mut numerator, mut scale) = (0u128, 1u128);
+        for b in frac.bytes().take(19) {
+            numerator = numerator * 10 + u128::from(b - b'0');
+            scale *= 10;
+        }
+        nanos = nanos
+            .checked_add(numerator * per / scale)
+            .ok_or_else(too_long)?;
+        let nanos = u64::try_from(nanos).map_err(|_| too_long())?;
+        total = total.checked_add(nanos).ok_or_else(too_long)?;
+    }
+    if negative && total > 0 {
+        return Err("negative durations are not allowed".to_owned());
+    }
+    Ok(Duration::from_nanos(total))
+}
+
+fn count_digits(s: &str) -> usize {
+    s.bytes().take_while(u8::is_ascii_digit).count()
+}
+
+/// Formats a duration the way Go's `time.Duration.String()` does, so that
+/// [`parse_duration`] reads it back exactly: `0s`, `1.5µs`, `250ms`, `1.5s`, `1m30s`,
+/// `2h0m0s`.
+#[must_use]
+pub fn format_duration(d: Duration) -> String {
+    let mut out = String::new();
+    let nanos = d.as_nanos();
+    if nanos == 0 {
+        out.push_str("0s");
+    } else if nanos < 1_000_000_000 {
+        let (unit, scale, width) = match nanos {
+            0..=999 => ("ns", 1, 0),
+            1_000..=999_999 => ("µs", 1_000, 3),
+            _ => ("ms", 1_000_000, 6),
+        };
+        push_decimal(&mut out, nanos / scale, nanos % scale, width);
+        out.push_str(unit);
+    } else {
+        let secs = d.as_secs();
+        let (hours, minutes) = (secs / 3600, secs / 60 % 60);
+        if hours > 0 {
+            let _ = write!(out, "{hours}h{minutes}m");
+        } else if minutes > 0 {
+            let _ = write!(out, "{minutes}m");
+        }
+        push_decimal(
+            &mut out,
+            u128::from(secs % 60),
+            u128::from(d.subsec_nanos()),
+            9,
+        );
+        out.push('s');
+    }
+    out
+}
+
+/// `whole`, then `.frac` as `width` digits without trailing zeros, if `frac` is not 0.
+fn push_decimal(out: &mut String, whole: u128, frac: u128, width: usize) {
+    let _ = write!(out, "{whole}");
+    if frac > 0 {
+        let digits = format!("{frac:0width$}");
+        out.push('.');
+        out.push_str(digits.trim_end_matches('0'));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv6Addr;
+
+    const MS: fn(u64) -> Duration = Duration::from_millis;
+    const NS: fn(u64) -> Duration = Duration::from_nanos;
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn run(args: &[&str]) -> Result<Command, Error> {
+        parse(args.iter().copied())
+    }
+
+    fn message(args: &[&str]) -> String {
+        match run(args) {
+            Err(Error::Usage(msg)) => msg,
+            other => panic!("{args:?}: expected a usage error, got {other:?}"),
+        }
+    }
+
+    fn with(edit: fn(&mut Config)) -> Config {
+        let mut config = Config::default();
+        edit(&mut config);
+        config
+    }
+
+    #[test]
+    fn durations_parse() {
+        #[rustfmt::skip]
+        let cases: &[(&str, Result<Duration, &str>)] = &[
+            ("0", Ok(Duration::ZERO)),
+            ("-0", Ok(Duration::ZERO)),
+            ("+0", Ok(Duration::ZERO)),
+            ("0s", Ok(Duration::ZERO)),
+            ("-0s", Ok(Duration::ZERO)),
+            ("1ns", Ok(NS(1))),
+            ("1us", Ok(NS(1_000))),
+            ("1µs", Ok(NS(1_000))), // U+00B5 micro sign
+            ("1μs", Ok(NS(1_000))), // U+03BC greek mu
+            ("1.5ms", Ok(NS(1_500_000))),
+            ("250ms", Ok(MS(250))),
+            ("1s", Ok(S(1))),
+            ("+1s", Ok(S(1))),
+            ("1.5s", Ok(MS(1500))),
+            (".5s", Ok(MS(500))),
+            ("1.s", Ok(S(1))),
+            ("1.5h", Ok(S(5400))),
+            ("1s500ms", Ok(MS(1500))),
+            ("1m30s", Ok(S(90))),
+            ("2h45m", Ok(S(9900))),
+            ("2h0m0s", Ok(S(7200))),
+            ("1h1h", Ok(S(7200))),
+            ("0.000000001s", Ok(NS(1))),
+            ("0.0000000009s", Ok(Duration::ZERO)),
+            ("1.0000000000000000000000001s", Ok(S(1))),
+            ("18446744073709551615ns", Ok(NS(u64::MAX))),
+            ("5124095h34m33.709551615s", Ok(NS(u64::MAX))),
+            ("", Err("expected a duration like 250ms or 1s")),
+            ("-", Err("expected a duration like 250ms or 1s")),
+            ("+", Err("expected a duration like 250ms or 1s")),
+            ("abc", Err("expected a duration like 250ms or 1s")),
+            ("µs", Err("expected a duration like 250ms or 1s")),
+            ("s", Err("expected a duration like 250ms or 1s")),
+            (".s", Err("expected a duration like 250ms or 1s")),
+            (" 1s", Err("expected a duration like 250ms or 1s")),
+            ("--1s", Err("expected a duration like 250ms or 1s")),
+            ("1", Err("(missing unit)")),
+            ("10", Err("(missing unit)")),
+            ("1s1", Err("(missing unit)")),
+            ("1.5.5s", Err("(missing unit)")),
+            ("1x", Err("(unknown unit \"x\")")),
+            ("1 s", Err("(unknown unit \" s\")")),
+            ("1S", Err("(unknown unit \"S\")")),
+            ("1sec", Err("(unknown unit \"sec\")")),
+            ("-1s", Err("negative durations are not allowed")),
+            ("-1.5ms", Err("negative durations are not allowed")),
+            ("99999999999h", Err("too long")),
+            ("18446744073709551616ns", Err("too long")),
+            ("5124095h34m33.709551616s", Err("too long")),
+            ("18446744073709551615ns1ns", Err("too long")),
+            ("99999999999999999999999999999999999999999s", Err("too long")),
+        ];
+        for (input, want) in cases {
+            match (parse_duration(input), want) {
+                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{input:?}"),
+                (Err(got), Err(want)) => assert!(got.contains(want), "{input:?}: {got}"),
+                (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn durations_format() {
+        #[rustfmt::skip]
+        let cases = [
+            (Duration::ZERO, "0s"),
+            (NS(1), "1ns"),
+            (NS(999), "999ns"),
+            (NS(1_000), "1µs"),
+            (NS(1_500), "1.5µs"),
+            (NS(1_000_001), "1.000001ms"),
+            (NS(1_500_000), "1.5ms"),
+            (MS(250), "250ms"),
+            (NS(999_999_999), "999.999999ms"),
+            (S(1), "1s"),
+            (MS(1500), "1.5s"),
+            (NS(1_000_000_001), "1.000000001s"),
+            (S(60), "1m0s"),
+            (S(90), "1m30s"),
+            (S(3600), "1h0m0s"),
+            (S(7200), "2h0m0s"),
+            (S(9900), "2h45m0s"),
+            (S(3661) + MS(500), "1h1m1.5s"),
+            (NS(u64::MAX), "5124095h34m33.709551615s"),
+        ];
+        for (d, want) in cases {
+            assert_eq!(format_duration(d), want, "{d:?}");
+            assert_eq!(parse_duration(want), Ok(d), "{want} does not read back");
+        }
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let v4 = |ip: [u8; 4], port| Ok(ListenAddress::Ip(SocketAddr::from((ip, port))));
+        let v6 = |ip: Ipv6Addr, port| Ok(ListenAddress::Ip(SocketAddr::from((ip, port))));
+        let all = |port| Ok(ListenAddress::AllInterfaces(port));
+        let shape = "expected [HOST]:PORT with HOST an IP address or localhost";
+        let port = "expected a port from 0 to 65535";
+        #[rustfmt::skip]
+        let cases = [
+            (":8000", all(8000), ":8000"),
+            (":0", all(0), ":0"),
+            (":65535", all(65535), ":65535"),
+            (":08000", all(8000), ":8000"),
+            ("127.0.0.1:8000", v4([127, 0, 0, 1], 8000), "127.0.0.1:8000"),
+            ("0.0.0.0:9", v4([0, 0, 0, 0], 9), "0.0.0.0:9"),
+            ("localhost:8000", v4([127, 0, 0, 1], 8000), "127.0.0.1:8000"),
+            ("LocalHost:1", v4([127, 0, 0, 1], 1), "127.0.0.1:1"),
+            ("[::1]:8000", v6(Ipv6Addr::LOCALHOST, 8000), "[::1]:8000"),
+            ("[::]:80", v6(Ipv6Addr::UNSPECIFIED, 80), "[::]:80"),
+            (":65536", Err(port), ""),
+            ("127.0.0.1:99999", Err(port), ""),
+            ("", Err(shape), ""),
+            (":", Err(shape), ""),
+            ("8000", Err(shape), ""),
+            (":+80", Err(shape), ""),
+            (":-1", Err(shape), ""),
+            (": 80", Err(shape), ""),
+            ("x:1", Err(shape), ""),
+            ("example.com:80", Err(shape), ""),
+            ("localhost.:80", Err(shape), ""),
+            ("127.0.0.1", Err(shape), ""),
+            ("127.0.0.1:", Err(shape), ""),
+            ("1.2.3:80", Err(shape), ""),
+            ("::1:8000", Err(shape), ""),
+            ("[::1]", Err(shape), ""),
+            ("[127.0.0.1]:80", Err(shape), ""),
+        ];
+        for (input, want, display) in cases {
+            let got = parse_listen_address(input);
+            assert_eq!(got, want, "{input:?}");
+            if let Ok(address) = got {
+                assert_eq!(address.to_string(), display, "{input:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_flag_in_both_forms() {
+        type Edit = fn(&mut Config);
+        #[rustfmt::skip]
+        let cases: &[(&str, &str, Edit)] = &[
+            ("--web.listen-address", "127.0.0.1:9", |c| c.listen_address = ListenAddress::Ip(([127, 0, 0, 1], 9).into())),
+            ("--web.listen-address", "[::1]:0", |c| c.listen_address = ListenAddress::Ip((Ipv6Addr::LOCALHOST, 0).into())),
+            ("--web.listen-address", ":8000", |_| {}),
+            ("--web.listen-address", ":9100", |c| c.listen_address = ListenAddress::AllInterfaces(9100)),
+            ("--web.telemetry-path", "/x/metrics", |c| c.telemetry_path = "/x/metrics".to_owned()),
+            ("--web.telemetry-path", "/métriques", |c| c.telemetry_path = "/métriques".to_owned()),
+            ("--widget.min-duration", "1ms", |c| c.sim.min_duration = MS(1)),
+            ("--widget.max-duration", "2s", |c| c.sim.max_duration = S(2)),
+            ("--widget.max-duration", "100ms", |c| c.sim.max_duration = MS(100)),
+            ("--widget.interval", "0", |c| c.sim.interval = Duration::ZERO),
+            ("--widget.interval", "1m30s", |c| c.sim.interval = S(90)),
+            ("--widget.failure-ratio", "0.25", |c| c.sim.failure_ratio = 0.25),
+            ("--widget.failure-ratio", "1", |c| c.sim.failure_ratio = 1.0),
+            ("--widget.failure-ratio", "-0", |c| c.sim.failure_ratio = 0.0),
+            ("--widget.seed", "42", |c| c.sim.seed = Some(42)),
+            ("--widget.seed", "0", |c| c.sim.seed = Some(0)),
+            ("--widget.seed", "18446744073709551615", |c| c.sim.seed = Some(u64::MAX)),
+            ("--widget.average-window", "1h", |c| c.sim.average_window = S(3600)),
+            ("--widget.average-window", "1ns", |c| c.sim.average_window = NS(1)),
+            ("--log.level", "debug", |c| c.log_level = Level::Debug),
+            ("--log.level", "warn", |c| c.log_level = Level::Warn),
+            ("--log.level", "error", |c| c.log_level = Level::Error),
+            ("--log.format", "json", |c| c.log_format = Format::Json),
+            ("--log.format", "logfmt", |_| {}),
+        ];
+        for (flag, value, edit) in cases {
+            let want = Command::Run(with(*edit));
+            let joined = format!("{flag}={value}");
+            assert_eq!(run(&[&joined]).ok().as_ref(), Some(&want), "{joined}");
+            assert_eq!(
+                run(&[flag, value]).ok().as_ref(),
+                Some(&want),
+                "{flag} {value}"
+            );
+        }
+        #[rustfmt::skip]
+        let cases: &[(&[&str], Config)] = &[
+            (&[], Config::default()),
+            (&["--"], Config::default()),
+            (&["--web.systemd-socket"], with(|c| c.systemd_socket = true)),
+            (&["--web.systemd-socket=true"], with(|c| c.systemd_socket = true)),
+            (&["--web.systemd-socket=false"], Config::default()),
+            (&["--web.telemetry-path=/a=b"], with(|c| c.telemetry_path = "/a=b".to_owned())),
+            (&["--widget.interval", "0", "--log.level", "warn"], with(|c| { c.sim.interval = Duration::ZERO; c.log_level = Level::Warn; })),
+        ];
+        for (args, want) in cases {
+            assert_eq!(run(args).ok(), Some(Command::Run(want.clone())), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn errors() {
+        // (arguments, the flag or argument the message must name, a part of the message)
+        #[rustfmt::skip]
+        let cases: &[(&[&str], &str, &str)] = &[
+            (&["--widget.interval=abc"], "--widget.interval", "invalid value \"abc\" for --widget.interval: expected a duration like 250ms or 1s"),
+            (&["--widget.interval", "-1s"], "--widget.interval", "invalid value \"-1s\" for --widget.interval: negative durations are not allowed"),
+            (&["--widget.max-duration=1"], "--widget.max-duration", "expected a duration like 250ms or 1s (missing unit)"),
+            (&["--widget.average-window=99999999999h"], "--widget.average-window", "too long"),
+            (&["--foo"], "--foo", "unknown flag --foo"),
+            (&["--foo=bar"], "--foo", "unknown flag --foo"),
+            (&["-v"], "-v", "unknown flag -v"),
+            (&["-h=1"], "-h=1", "unknown flag -h=1"),
+            (&["--=x"], "--", "unknown flag --"),
+            (&["--fo\no"], "--fo\\no", "unknown flag --fo\\no"),
+            (&["--log.level"], "--log.level", "flag --log.level needs a value"),
+            (&["--log.level", "--help"], "--log.level", "flag --log.level needs a value"),
+            (&["--web.listen-address", "-h"], "--web.listen-address", "flag --web.listen-address needs a value"),
+            (&["--widget.seed"], "--widget.seed", "flag --widget.seed needs a value"),
+            (&["--log.level="], "--log.level", "invalid value \"\" for --log.level: expected one of debug, info, warn, error"),
+            (&["--log.level=INFO"], "--log.level", "invalid value \"INFO\" for --log.level"),
+            (&["--log.format=text"], "--log.format", "invalid value \"text\" for --log.format: expected logfmt or json"),
+            (&["--widget.failure-ratio=2"], "--widget.failure-ratio", "invalid value \"2\" for --widget.failure-ratio: expected a number from 0 to 1"),
+            (&["--widget.failure-ratio=-0.1"], "--widget.failure-ratio", "expected a number from 0 to 1"),
+            (&["--widget.failure-ratio=NaN"], "--widget.failure-ratio", "expected a number from 0 to 1"),
+            (&["--widget.failure-ratio=inf"], "--widget.failure-ratio", "expected a number from 0 to 1"),
+            (&["--widget.failure-ratio=half"], "--widget.failure-ratio", "expected a number from 0 to 1"),
+            (&["--widget.seed=-1"], "--widget.seed", "invalid value \"-1\" for --widget.seed: expected a whole number"),
+            (&["--widget.seed=18446744073709551616"], "--widget.seed", "expected a whole number"),
+            (&["--web.listen-address=x:1"], "--web.listen-address", "invalid value \"x:1\" for --web.listen-address: expected [HOST]:PORT with HOST an IP address or localhost"),
+            (&["--web.listen-address=:70000"], "--web.listen-address", "expected a port from 0 to 65535"),
+            (&["--web.systemd-socket=yes"], "--web.systemd-socket", "invalid value \"yes\" for --web.systemd-socket: expected true or false"),
+            (&["--web.systemd-socket", "true"], "true", "unexpected argument \"true\""),
+            (&["--widget.min-duration=600ms"], "--widget.max-duration", "--widget.min-duration (600ms) is longer than --widget.max-duration (500ms)"),
+            (&["--widget.max-duration=50ms"], "--widget.min-duration", "--widget.min-duration (100ms) is longer than --widget.max-duration (50ms)"),
+            (&["--widget.min-duration=0s"], "--widget.min-duration", "invalid value \"0s\" for --widget.min-duration: must be longer than 0s"),
+            (&["--widget.min-duration=500us", "--widget.interval=0"], "--widget.interval", "--widget.min-duration (500µs) plus --widget.interval (0s) is shorter than 1ms"),
+            (&["--widget.average-window=0"], "--widget.average-window", "invalid value \"0\" for --widget.average-window: must be longer than 0s and at most 1h"),
+            (&["--widget.average-window=61m"], "--widget.average-window", "invalid value \"61m\" for --widget.average-window: must be longer than 0s and at most 1h"),
+            (&["--widget.average-window=1h", "--widget.min-duration=1ms", "--widget.interval=0"], "--widget.average-window", "--widget.average-window (1h0m0s) would hold up to 3600000 widgets"),
+            (&["--widget.average-window=101s", "--widget.min-duration=1ms", "--widget.interval=0"], "--widget.interval", "over the limit of 100000 (it keeps one entry per widget); shorten the window"),
+            (&["--web.telemetry-path=metrics"], "--web.telemetry-path", "invalid value \"metrics\" for --web.telemetry-path: must start with /"),
+            (&["--web.telemetry-path="], "--web.telemetry-path", "must start with /"),
+            (&["--web.telemetry-path=/"], "--web.telemetry-path", "must not be / (the landing page)"),
+            (&["--web.telemetry-path=/-/healthy"], "--web.telemetry-path", "must not be /-/healthy (the health check)"),
+            (&["--web.telemetry-path=/a b"], "--web.telemetry-path", "must not contain whitespace, control characters, ? or #"),
+            (&["--web.telemetry-path=/a\tb"], "--web.telemetry-path", "invalid value \"/a\\tb\""),
+            (&["--web.telemetry-path=/a\u{a0}b"], "--web.telemetry-path", "must not contain"),
+            (&["--web.telemetry-path=/a\u{7f}"], "--web.telemetry-path", "must not contain"),
+            (&["--web.telemetry-path=/a?b"], "--web.telemetry-path", "must not contain"),
+            (&["--web.telemetry-path=/a#b"], "--web.telemetry-path", "must not contain"),
+            (&["foo"], "foo", "unexpected argument \"foo\""),
+            (&["-"], "-", "unexpected argument \"-\""),
+            (&["--", "--help"], "--help", "unexpected argument \"--help\""),
+            (&["--log.level=info", "--log.level=debug"], "--log.level", "flag --log.level given twice"),
+            (&["--log.level", "info", "--log.level", "info"], "--log.level", "flag --log.level given twice"),
+            (&["--web.systemd-socket", "--web.systemd-socket=false"], "--web.systemd-socket", "flag --web.systemd-socket given twice"),
+            (&["--version=1"], "--version", "flag --version does not take a value"),
+            (&["--help=yes"], "--help", "flag --help does not take a value"),
+            (&["--print-alert-rules=1"], "--print-alert-rules", "flag --print-alert-rules does not take a value"),
+            (&["--print-systemd-socket=x"], "--print-systemd-socket", "does not take a value"),
+            (&["--print-systemd-unit=old"], "--print-systemd-unit", "invalid value \"old\" for --print-systemd-unit: expected modern or legacy"),
+            (&["--print-systemd-unit", "legacy"], "legacy", "unexpected argument \"legacy\""),
+            (&["--print-systemd-unit", "--print-systemd-unit=legacy"], "--print-systemd-unit", "given twice"),
+            (&["--print-systemd-unit", "--print-alert-rules"], "--print-alert-rules", "flags --print-systemd-unit and --print-alert-rules cannot be used together"),
+            (&["--print-alert-rules", "--print-systemd-socket"], "--print-systemd-socket", "cannot be used together"),
+            (&["--print-alert-rules", "--log.level=x"], "--log.level", "invalid value \"x\""),
+            (&["--print-systemd-socket", "--widget.min-duration=1s"], "--widget.min-duration", "is longer than --widget.max-duration"),
+            (&["--foo", "--help"], "--foo", "unknown flag --foo"),
+            (&["--log.level=x", "--version"], "--log.level", "invalid value \"x\""),
+        ];
+        for (args, names, want) in cases {
+            let msg = message(args);
+            assert!(msg.contains(want), "{args:?}: {msg}");
+            assert!(msg.contains(names), "{args:?}: {msg} does not name {names}");
+            assert!(!msg.contains('\n'), "{args:?}: {msg} is not one line");
+            assert!(!msg.starts_with(char::is_uppercase), "{args:?}: {msg}");
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn non_utf8_arguments() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(vec![b'-', b'-', 0xff]);
+        #[rustfmt::skip]
+        let cases = [
+            (vec![bad()], "invalid argument \"--\u{fffd}\": not valid UTF-8"),
+            (vec!["--log.level".into(), bad()], "invalid value \"--\u{fffd}\" for --log.level: not valid UTF-8"),
+            (vec!["--".into(), bad()], "unexpected argument \"--\u{fffd}\""),
+        ];
+        for (args, want) in cases {
+            assert!(
+                matches!(parse(args), Err(Error::Usage(msg)) if msg == want),
+                "{want}"
+            );
+        }
+        assert_eq!(
+            parse([OsString::from("--help"), bad()]).ok(),
+            Some(Command::Help)
+        );
+    }
+
+    #[test]
+    fn help_version_and_print() {
+        let unit = |flavor| Command::Print(Print::SystemdUnit(flavor), Config::default());
+        let json = with(|c| c.log_format = Format::Json);
+        #[rustfmt::skip]
+        let cases = [
+            (&["--help"][..], Command::Help),
+            (&["-h"], Command::Help),
+            (&["--version"], Command::Version),
+            (&["--help", "--version"], Command::Help),
+            (&["--version", "-h"], Command::Version),
+            (&["--help", "--foo", "bar"], Command::Help),
+            (&["--log.level=debug", "--version", "--foo"], Command::Version),
+            (&["--print-alert-rules", "--help"], Command::Help),
+            (&["--widget.min-duration=1s", "--help"], Command::Help),
+            (&["--print-systemd-unit"], unit(UnitFlavor::Modern)),
+            (&["--print-systemd-unit=modern"], unit(UnitFlavor::Modern)),
+            (&["--print-systemd-unit=legacy"], unit(UnitFlavor::Legacy)),
+            (&["--print-systemd-unit=legacy", "--log.format", "json"], Command::Print(Print::SystemdUnit(UnitFlavor::Legacy), json)),
+            (&["--print-systemd-socket"], Command::Print(Print::SystemdSocket, Config::default())),
+            (&["--print-alert-rules"], Command::Print(Print::AlertRules, Config::default())),
+        ];
+        for (args, want) in cases {
+            assert_eq!(run(args).ok(), Some(want), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn to_args_round_trips() {
+        let all = Config {
+            listen_address: ListenAddress::Ip(SocketAddr::from((Ipv6Addr::LOCALHOST, 9100))),
+            telemetry_path: "/widgets/metrics".to_owned(),
+            systemd_socket: true,
+            sim: SimConfig {
+                min_duration: NS(1_500),
+                max_duration: S(5400),
+                interval: MS(1),
+                failure_ratio: 0.1,
+                seed: Some(7),
+                average_window: MS(1500),
+            },
+            log_level: Level::Warn,
+            log_format: Format::Json,
+        };
+        let want = [
+            "--web.listen-address=[::1]:9100",
+            "--web.telemetry-path=/widgets/metrics",
+            "--web.systemd-socket=true",
+            "--widget.min-duration=1.5µs",
+            "--widget.max-duration=1h30m0s",
+            "--widget.interval=1ms",
+            "--widget.failure-ratio=0.1",
+            "--widget.seed=7",
+            "--widget.average-window=1.5s",
+            "--log.level=warn",
+            "--log.format=json",
+        ];
+        assert_eq!(all.to_args(), want);
+        assert!(Config::default().to_args().is_empty());
+        #[rustfmt::skip]
+        let configs = [
+            Config::default(),
+            all,
+            with(|c| c.listen_address = ListenAddress::AllInterfaces(0)),
+            with(|c| c.listen_address = ListenAddress::Ip(([127, 0, 0, 1], 8000).into())),
+            with(|c| c.telemetry_path = "/a=b%20c".to_owned()),
+            with(|c| c.sim.failure_ratio = 1.0 / 3.0),
+            with(|c| c.sim.failure_ratio = 1e-300),
+            with(|c| c.sim.seed = Some(0)),
+            with(|c| c.sim.interval = NS(1_000_000_001)),
+            with(|c| c.sim.max_duration = NS(u64::MAX)),
+            with(|c| c.sim.average_window = NS(3_599_999_999_999)),
+            with(|c| c.log_level = Level::Debug),
+        ];
+        for config in configs {
+            let args = config.to_args();
+            let got = parse(&args).map_err(|e| e.to_string());
+            assert_eq!(got, Ok(Command::Run(config.clone())), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn usage_text() {
+        assert!(USAGE.starts_with("usage: widget-exporter [FLAGS]\n\n"));
+        assert!(USAGE.lines().count() < 40);
+        assert!(USAGE
+            .lines()
+            .all(|l| l.chars().count() <= 100 && l == l.trim_end()));
+        assert!(USAGE.lines().last().is_some_and(|l| l.contains("README")));
+        // Every flag is listed, the valued ones in the order `to_args` writes them.
+        let every = Config {
+            listen_address: ListenAddress::AllInterfaces(1),
+            telemetry_path: "/m".to_owned(),
+            systemd_socket: true,
+            sim: SimConfig {
+                seed: Some(1),
+                failure_ratio: 0.5,
+                ..SimConfig::default()
+            },
+            log_level: Level::Debug,
+            log_format: Format::Json,
+        };
+        let mut listed = USAGE
+            .lines()
+            .filter_map(|l| l.trim_start().split(['=', '[', ' ']).next());
+        for arg in every.to_args() {
+            let flag = arg.split('=').next().unwrap_or_default();
+            assert!(
+                listed.any(|l| l == flag),
+                "{flag} missing from USAGE or out of order"
+            );
+        }
+        for flag in [
+            "--widget.min-duration",
+            "--widget.max-duration",
+            "--widget.interval",
+            "--widget.average-window",
+            "--print-systemd-unit",
+            "--print-systemd-socket",
+            "--print-alert-rules",
+            "-h, --help",
+            "--version",
+        ] {
+            assert!(USAGE.contains(&format!("\n  {flag}")), "{flag}");
+        }
+    }
+
+    /// Every argument list built from awkward tokens gets an answer, never a panic.
+    #[test]
+    fn no_panics() {
+        #[rustfmt::skip]
+        let tokens = [
+            "", "-", "--", "=", "--=", "-h", "--help=", "--web.listen-address", ":", "[", "]:1",
+            "[::1]:", "localhost:", "--web.telemetry-path", "/", "--widget.interval", "1.", ".",
+            "µ", "μs", "9999999999999999999999h", "--widget.failure-ratio", "1e309",
+            "--widget.seed", "--print-systemd-unit=", "--log.level", "\u{0}", "é=é",
+        ];
+        for a in tokens {
+            for b in tokens {
+                for c in tokens {
+                    let _ = run(&[a, b, c]);
+                }
+            }
+        }
+        let pieces = [
+            "0", "1", "9", ".", "µ", "μ", "s", "m", "h", "n", "u", "-", "+", " ",
+        ];
+        for a in pieces {
+            for b in pieces {
+                for c in pieces {
+                    for d in pieces {
+                        let _ = parse_duration(&[a, b, c, d].concat());
+                    }
+                }
+            }
+        }
+    }
+}

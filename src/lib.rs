@@ -1,0 +1,15 @@
+//! widget-exporter: a tiny, synchronous Prometheus exporter for a simulated widget service.
+//!
+//! Where numbers come from: [`sim`] (the widgets) and [`process`] (`/proc`), gathered in
+//! [`metrics`]. How they are served: [`render`] (the exposition formats) and [`server`]
+//! (HTTP), driven by the one loop in [`app`]. [`cli`] turns flags into a configuration.
+
+pub mod app;
+pub mod cli;
+pub mod error;
+pub mod log;
+pub mod metrics;
+pub mod process;
+pub mod render;
+pub mod server;
+pub mod sim;

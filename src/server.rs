@@ -1,0 +1,245 @@
+//! HTTP on tiny_http: the listener's socket options, routing, headers and status codes. It
+//! answers one request at a time for the loop in `app`; what a scrape contains is `metrics`'
+//! and `render`'s business.
+
+use std::io;
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use tiny_http::{Header, Method, Request, Response, StatusCode};
+
+use crate::log;
+use crate::metrics::Metrics;
+use crate::process::ProcessReader;
+use crate::render::{self, Format};
+
+/// Longest a single response write may block the loop (per `write()` call): a client that
+/// stops reading costs us at most about this, then its write fails and we move on.
+pub const SEND_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// Sets `TCP_NODELAY` and a send timeout on a listening socket. Linux copies both to every
+/// socket `accept()` returns, which is the only way to reach the sockets tiny_http accepts.
+///
+/// `TCP_NODELAY` matters because tiny_http writes headers and body in separate `write()`s:
+/// with Nagle on, a kept-alive response's second write waits for the client's delayed ACK
+/// (~40 ms). Std has no setters on listeners, but the options live on the socket, not on the
+/// descriptor: a duplicate descriptor, viewed as a `TcpStream`, reaches them safely.
+pub fn tune_listener(listener: &TcpListener) -> io::Result<()> {
+    let socket = TcpStream::from(std::os::fd::OwnedFd::from(listener.try_clone()?));
+    socket.set_nodelay(true)?;
+    socket.set_write_timeout(Some(SEND_TIMEOUT))
+}
+
+/// Where a request goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// The telemetry path: a scrape.
+    Telemetry,
+    /// `/`: the landing page.
+    Landing,
+    /// `/-/healthy`.
+    Healthy,
+    /// A path we do not serve.
+    NotFound,
+    /// A path we serve, with a method other than GET or HEAD.
+    MethodNotAllowed,
+}
+
+/// Routes by path (query and fragment ignored, absolute-form targets accepted) and method.
+#[must_use]
+pub fn route(method: &Method, target: &str, telemetry_path: &str) -> Route {
+    let path = path_of(target);
+    let known = path == telemetry_path || path == "/" || path == "/-/healthy";
+    if !known {
+        return Route::NotFound;
+    }
+    if !matches!(method, Method::Get | Method::Head) {
+        return Route::MethodNotAllowed;
+    }
+    if path == telemetry_path {
+        Route::Telemetry
+    } else if path == "/" {
+        Route::Landing
+    } else {
+        Route::Healthy
+    }
+}
+
+/// The path of a request target: origin-form as is, absolute-form (`http://host/path`) reduced
+/// to its path, query and fragment cut off.
+fn path_of(target: &str) -> &str {
+    let target = match target.split_once("://") {
+        Some((scheme, rest)) if !scheme.contains('/') => rest.find('/').map_or("/", |i| &rest[i..]),
+        _ => target,
+    };
+    let end = target.find(['?', '#']).unwrap_or(target.len());
+    &target[..end]
+}
+
+/// Everything needed to answer requests: the routes, the landing page, the reused scrape
+/// buffer and the `/proc` reader.
+pub struct Site {
+    telemetry_path: String,
+    landing: String,
+    body: String,
+    process: ProcessReader,
+}
+
+impl Site {
+    /// A site serving the given telemetry path.
+    #[must_use]
+    pub fn new(telemetry_path: &str) -> Self {
+        Site {
+            telemetry_path: telemetry_path.to_owned(),
+            landing: landing_page(telemetry_path),
+            body: String::with_capacity(8192),
+            process: ProcessReader::new(),
+        }
+    }
+
+    /// Renders the current metrics into the reused buffer and returns it (no I/O).
+    pub fn scrape(&mut self, metrics: &Metrics, format: Format) -> &str {
+        let snapshot = metrics.snapshot(self.process.read());
+        render::render(&snapshot, format, &mut self.body);
+        &self.body
+    }
+
+    /// Answers one request and counts it. A client that hung up is logged at debug; nothing a
+    /// client sends can make this fail.
+    pub fn handle(&mut self, request: Request, metrics: &Metrics) {
+        let route = route(request.method(), request.url(), &self.telemetry_path);
+        let (code, result) = match route {
+            Route::Telemetry => {
+                let accept = request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv("Accept"))
+                    .map(|h| h.value.as_str());
+                let format = render::negotiate(accept);
+                let body = self.scrape(metrics, format);
+                (
+                    200,
+                    respond(request, 200, format.content_type(), body, None),
+                )
+            }
+            Route::Landing => (200, respond(request, 200, HTML, &self.landing, None)),
+            Route::Healthy => (200, respond(request, 200, TEXT, "OK\n", None)),
+            Route::NotFound => (
+                404,
+                respond(request, 404, TEXT, "404 page not found\n", None),
+            ),
+            Route::MethodNotAllowed => (
+                405,
+                respond(
+                    request,
+                    405,
+                    TEXT,
+                    "method not allowed\n",
+                    Some(("Allow", "GET, HEAD")),
+                ),
+            ),
+        };
+        metrics.count_request(code);
+        if let Err(e) = result {
+            log::debug("response not delivered", &[("code", &code), ("err", &e)]);
+        }
+    }
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+fn header(name: &str, value: &str) -> Header {
+    Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .expect("static header names and values are ASCII")
+}
+
+fn respond(
+    request: Request,
+    code: u16,
+    content_type: &str,
+    body: &str,
+    extra: Option<(&str, &str)>,
+) -> io::Result<()> {
+    if log::enabled(log::Level::Debug) {
+        let (method, url) = (request.method().to_string(), request.url().to_owned());
+        log::debug(
+            "request",
+            &[("method", &method), ("path", &url), ("code", &code)],
+        );
+    }
+    let mut headers = vec![header("Content-Type", content_type)];
+    if let Some((name, value)) = extra {
+        headers.push(header(name, value));
+    }
+    let response = Response::new(
+        StatusCode(code),
+        headers,
+        body.as_bytes(),
+        Some(body.len()),
+        None,
+    );
+    request.respond(response)
+}
+
+fn landing_page(telemetry_path: &str) -> String {
+    let mut path = String::new();
+    for c in telemetry_path.chars() {
+        match c {
+            '&' => path.push_str("&amp;"),
+            '<' => path.push_str("&lt;"),
+            '>' => path.push_str("&gt;"),
+            '"' => path.push_str("&quot;"),
+            c => path.push(c),
+        }
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>widget-exporter</title></head>\n\
+         <body>\n<h1>widget-exporter</h1>\n\
+         <p>Version {version}. A Prometheus exporter for a simulated widget-processing service.</p>\n\
+         <ul>\n<li><a href=\"{path}\">{path}</a>: metrics</li>\n<li><a href=\"/-/healthy\">/-/healthy</a>: health</li>\n</ul>\n\
+         </body>\n</html>\n",
+        version = env!("CARGO_PKG_VERSION"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes() {
+        use Route::*;
+        let get = Method::Get;
+        for (method, target, want) in [
+            (&get, "/metrics", Telemetry),
+            (&Method::Head, "/metrics", Telemetry),
+            (&get, "/metrics?x=1", Telemetry),
+            (&get, "/metrics#frag", Telemetry),
+            (&get, "http://host:8000/metrics", Telemetry),
+            (&get, "http://host", Landing),
+            (&get, "/", Landing),
+            (&get, "/-/healthy", Healthy),
+            (&get, "/metrics/", NotFound),
+            (&get, "/METRICS", NotFound),
+            (&get, "", NotFound),
+            (&get, "*", NotFound),
+            (&get, "/a?b=http://c/metrics", NotFound),
+            (&Method::Post, "/metrics", MethodNotAllowed),
+            (&Method::Options, "/", MethodNotAllowed),
+            (&Method::Delete, "/-/healthy", MethodNotAllowed),
+            (&Method::Post, "/nope", NotFound),
+        ] {
+            assert_eq!(route(method, target, "/metrics"), want, "{method} {target}");
+        }
+        assert_eq!(route(&get, "/custom", "/custom"), Telemetry);
+        assert_eq!(route(&get, "/metrics", "/custom"), NotFound);
+    }
+
+    #[test]
+    fn landing_page_escapes_the_path() {
+        let page = landing_page("/a<b>\"&");
+        assert!(page.contains("href=\"/a&lt;b&gt;&quot;&amp;\""));
+        assert!(page.contains(env!("CARGO_PKG_VERSION")));
+    }
+}

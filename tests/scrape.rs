@@ -1,0 +1,264 @@
+//! The real binary over plain TCP: routes, status codes, headers, both formats, keep-alive,
+//! counters that only go up, and a scrape answered at once while a widget is processing.
+
+// Counters are printed as exact integers; comparing them exactly is the point.
+#![allow(clippy::float_cmp)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Exporter, KeepAlive};
+
+const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
+
+/// Fast widgets so counters move within a test's patience.
+const FAST: &[&str] = &[
+    "--widget.min-duration=1ms",
+    "--widget.max-duration=3ms",
+    "--widget.interval=2ms",
+    "--widget.failure-ratio=0.5",
+];
+
+/// The value of an unlabelled (or exactly labelled) sample.
+fn value(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {series} in:\n{body}"))
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn text_format_by_default() {
+    let e = Exporter::start(&[]);
+    let r = e.get("/metrics");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("text/plain; version=0.0.4; charset=utf-8")
+    );
+    assert!(r.body.ends_with('\n'));
+    assert!(!r.body.contains("# EOF"));
+    assert!(r.body.contains("# TYPE widgets_processed_total counter\n"));
+    assert!(r.body.contains("widget_exporter_build_info{version=\""));
+    for code in ["200", "400", "404", "405"] {
+        assert!(
+            r.body.contains(&format!(
+                "widget_exporter_http_requests_total{{code=\"{code}\"}} "
+            )),
+            "code {code} present from the start"
+        );
+    }
+    for family in [
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+        "process_max_fds",
+        "process_start_time_seconds",
+        "process_virtual_memory_bytes",
+    ] {
+        assert!(r.body.contains(&format!("\n{family} ")), "{family}");
+    }
+}
+
+#[test]
+fn openmetrics_when_preferred() {
+    let e = Exporter::start(&[]);
+    let r = e.get_with("/metrics", PROMETHEUS_ACCEPT);
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("Content-Type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    assert!(r.body.ends_with("\n# EOF\n"), "{}", r.body);
+    assert!(r.body.contains("# TYPE widgets_processed counter\n"));
+    assert!(r.body.contains("# TYPE widget_exporter_build info\n"));
+    // A client that asks for text only still gets text.
+    let r = e.get_with("/metrics", "Accept: text/plain;version=0.0.4\r\n");
+    assert!(r.header("Content-Type").unwrap().starts_with("text/plain"));
+}
+
+#[test]
+fn other_routes_and_methods() {
+    let e = Exporter::start(&["--web.telemetry-path=/custom"]);
+    let r = e.get("/");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("Content-Type"), Some("text/html; charset=utf-8"));
+    assert!(r.body.contains("href=\"/custom\""), "{}", r.body);
+    assert!(r.body.contains(env!("CARGO_PKG_VERSION")));
+    let r = e.get("/-/healthy");
+    assert_eq!((r.status, r.body.as_str()), (200, "OK\n"));
+    assert_eq!(e.get("/custom").status, 200);
+    assert_eq!(e.get("/metrics").status, 404);
+    assert_eq!(e.get("/nope").status, 404);
+    let r = support::request(
+        e.addr,
+        "POST /custom HTTP/1.1\r\nHost: t\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("Allow"), Some("GET, HEAD"));
+    let r = support::request(
+        e.addr,
+        "HEAD /custom HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.is_empty(), "HEAD has no body");
+    let len: usize = r.header("Content-Length").unwrap().parse().unwrap();
+    assert!(
+        len > 1000,
+        "HEAD announces the GET body's length, got {len}"
+    );
+    // Every answer above was counted under its code.
+    let body = e.get("/custom").body;
+    assert_eq!(
+        value(&body, "widget_exporter_http_requests_total{code=\"404\"}"),
+        2.0
+    );
+    assert_eq!(
+        value(&body, "widget_exporter_http_requests_total{code=\"405\"}"),
+        1.0
+    );
+    assert!(value(&body, "widget_exporter_http_requests_total{code=\"200\"}") >= 4.0);
+}
+
+#[test]
+fn keep_alive_serves_many_requests_on_one_connection() {
+    let e = Exporter::start(&[]);
+    let mut conn = KeepAlive::connect(e.addr);
+    for i in 0..20 {
+        let path = if i % 2 == 0 { "/metrics" } else { "/-/healthy" };
+        let r = conn.send(&format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"));
+        assert_eq!(r.status, 200, "request {i}");
+        assert_eq!(
+            r.header("Connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref()
+                .unwrap_or("keep-alive"),
+            "keep-alive"
+        );
+    }
+    let r = conn.send("HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(r.status, 200);
+    let r = conn.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert!(
+        r.body.starts_with("# HELP"),
+        "the connection stays in sync after HEAD"
+    );
+}
+
+#[test]
+fn counters_only_go_up_and_agree() {
+    let e = Exporter::start(FAST);
+    let mut last = (0.0, 0.0, 0.0);
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_millis(150));
+        let body = e.get("/metrics").body;
+        let processed = value(&body, "widgets_processed_total");
+        let failed = value(&body, "widgets_failed_total");
+        let count = value(&body, "widget_processing_duration_seconds_count");
+        let inf = value(
+            &body,
+            "widget_processing_duration_seconds_bucket{le=\"+Inf\"}",
+        );
+        let sum = value(&body, "widget_processing_duration_seconds_sum");
+        assert_eq!(count, inf);
+        assert_eq!(count, processed);
+        assert!(failed <= processed);
+        assert!(
+            processed >= last.0 && failed >= last.1 && sum >= last.2,
+            "{body}"
+        );
+        // 1–3 ms widgets: the histogram puts them all at or under 25 ms.
+        assert_eq!(
+            value(
+                &body,
+                "widget_processing_duration_seconds_bucket{le=\"0.025\"}"
+            ),
+            count
+        );
+        last = (processed, failed, sum);
+    }
+    assert!(last.0 > 10.0, "widgets kept being processed: {last:?}");
+    assert!(
+        last.1 > 0.0,
+        "failure ratio 0.5 produced failures: {last:?}"
+    );
+    let body = e.get("/metrics").body;
+    let avg = value(&body, "average_processing_time_seconds");
+    assert!(
+        (0.001..=0.003).contains(&avg),
+        "mean of 1-3 ms widgets: {avg}"
+    );
+    let ts = value(&body, "widget_last_processed_timestamp_seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - ts).abs() < 60.0, "last processed {ts} vs now {now}");
+}
+
+#[test]
+fn scrape_is_answered_while_a_long_widget_processes() {
+    let e = Exporter::start(&["--widget.min-duration=20s", "--widget.max-duration=20s"]);
+    // The first widget starts at once and takes 20 s of simulated time.
+    let body = e.get("/metrics").body;
+    assert_eq!(value(&body, "widgets_in_progress"), 1.0);
+    for _ in 0..3 {
+        let t = Instant::now();
+        let r = e.get("/metrics");
+        let took = t.elapsed();
+        assert_eq!(r.status, 200);
+        // Generous: behaviour (no blocking sleep), not a benchmark.
+        assert!(took < Duration::from_secs(2), "scrape took {took:?}");
+        assert_eq!(value(&r.body, "widgets_processed_total"), 0.0);
+    }
+    // Nothing has finished, so the window is empty and says so.
+    assert!(body.contains("\naverage_processing_time_seconds NaN\n"));
+    assert!(body.contains("\nwidget_last_processed_timestamp_seconds 0\n"));
+}
+
+#[test]
+fn logs_name_the_version_and_settings() {
+    let e = Exporter::start(&["--widget.seed=42"]);
+    let log = e.log();
+    let start = log
+        .lines()
+        .find(|l| l.contains("msg=\"starting widget-exporter\""))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        start.contains(&format!("version={}", env!("CARGO_PKG_VERSION"))),
+        "{start}"
+    );
+    assert!(
+        start.contains("seed=42") && start.contains("interval=1s"),
+        "{start}"
+    );
+    assert!(
+        log.lines().all(|l| l.starts_with("ts=")),
+        "one logfmt line per event:\n{log}"
+    );
+    // No per-request lines at the default level.
+    e.get("/metrics");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(!e.log().contains("msg=request"));
+}
+
+#[test]
+fn json_logs_and_debug_requests() {
+    let e = Exporter::start_with(
+        std::process::Command::new(support::BIN).args(["--log.format=json", "--log.level=debug"]),
+    );
+    e.get("/nope");
+    std::thread::sleep(Duration::from_millis(200));
+    let log = e.log();
+    assert!(
+        log.lines()
+            .all(|l| l.starts_with("{\"ts\":\"") && l.ends_with('}')),
+        "{log}"
+    );
+    assert!(
+        log.contains("\"msg\":\"request\"") && log.contains("\"code\":\"404\""),
+        "{log}"
+    );
+}
