@@ -1,33 +1,45 @@
-//! The binary: parse the flags, run the exporter, map the outcome to an exit code. Only this
-//! file prints outside the log or exits.
+//! The binary: parse the flags, run the exporter (or print what was asked), map the outcome
+//! to an exit code. Only this file prints outside the log or exits.
 
 use std::process::ExitCode;
 
-use widget_exporter::cli::{self, Command};
-use widget_exporter::{app, log};
+use widget_exporter::cli::{self, Command, Config, ListenAddress, Print, UnitFlavor};
+use widget_exporter::{app, log, notify};
+
+/// Alerting rules for operators, a real file packagers can read.
+const ALERT_RULES: &str = include_str!("alerts/widget-exporter.rules.yml");
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => {
-            print!("{}", cli::USAGE);
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Version) => {
-            println!("widget-exporter {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Ok(Command::Print(..)) => {
-            eprintln!("widget-exporter: printing units and rules is not implemented yet");
-            ExitCode::from(2)
-        }
+        Ok(Command::Help) => print!("{}", cli::USAGE),
+        Ok(Command::Version) => println!("widget-exporter {}", env!("CARGO_PKG_VERSION")),
+        Ok(Command::Print(what, config)) => print!("{}", printed(what, &config)),
         Ok(Command::Run(config)) => {
             let Err(e) = app::run(&config);
             log::error(&e.to_string(), &[]);
-            ExitCode::from(e.exit_code() as u8)
+            return ExitCode::from(e.exit_code() as u8);
         }
         Err(e) => {
             eprintln!("widget-exporter: {e}\nrun 'widget-exporter --help' for usage");
-            ExitCode::from(e.exit_code() as u8)
+            return ExitCode::from(e.exit_code() as u8);
         }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The text of a `--print-*` flag, filled in with the other flags given.
+fn printed(what: Print, config: &Config) -> String {
+    match what {
+        Print::SystemdUnit(UnitFlavor::Modern) => {
+            notify::fill_args(notify::SERVICE_UNIT, &config.to_args())
+        }
+        Print::SystemdUnit(UnitFlavor::Legacy) => {
+            notify::fill_args(notify::LEGACY_SERVICE_UNIT, &config.to_args())
+        }
+        Print::SystemdSocket => notify::socket_unit(&match config.listen_address {
+            ListenAddress::AllInterfaces(port) => port.to_string(),
+            ListenAddress::Ip(addr) => addr.to_string(),
+        }),
+        Print::AlertRules => ALERT_RULES.to_owned(),
     }
 }

@@ -88,6 +88,12 @@ pub const HTTP_REQUESTS: Family = family(
     Kind::Counter,
     "HTTP requests answered by the exporter, by status code.",
 );
+/// Whether the loop's latest request to its own listener came back.
+pub const SELF_PROBE: Family = family(
+    "widget_exporter_self_probe_success",
+    Kind::Gauge,
+    "Whether the latest request the exporter sent to its own listener came back through the HTTP server (1) or not (0).",
+);
 /// Standard process metrics, worded as the official clients word them.
 pub const PROCESS_CPU: Family = family(
     "process_cpu_seconds_total",
@@ -135,6 +141,7 @@ pub const FAMILIES: &[Family] = &[
     LAST_PROCESSED,
     BUILD_INFO,
     HTTP_REQUESTS,
+    SELF_PROBE,
     PROCESS_CPU,
     PROCESS_RSS,
     PROCESS_VSIZE,
@@ -164,7 +171,13 @@ pub const BUCKETS: [(u64, &str); 14] = [
 ];
 
 /// Status codes the exporter itself answers with; all present from the start at 0.
-pub const HTTP_CODES: [(u16, &str); 4] = [(200, "200"), (400, "400"), (404, "404"), (405, "405")];
+pub const HTTP_CODES: [(u16, &str); 5] = [
+    (200, "200"),
+    (400, "400"),
+    (404, "404"),
+    (405, "405"),
+    (503, "503"),
+];
 
 /// The live values, updated by the loop with relaxed atomics (one writer; readers need no
 /// ordering beyond each value being whole).
@@ -180,6 +193,7 @@ pub struct Metrics {
     window_count: AtomicU64,
     last_processed_unix_nanos: AtomicU64,
     http_requests: [AtomicU64; HTTP_CODES.len()],
+    self_probe_success: AtomicU64,
 }
 
 impl Metrics {
@@ -218,6 +232,11 @@ impl Metrics {
         }
     }
 
+    /// Publishes the self-probe's latest outcome.
+    pub fn set_self_probe(&self, ok: bool) {
+        self.self_probe_success.store(u64::from(ok), Relaxed);
+    }
+
     /// Reads every value once into a plain snapshot.
     #[must_use]
     pub fn snapshot(&self, process: ProcessStats) -> Snapshot {
@@ -238,6 +257,7 @@ impl Metrics {
                 .then(|| self.window_sum_nanos.load(Relaxed) / window_count),
             last_processed_unix_nanos: self.last_processed_unix_nanos.load(Relaxed),
             http_requests: std::array::from_fn(|i| self.http_requests[i].load(Relaxed)),
+            self_probe_success: self.self_probe_success.load(Relaxed),
             process,
         }
     }
@@ -262,6 +282,8 @@ pub struct Snapshot {
     pub last_processed_unix_nanos: u64,
     /// Per [`HTTP_CODES`] entry.
     pub http_requests: [u64; HTTP_CODES.len()],
+    /// 1 when the latest self-probe came back, else 0.
+    pub self_probe_success: u64,
     /// From `/proc`; a `None` field leaves its family out.
     pub process: ProcessStats,
 }
@@ -296,6 +318,7 @@ impl Snapshot {
                 .zip(&self.http_requests)
                 .map(|(&(_, code), &n)| (code, n)),
         );
+        e.gauge(&SELF_PROBE, Number::Int(self.self_probe_success));
         let p = &self.process;
         if let Some(v) = p.cpu_seconds {
             e.counter_number(&PROCESS_CPU, Number::Float(v));
@@ -368,7 +391,7 @@ mod tests {
         m.count_request(999);
         let s = m.snapshot(ProcessStats::default());
         assert_eq!(s.average_nanos, Some(150));
-        assert_eq!(s.http_requests, [2, 0, 1, 0]);
+        assert_eq!(s.http_requests, [2, 0, 1, 0, 0]);
     }
 
     #[test]

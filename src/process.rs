@@ -151,20 +151,12 @@ fn read_into<'a>(path: &str, buf: &'a mut Vec<u8>) -> Option<&'a [u8]> {
     Some(buf)
 }
 
-/// Counts the entries of `/proc/self/fd`.
-///
-/// This allocates: `read_dir` keeps a heap buffer for the directory stream and an `OsString`
-/// per entry. It is the one known allocation per read, to be replaced by a raw `getdents64`
-/// walk if that ever matters. Like `client_golang` and `client_python`, the count includes the
-/// descriptor the listing itself holds open. An error on any entry gives `None` rather than
-/// an undercount.
+/// Counts the entries of `/proc/self/fd`; `None` if it cannot be listed.
 fn count_open_fds() -> Option<u64> {
-    let mut count = 0u64;
-    for entry in std::fs::read_dir("/proc/self/fd").ok()? {
-        entry.ok()?;
-        count += 1;
-    }
-    Some(count)
+    // getdents64 on a stack buffer: no allocation per scrape (read_dir allocates). The
+    // directory's own descriptor is counted, as client_golang and client_python count it.
+    let dir = File::open("/proc/self/fd").ok()?;
+    crate::sys::count_dir_entries(&dir).ok()
 }
 
 /// CPU seconds from user and system ticks; `None` if either is missing or their sum overflows.

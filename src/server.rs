@@ -104,26 +104,33 @@ impl Site {
         &self.body
     }
 
-    /// Answers one request and counts it. A client that hung up is logged at debug; nothing a
-    /// client sends can make this fail.
-    pub fn handle(&mut self, request: Request, metrics: &Metrics) {
+    /// Answers one request and counts it. `unhealthy` is why `/-/healthy` must say 503, if
+    /// it must. A client that hung up is logged at debug; nothing a client sends can make
+    /// this fail.
+    pub fn handle(&mut self, request: Request, metrics: &Metrics, unhealthy: Option<&str>) {
         let route = route(request.method(), request.url(), &self.telemetry_path);
+        let mut format = None;
+        let seen = log::enabled(log::Level::Debug).then(|| {
+            let ua = header_value(&request, "User-Agent")
+                .unwrap_or("")
+                .to_owned();
+            (request.method().to_string(), request.url().to_owned(), ua)
+        });
         let (code, result) = match route {
             Route::Telemetry => {
-                let accept = request
-                    .headers()
-                    .iter()
-                    .find(|h| h.field.equiv("Accept"))
-                    .map(|h| h.value.as_str());
-                let format = render::negotiate(accept);
-                let body = self.scrape(metrics, format);
-                (
-                    200,
-                    respond(request, 200, format.content_type(), body, None),
-                )
+                let f = render::negotiate(header_value(&request, "Accept"));
+                format = Some(f);
+                let body = self.scrape(metrics, f);
+                (200, respond(request, 200, f.content_type(), body, None))
             }
             Route::Landing => (200, respond(request, 200, HTML, &self.landing, None)),
-            Route::Healthy => (200, respond(request, 200, TEXT, "OK\n", None)),
+            Route::Healthy => match unhealthy {
+                None => (200, respond(request, 200, TEXT, "OK\n", None)),
+                Some(why) => {
+                    let body = format!("unhealthy: {why}\n");
+                    (503, respond(request, 503, TEXT, &body, None))
+                }
+            },
             Route::NotFound => (
                 404,
                 respond(request, 404, TEXT, "404 page not found\n", None),
@@ -140,9 +147,42 @@ impl Site {
             ),
         };
         metrics.count_request(code);
+        if let Some((method, path, user_agent)) = seen {
+            let format = format.map_or("-", |f| match f {
+                Format::Text => "text",
+                Format::OpenMetrics => "openmetrics",
+            });
+            log::debug(
+                "request",
+                &[
+                    ("method", &method),
+                    ("path", &path),
+                    ("code", &code),
+                    ("format", &format),
+                    ("user_agent", &user_agent),
+                ],
+            );
+        }
         if let Err(e) = result {
             log::debug("response not delivered", &[("code", &code), ("err", &e)]);
         }
+    }
+}
+
+/// The value of the first header named `name` (case-insensitive).
+#[must_use]
+pub fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+/// Answers the loop's own probe: 200, not counted among clients' requests.
+pub fn answer_probe(request: Request) {
+    if let Err(e) = respond(request, 200, TEXT, "OK\n", None) {
+        log::debug("probe response not delivered", &[("err", &e)]);
     }
 }
 
@@ -161,13 +201,6 @@ fn respond(
     body: &str,
     extra: Option<(&str, &str)>,
 ) -> io::Result<()> {
-    if log::enabled(log::Level::Debug) {
-        let (method, url) = (request.method().to_string(), request.url().to_owned());
-        log::debug(
-            "request",
-            &[("method", &method), ("path", &url), ("code", &code)],
-        );
-    }
     let mut headers = vec![header("Content-Type", content_type)];
     if let Some((name, value)) = extra {
         headers.push(header(name, value));

@@ -34,6 +34,7 @@ fn snapshot() -> Snapshot {
             r[2] = 3;
             r
         },
+        self_probe_success: 1,
         process: ProcessStats {
             cpu_seconds: Some(0.37),
             resident_memory_bytes: Some(1_679_360),

@@ -1,0 +1,200 @@
+//! The few system calls std lacks, as small safe functions: adopting a listening socket
+//! passed by systemd, counting directory entries without allocating, and reading or raising
+//! the open-files limit. All of the crate's `unsafe` lives here, each block with its reason.
+//! Nothing here knows about HTTP, metrics or the loop.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_int, c_void};
+use std::fs::File;
+use std::io;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+
+const SOL_SOCKET: c_int = 1;
+const SO_TYPE: c_int = 3;
+const SO_ACCEPTCONN: c_int = 30;
+const SOCK_STREAM: c_int = 1;
+const RLIMIT_NOFILE: c_int = 7;
+
+#[repr(C)]
+struct Rlimit {
+    cur: u64,
+    max: u64,
+}
+
+extern "C" {
+    fn getsockopt(fd: c_int, level: c_int, name: c_int, value: *mut c_void, len: *mut u32)
+        -> c_int;
+    fn getdents64(fd: c_int, buf: *mut c_void, len: usize) -> isize;
+    fn getrlimit(resource: c_int, limit: *mut Rlimit) -> c_int;
+    fn setrlimit(resource: c_int, limit: *const Rlimit) -> c_int;
+}
+
+fn socket_option(fd: RawFd, name: c_int) -> io::Result<c_int> {
+    let mut value: c_int = 0;
+    let mut len = u32::try_from(std::mem::size_of::<c_int>()).expect("4 fits in u32");
+    // SAFETY: `value` and `len` are valid for writes of the sizes passed; the kernel checks
+    // `fd` and reports EBADF/ENOTSOCK for anything that is not an open socket.
+    let rc = unsafe { getsockopt(fd, SOL_SOCKET, name, (&raw mut value).cast(), &raw mut len) };
+    if rc == 0 {
+        Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Takes ownership of `fd` as a listening TCP socket, after checking that it is one: a
+/// stream socket, listening, of an IP family. Anything else is an error and `fd` is left
+/// alone. The caller promises that nothing else in the process owns `fd`
+/// (systemd's `LISTEN_FDS` descriptors are ours alone).
+pub fn adopt_listener(fd: RawFd) -> io::Result<TcpListener> {
+    let invalid =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} {what}"));
+    if socket_option(fd, SO_TYPE).map_err(|e| invalid(&format!("is not a socket ({e})")))?
+        != SOCK_STREAM
+    {
+        return Err(invalid("is not a stream socket"));
+    }
+    if socket_option(fd, SO_ACCEPTCONN)? != 1 {
+        return Err(invalid("is not listening"));
+    }
+    // SAFETY: `fd` is an open, listening stream socket (checked above) that the caller says
+    // nothing else owns, so the `TcpListener` may own and eventually close it.
+    let listener = unsafe { TcpListener::from_raw_fd(fd) };
+    if listener.local_addr().is_ok() {
+        Ok(listener)
+    } else {
+        // Not an IP socket (e.g. AF_UNIX): give the descriptor back untouched.
+        std::mem::forget(listener);
+        Err(invalid("is not a TCP (IPv4/IPv6) socket"))
+    }
+}
+
+/// Counts the entries of an open directory, `.` and `..` excluded, without allocating.
+pub fn count_dir_entries(dir: &File) -> io::Result<u64> {
+    // u64 elements keep the buffer 8-byte aligned, as `struct linux_dirent64` needs.
+    let mut buf = [0u64; 512];
+    let mut count = 0;
+    loop {
+        // SAFETY: `buf` is valid for writes of its full byte length; the kernel writes at most
+        // that many bytes of whole records and returns how many it wrote.
+        let n = unsafe {
+            getdents64(
+                dir.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                std::mem::size_of_val(&buf),
+            )
+        };
+        let Ok(n) = usize::try_from(n) else {
+            return Err(io::Error::last_os_error());
+        };
+        if n == 0 {
+            return Ok(count);
+        }
+        let bytes: &[u8] = {
+            // SAFETY: the first `n` bytes of `buf` were just initialised by the kernel, and
+            // u8 has no alignment or validity requirements.
+            unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n) }
+        };
+        let mut at = 0;
+        // linux_dirent64: u64 ino, i64 off, u16 reclen, u8 type, then a NUL-terminated name.
+        while at + 19 < n {
+            let reclen = usize::from(u16::from_ne_bytes([bytes[at + 16], bytes[at + 17]]));
+            if reclen == 0 || at + reclen > n {
+                break;
+            }
+            let name = &bytes[at + 19..at + reclen];
+            if !name.starts_with(b".\0") && !name.starts_with(b"..\0") {
+                count += 1;
+            }
+            at += reclen;
+        }
+    }
+}
+
+/// The open-files limit as (soft, hard).
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
+    let mut limit = Rlimit { cur: 0, max: 0 };
+    // SAFETY: `limit` is a valid, writable `struct rlimit` (two u64 on 64-bit Linux).
+    if unsafe { getrlimit(RLIMIT_NOFILE, &raw mut limit) } == 0 {
+        Ok((limit.cur, limit.max))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Raises the soft open-files limit to the hard one; returns (old soft, new soft).
+pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
+    let (soft, hard) = nofile_limit()?;
+    if soft >= hard {
+        return Ok((soft, soft));
+    }
+    let limit = Rlimit {
+        cur: hard,
+        max: hard,
+    };
+    // SAFETY: `limit` is a valid `struct rlimit`; raising soft up to hard needs no privilege.
+    if unsafe { setrlimit(RLIMIT_NOFILE, &raw const limit) } == 0 {
+        Ok((soft, hard))
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::IntoRawFd;
+
+    #[test]
+    fn counts_directory_entries() {
+        let dir = std::env::temp_dir().join(format!("we-sys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        assert_eq!(count_dir_entries(&File::open(&dir).unwrap()).unwrap(), 0);
+        for i in 0..700 {
+            File::create(dir.join(format!("file-with-a-longish-name-{i}"))).unwrap();
+        }
+        // 700 entries need several getdents64 calls with a 4 KiB buffer.
+        assert_eq!(count_dir_entries(&File::open(&dir).unwrap()).unwrap(), 700);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let fds = File::open("/proc/self/fd").unwrap();
+        assert!(count_dir_entries(&fds).unwrap() >= 3);
+        // A file is not a directory.
+        assert!(count_dir_entries(&File::open("/proc/self/stat").unwrap()).is_err());
+    }
+
+    #[test]
+    fn adopts_only_listening_tcp_sockets() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let adopted = adopt_listener(listener.into_raw_fd()).unwrap();
+        assert_eq!(adopted.local_addr().unwrap(), addr);
+
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let err = adopt_listener(udp.as_raw_fd()).unwrap_err();
+        assert!(err.to_string().contains("not a stream socket"), "{err}");
+
+        let file = File::open("/proc/self/stat").unwrap();
+        let err = adopt_listener(file.as_raw_fd()).unwrap_err();
+        assert!(err.to_string().contains("not a socket"), "{err}");
+
+        let unix = std::os::unix::net::UnixListener::bind(
+            std::env::temp_dir().join(format!("we-sys-{}.sock", std::process::id())),
+        )
+        .unwrap();
+        let err = adopt_listener(unix.as_raw_fd()).unwrap_err();
+        assert!(err.to_string().contains("not a TCP"), "{err}");
+        drop(unix);
+        let _ = std::fs::remove_file(
+            std::env::temp_dir().join(format!("we-sys-{}.sock", std::process::id())),
+        );
+    }
+
+    #[test]
+    fn nofile_limits() {
+        let (soft, hard) = nofile_limit().unwrap();
+        assert!(soft <= hard && soft > 0);
+    }
+}
