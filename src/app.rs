@@ -4,16 +4,19 @@
 //! listener, server, readiness) and what ends the process.
 
 use std::env;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener};
+use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cli::{format_duration, Config, ListenAddress};
 use crate::error::Error;
+use crate::guard::{self, Guard};
 use crate::log;
-use crate::metrics::Metrics;
+use crate::metrics::{CloseReason, Metrics};
 use crate::notify::{self, Notifier};
 use crate::probe::{self, SelfProbe};
-use crate::server::{self, Site};
+use crate::process::ProcessReader;
+use crate::server::{self, Site, UnreadBody};
 use crate::sim::Simulator;
 use crate::sys;
 
@@ -76,7 +79,10 @@ fn listener(config: &Config) -> Result<TcpListener, Error> {
                 );
             }
             let listener = adopt()?;
-            log::info("adopted the listening socket passed by systemd", &[]);
+            log::info(
+                "adopted the listening socket passed at fd 3 (by systemd, or by a restart in place)",
+                &[],
+            );
             Ok(listener)
         }
         Ok(None) if config.systemd_socket => Err(Error::Fatal(
@@ -97,15 +103,35 @@ fn listener(config: &Config) -> Result<TcpListener, Error> {
     }
 }
 
+/// Resident memory that a quiet exporter should be under (it idles at about 2 MiB). A
+/// connection flood leaves more behind: glibc keeps the stacks of a thousand finished
+/// tiny_http threads cached and arenas fragmented. Past this, with no connections left, the
+/// exporter restarts in place to hand the memory back.
+pub const QUIET_RSS_MAX: u64 = 8 << 20;
+
+/// How long memory must stay above [`QUIET_RSS_MAX`] while quiet before that restart.
+pub const QUIET_RSS_GRACE: Duration = Duration::from_secs(3);
+
+/// Environment variable carrying the counters across a restart in place.
+const STATE_VAR: &str = "WIDGET_EXPORTER_STATE";
+
 /// Runs the exporter until it cannot serve any more; returns why.
 pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     log::init(config.log_level, config.log_format);
+    // Taken while this is the only thread: the environment is not safe to change later.
+    let carried = env::var_os(STATE_VAR);
+    env::remove_var(STATE_VAR);
+    sys::tune_malloc();
     raise_fd_limit();
     let listener = listener(config)?;
     server::tune_listener(&listener).map_err(|e| Error::io("tuning the listening socket", e))?;
     let address = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
+    // Kept to hand the listening socket to a re-executed image (see `restart_in_place`).
+    let kept = listener
+        .try_clone()
+        .map_err(|e| Error::io("duplicating the listening socket", e))?;
     let http = tiny_http::Server::from_listener(listener, None)
         .map_err(|e| Error::Fatal(format!("cannot start the HTTP server: {e}")))?;
 
@@ -119,70 +145,46 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     }
 
     let metrics = Metrics::default();
-    let mut rng = config
-        .sim
-        .seed
-        .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed);
+    if let Some(state) = carried {
+        if metrics.import_counters(&state.to_string_lossy()) {
+            log::info("restarted in place; counters carried over", &[]);
+        }
+    }
     let started = Instant::now();
     let start_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let mut sim = Simulator::new(config.sim.clone(), started, start_unix);
-    let mut site = Site::new(&config.telemetry_path);
     let systemd = Systemd::from_env();
     let probe_interval = systemd
         .watchdog
         .map_or(PROBE_INTERVAL, |ping| PROBE_INTERVAL.min(ping / 2));
-    let mut probe = SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, started);
-    let mut next_ping = started;
-
-    systemd.notify(&format!("READY=1\nSTATUS=serving on {address}"));
+    let mut state = Loop {
+        rng: config
+            .sim
+            .seed
+            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
+        sim: Simulator::new(config.sim.clone(), started, start_unix),
+        site: Site::new(&config.telemetry_path),
+        probe: SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, started),
+        guard: Guard::new(address.port(), guard::Limits::default(), started),
+        own: ProcessReader::new(),
+        next_ping: started,
+        started,
+        bloated_since: None,
+        metrics,
+        systemd,
+        kept,
+    };
+    state
+        .systemd
+        .notify(&format!("READY=1\nSTATUS=serving on {address}"));
 
     loop {
-        let now = Instant::now();
-        sim.step(now, &mut rng, &metrics);
-        probe.tick(now);
-        metrics.set_self_probe(probe.ok());
-        let failing = probe.failing_for(started, now);
-        if failing >= PROBE_GIVE_UP {
-            return Err(Error::Fatal(format!(
-                "the HTTP server has not answered the self-probe for {} s ({}); exiting so that the supervisor restarts the exporter",
-                failing.as_secs(),
-                probe.last_error().unwrap_or("no answer")
-            )));
-        }
-        if let Some(ping) = systemd.watchdog {
-            if now >= next_ping {
-                // Only a proven HTTP path keeps systemd's watchdog fed.
-                if probe.succeeded_within(ping, now) {
-                    systemd.notify("WATCHDOG=1");
-                }
-                next_ping = now + ping;
-            }
-        }
-
-        let mut deadline = sim.next_event().min(probe.next_deadline());
-        if systemd.watchdog.is_some() {
-            deadline = deadline.min(next_ping);
-        }
+        let deadline = state.wake(Instant::now())?;
         let mut next = http.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-        let mut drained = 0;
-        loop {
+        for _ in 0..MAX_DRAIN {
             match next {
-                Ok(Some(request)) => {
-                    let now = Instant::now();
-                    if let Some(token) = server::header_value(&request, probe::HEADER) {
-                        if probe.answer(token, now).is_some() {
-                            metrics.set_self_probe(true);
-                            server::answer_probe(request);
-                            next = http.try_recv();
-                            continue;
-                        }
-                    }
-                    // Each scrape sees the simulation as of now, not as of the last wake-up.
-                    sim.step(now, &mut rng, &metrics);
-                    site.handle(request, &metrics, probe.last_error());
-                }
+                Ok(Some(request)) => state.serve(request, Instant::now()),
                 Ok(None) => break,
                 Err(e) => {
                     // tiny_http's accept thread hands over one error and exits: the port is
@@ -192,13 +194,194 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
                     )));
                 }
             }
-            drained += 1;
-            if drained == MAX_DRAIN {
-                break;
-            }
             next = http.try_recv();
         }
     }
+}
+
+/// Everything the loop owns besides the HTTP server.
+struct Loop {
+    metrics: Metrics,
+    rng: fastrand::Rng,
+    sim: Simulator,
+    site: Site,
+    probe: SelfProbe,
+    guard: Guard,
+    /// Reads our own RSS and threads for the guard.
+    own: ProcessReader,
+    systemd: Systemd,
+    next_ping: Instant,
+    started: Instant,
+    /// Since when the exporter has been quiet but holding more than [`QUIET_RSS_MAX`].
+    bloated_since: Option<Instant>,
+    /// The listening socket, kept to hand to a re-executed image.
+    kept: TcpListener,
+}
+
+impl Loop {
+    /// Runs whatever is due at `now` (simulation, self-probe, guard, watchdog) and returns
+    /// when the loop must wake next, or why it must stop.
+    fn wake(&mut self, now: Instant) -> Result<Instant, Error> {
+        let report = self.sim.step(now, &mut self.rng, &self.metrics);
+        if report.events > 0 && log::enabled(log::Level::Debug) {
+            // How punctual the loop is (the benchmark reads these).
+            let lateness_us = report.lateness.as_micros();
+            log::debug(
+                "widget event",
+                &[("events", &report.events), ("lateness_us", &lateness_us)],
+            );
+        }
+        self.probe.tick(now);
+        self.metrics.set_self_probe(self.probe.ok());
+        let failing = self.probe.failing_for(self.started, now);
+        if failing >= PROBE_GIVE_UP {
+            return Err(Error::Fatal(format!(
+                "the HTTP server has not answered the self-probe for {} s ({}); exiting so that the supervisor restarts the exporter",
+                failing.as_secs(),
+                self.probe.last_error().unwrap_or("no answer")
+            )));
+        }
+        if now >= self.guard.next_deadline() {
+            let stats = self.own.read();
+            self.guard.tick(
+                now,
+                stats.resident_memory_bytes,
+                stats.threads,
+                &self.metrics,
+            );
+            let census = self.guard.census();
+            if census.stuck > 0 {
+                let why = format!("{} connections stuck inside tiny_http", census.stuck);
+                return Err(restart_in_place(&self.kept, &self.metrics, &why));
+            }
+            // Quiet: hardly any connections, and none shut down lately (a flood is over).
+            let quiet = census.open <= 2
+                && self
+                    .guard
+                    .last_close()
+                    .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_RSS_GRACE);
+            let bloated = quiet
+                && stats
+                    .resident_memory_bytes
+                    .is_some_and(|r| r > QUIET_RSS_MAX);
+            self.bloated_since = bloated.then(|| self.bloated_since.unwrap_or(now));
+            if self
+                .bloated_since
+                .is_some_and(|t| now.saturating_duration_since(t) >= QUIET_RSS_GRACE)
+            {
+                let why = "memory left behind by a connection flood";
+                return Err(restart_in_place(&self.kept, &self.metrics, why));
+            }
+        }
+        let mut deadline = self
+            .sim
+            .next_event()
+            .min(self.probe.next_deadline())
+            .min(self.guard.next_deadline());
+        if let Some(ping) = self.systemd.watchdog {
+            if now >= self.next_ping {
+                // Only a proven HTTP path keeps systemd's watchdog fed.
+                if self.probe.succeeded_within(ping, now) {
+                    self.systemd.notify("WATCHDOG=1");
+                }
+                self.next_ping = now + ping;
+            }
+            deadline = deadline.min(self.next_ping);
+        }
+        Ok(deadline)
+    }
+
+    /// Answers one request: the self-probe's, one with a body we refuse, or a client's.
+    fn serve(&mut self, request: tiny_http::Request, now: Instant) {
+        let peer = request.remote_addr().copied();
+        self.guard.request_from(peer, now);
+        let is_probe = server::header_value(&request, probe::HEADER)
+            .is_some_and(|token| self.probe.answer(token, now).is_some());
+        if is_probe {
+            self.metrics.set_self_probe(true);
+            server::answer_probe(request);
+        } else if let Some(body) = server::unread_body(&request) {
+            reject_body(request, body, &mut self.guard, &self.metrics, now);
+        } else if self.guard.is_shut(peer) {
+            // Pipelined behind a request that got its connection cut: the answer could not
+            // be delivered, so do not render it. (Dropping answers 500 into a closed socket.)
+            drop(request);
+        } else {
+            // Each scrape sees the simulation as of now, not as of the last wake-up.
+            self.sim.step(now, &mut self.rng, &self.metrics);
+            if self
+                .site
+                .handle(request, &self.metrics, self.probe.last_error())
+            {
+                // The client stopped reading: one bounded stall, then no more.
+                self.guard.cut(
+                    peer,
+                    Shutdown::Both,
+                    CloseReason::WriteTimeout,
+                    now,
+                    &self.metrics,
+                );
+            }
+        }
+    }
+}
+
+/// A request announcing a body tiny_http has not read: it would make the loop wait for the
+/// client inside `respond()` (tiny_http drains the body first), or, for an absurd length,
+/// abort the process (the drain allocates the whole length). Shutting the socket's read side
+/// makes the drain see EOF at once; an absurd length never reaches the drain at all: the 400
+/// goes straight to the socket and the request is deliberately leaked. Its tiny_http thread
+/// then waits forever for that request, so the guard counts the connection as stuck and the
+/// loop restarts in place.
+fn reject_body(
+    request: tiny_http::Request,
+    body: UnreadBody,
+    guard: &mut Guard,
+    metrics: &Metrics,
+    now: Instant,
+) {
+    let peer = request.remote_addr().copied();
+    if body == UnreadBody::Drainable {
+        // With the read side shut down (or the connection already gone, when it cannot be
+        // found) the drain sees EOF at once.
+        guard.cut(peer, Shutdown::Read, CloseReason::Body, now, metrics);
+        server::reject_body(request, metrics);
+        return;
+    }
+    guard.answer_and_cut(
+        peer,
+        server::RAW_BAD_REQUEST,
+        CloseReason::Body,
+        now,
+        metrics,
+    );
+    metrics.count_request(400);
+    std::mem::forget(request);
+}
+
+/// Replaces this process's image with a fresh one of the same binary, same PID and flags,
+/// handing over the listening socket (as systemd would, at fd 3) and the counters. It is how
+/// the exporter sheds what tiny_http can leak but never free: threads deadlocked on its own
+/// channels (an `HTTP/2.0` request line does that), the requests we had to leak, and memory a
+/// flood left behind. Exec ends every thread and closes every other descriptor; connections
+/// waiting in the listen backlog are kept, and systemd sees the same main PID. It takes a few
+/// milliseconds. Returns only if exec failed.
+fn restart_in_place(listener: &TcpListener, metrics: &Metrics, why: &str) -> Error {
+    log::warn("restarting in place", &[("reason", &why)]);
+    if let Err(e) = sys::pass_listener_at_fd3(listener) {
+        return Error::io("handing the listening socket to the new image", e);
+    }
+    let mut argv = env::args_os();
+    let program = argv.next().unwrap_or_else(|| "widget-exporter".into());
+    let e = std::process::Command::new("/proc/self/exe")
+        .arg0(program)
+        .args(argv)
+        .env("LISTEN_PID", std::process::id().to_string())
+        .env("LISTEN_FDS", "1")
+        .env_remove("LISTEN_FDNAMES")
+        .env(STATE_VAR, metrics.export_counters())
+        .exec();
+    Error::io("restarting in place (exec)", e)
 }
 
 /// The systemd side: the notify socket, if any, and the watchdog ping interval, if any.

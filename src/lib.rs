@@ -7,6 +7,7 @@
 pub mod app;
 pub mod cli;
 pub mod error;
+pub mod guard;
 pub mod log;
 pub mod metrics;
 pub mod notify;

@@ -15,6 +15,11 @@ fn main() -> ExitCode {
         Ok(Command::Version) => println!("widget-exporter {}", env!("CARGO_PKG_VERSION")),
         Ok(Command::Print(what, config)) => print!("{}", printed(what, &config)),
         Ok(Command::Run(config)) => {
+            // tiny_http spawns a thread per connection; 256 KiB of stack is plenty for them and
+            // keeps a connection flood's address space small. Set while we are single-threaded.
+            if std::env::var_os("RUST_MIN_STACK").is_none() {
+                std::env::set_var("RUST_MIN_STACK", "262144");
+            }
             let Err(e) = app::run(&config);
             log::error(&e.to_string(), &[]);
             return ExitCode::from(e.exit_code() as u8);

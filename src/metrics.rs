@@ -94,6 +94,18 @@ pub const SELF_PROBE: Family = family(
     Kind::Gauge,
     "Whether the latest request the exporter sent to its own listener came back through the HTTP server (1) or not (0).",
 );
+/// Client connections open, as the connection guard last counted them.
+pub const CONNECTIONS: Family = family(
+    "widget_exporter_connections",
+    Kind::Gauge,
+    "Client connections open and not shut down, as of the connection guard's last scan.",
+);
+/// Connections the guard shut down.
+pub const CONNECTIONS_CLOSED: Family = family(
+    "widget_exporter_connections_closed_total",
+    Kind::Counter,
+    "Client connections the exporter shut down to protect itself, by reason.",
+);
 /// Standard process metrics, worded as the official clients word them.
 pub const PROCESS_CPU: Family = family(
     "process_cpu_seconds_total",
@@ -142,6 +154,8 @@ pub const FAMILIES: &[Family] = &[
     BUILD_INFO,
     HTTP_REQUESTS,
     SELF_PROBE,
+    CONNECTIONS,
+    CONNECTIONS_CLOSED,
     PROCESS_CPU,
     PROCESS_RSS,
     PROCESS_VSIZE,
@@ -179,6 +193,48 @@ pub const HTTP_CODES: [(u16, &str); 5] = [
     (503, "503"),
 ];
 
+/// Why the connection guard shut a connection down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No complete request within the first-request limit (slowloris, idle floods, header bombs).
+    Slow = 0,
+    /// Idle far longer than any scrape interval.
+    Idle = 1,
+    /// Over the connection cap.
+    Cap = 2,
+    /// Memory or thread use over its cap.
+    Pressure = 3,
+    /// The client stopped reading our responses.
+    WriteTimeout = 4,
+    /// The request announced a body (a scrape has none), which tiny_http would wait for.
+    Body = 5,
+}
+
+impl CloseReason {
+    /// Every reason, in label order.
+    pub const ALL: [CloseReason; 6] = [
+        CloseReason::Slow,
+        CloseReason::Idle,
+        CloseReason::Cap,
+        CloseReason::Pressure,
+        CloseReason::WriteTimeout,
+        CloseReason::Body,
+    ];
+
+    /// The `reason` label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Slow => "slow",
+            CloseReason::Idle => "idle",
+            CloseReason::Cap => "cap",
+            CloseReason::Pressure => "pressure",
+            CloseReason::WriteTimeout => "write_timeout",
+            CloseReason::Body => "body",
+        }
+    }
+}
+
 /// The live values, updated by the loop with relaxed atomics (one writer; readers need no
 /// ordering beyond each value being whole).
 #[derive(Debug, Default)]
@@ -194,6 +250,8 @@ pub struct Metrics {
     last_processed_unix_nanos: AtomicU64,
     http_requests: [AtomicU64; HTTP_CODES.len()],
     self_probe_success: AtomicU64,
+    connections: AtomicU64,
+    connections_closed: [AtomicU64; CloseReason::ALL.len()],
 }
 
 impl Metrics {
@@ -237,6 +295,60 @@ impl Metrics {
         self.self_probe_success.store(u64::from(ok), Relaxed);
     }
 
+    /// Publishes the number of open client connections.
+    pub fn set_connections(&self, n: u64) {
+        self.connections.store(n, Relaxed);
+    }
+
+    /// Counts a connection the guard shut down.
+    pub fn count_close(&self, reason: CloseReason) {
+        self.connections_closed[reason as usize].fetch_add(1, Relaxed);
+    }
+
+    /// The counters, as text to hand to a re-executed image of this process (so that
+    /// restarting in place does not reset them).
+    #[must_use]
+    pub fn export_counters(&self) -> String {
+        let mut out = String::from("v1");
+        for c in self.counters() {
+            out.push(',');
+            out.push_str(&c.load(Relaxed).to_string());
+        }
+        out
+    }
+
+    /// Restores counters written by [`Metrics::export_counters`]; false (and nothing
+    /// changed) if the text is not exactly that shape.
+    pub fn import_counters(&self, text: &str) -> bool {
+        let mut parts = text.split(',');
+        let counters = self.counters();
+        if parts.next() != Some("v1") {
+            return false;
+        }
+        let values: Vec<u64> = parts.map_while(|p| p.parse().ok()).collect();
+        if values.len() != counters.len() || text.split(',').count() != counters.len() + 1 {
+            return false;
+        }
+        for (c, v) in counters.iter().zip(values) {
+            c.store(v, Relaxed);
+        }
+        true
+    }
+
+    /// Every monotonic value, in a fixed order.
+    fn counters(&self) -> Vec<&AtomicU64> {
+        let mut all = vec![
+            &self.processed,
+            &self.failed,
+            &self.duration_sum_nanos,
+            &self.last_processed_unix_nanos,
+        ];
+        all.extend(&self.duration_buckets);
+        all.extend(&self.http_requests);
+        all.extend(&self.connections_closed);
+        all
+    }
+
     /// Reads every value once into a plain snapshot.
     #[must_use]
     pub fn snapshot(&self, process: ProcessStats) -> Snapshot {
@@ -258,6 +370,8 @@ impl Metrics {
             last_processed_unix_nanos: self.last_processed_unix_nanos.load(Relaxed),
             http_requests: std::array::from_fn(|i| self.http_requests[i].load(Relaxed)),
             self_probe_success: self.self_probe_success.load(Relaxed),
+            connections: self.connections.load(Relaxed),
+            connections_closed: std::array::from_fn(|i| self.connections_closed[i].load(Relaxed)),
             process,
         }
     }
@@ -284,6 +398,10 @@ pub struct Snapshot {
     pub http_requests: [u64; HTTP_CODES.len()],
     /// 1 when the latest self-probe came back, else 0.
     pub self_probe_success: u64,
+    /// Open client connections.
+    pub connections: u64,
+    /// Per [`CloseReason::ALL`] entry.
+    pub connections_closed: [u64; CloseReason::ALL.len()],
     /// From `/proc`; a `None` field leaves its family out.
     pub process: ProcessStats,
 }
@@ -319,6 +437,15 @@ impl Snapshot {
                 .map(|(&(_, code), &n)| (code, n)),
         );
         e.gauge(&SELF_PROBE, Number::Int(self.self_probe_success));
+        e.gauge(&CONNECTIONS, Number::Int(self.connections));
+        e.labeled_counters(
+            &CONNECTIONS_CLOSED,
+            "reason",
+            CloseReason::ALL
+                .iter()
+                .zip(&self.connections_closed)
+                .map(|(r, &n)| (r.as_str(), n)),
+        );
         let p = &self.process;
         if let Some(v) = p.cpu_seconds {
             e.counter_number(&PROCESS_CPU, Number::Float(v));
@@ -392,6 +519,42 @@ mod tests {
         let s = m.snapshot(ProcessStats::default());
         assert_eq!(s.average_nanos, Some(150));
         assert_eq!(s.http_requests, [2, 0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn counters_survive_export_and_import() {
+        let a = Metrics::default();
+        a.widget_finished(Duration::from_millis(120), true, 99);
+        a.count_request(404);
+        a.count_close(CloseReason::Body);
+        a.set_connections(7);
+        let text = a.export_counters();
+        let b = Metrics::default();
+        assert!(b.import_counters(&text));
+        let (sa, sb) = (
+            a.snapshot(ProcessStats::default()),
+            b.snapshot(ProcessStats::default()),
+        );
+        assert_eq!(sb.connections, 0, "gauges are not carried");
+        assert_eq!(
+            sa,
+            Snapshot {
+                connections: 7,
+                ..sb
+            }
+        );
+        for bad in [
+            "",
+            "v2,1",
+            "v1",
+            "v1,x",
+            &format!("{text},1"),
+            &text[..text.len() - 2],
+        ] {
+            let c = Metrics::default();
+            assert!(!c.import_counters(bad), "{bad:?}");
+            assert_eq!(c.snapshot(ProcessStats::default()).processed, 0);
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::render::{self, Format};
 
 /// Longest a single response write may block the loop (per `write()` call): a client that
 /// stops reading costs us at most about this, then its write fails and we move on.
-pub const SEND_TIMEOUT: Duration = Duration::from_millis(200);
+pub const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Sets `TCP_NODELAY` and a send timeout on a listening socket. Linux copies both to every
 /// socket `accept()` returns, which is the only way to reach the sockets tiny_http accepts.
@@ -106,8 +106,9 @@ impl Site {
 
     /// Answers one request and counts it. `unhealthy` is why `/-/healthy` must say 503, if
     /// it must. A client that hung up is logged at debug; nothing a client sends can make
-    /// this fail.
-    pub fn handle(&mut self, request: Request, metrics: &Metrics, unhealthy: Option<&str>) {
+    /// this fail. Returns whether the write timed out: the client stopped reading, and its
+    /// connection must be cut before it stalls the loop again.
+    pub fn handle(&mut self, request: Request, metrics: &Metrics, unhealthy: Option<&str>) -> bool {
         let route = route(request.method(), request.url(), &self.telemetry_path);
         let mut format = None;
         let seen = log::enabled(log::Level::Debug).then(|| {
@@ -163,9 +164,73 @@ impl Site {
                 ],
             );
         }
-        if let Err(e) = result {
-            log::debug("response not delivered", &[("code", &code), ("err", &e)]);
+        match result {
+            Ok(()) => false,
+            Err(e) => {
+                log::debug("response not delivered", &[("code", &code), ("err", &e)]);
+                matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                )
+            }
         }
+    }
+}
+
+/// Bodies up to this size are small enough for tiny_http to buffer before handing the
+/// request over; anything larger (or any `Expect`) reaches the loop with the body unread.
+pub const BUFFERED_BODY: u64 = 1024;
+
+/// Largest unread body we let tiny_http "drain" after shutting the socket's read side: its
+/// drain allocates the whole remaining length at once (`vec![0; remaining]`) before the read
+/// returns EOF, so a larger claim must never reach it.
+pub const SAFE_DRAIN: u64 = 16 << 20;
+
+/// What a request announced about a body that tiny_http has not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnreadBody {
+    /// Small enough to let tiny_http drain once the read side is shut down.
+    Drainable,
+    /// Too large (or unparsable) to ever let tiny_http drain.
+    Absurd,
+}
+
+/// Whether `request` comes with a body tiny_http would make us wait for: an `Expect`
+/// header, or a `Content-Length` over [`BUFFERED_BODY`]. A scrape has no body.
+#[must_use]
+pub fn unread_body(request: &Request) -> Option<UnreadBody> {
+    let expect = header_value(request, "Expect").is_some();
+    // tiny_http ignores Content-Length when Transfer-Encoding is present, and so do we.
+    let length = if header_value(request, "Transfer-Encoding").is_some() {
+        None
+    } else {
+        request.body_length().map(|n| n as u64)
+    };
+    match length {
+        Some(n) if n > SAFE_DRAIN => Some(UnreadBody::Absurd),
+        Some(n) if n > BUFFERED_BODY || (expect && n > 0) => Some(UnreadBody::Drainable),
+        _ if expect => Some(UnreadBody::Drainable),
+        _ => None,
+    }
+}
+
+/// The raw 400 written straight to a socket when a request must not go back through
+/// tiny_http (see [`UnreadBody::Absurd`]).
+pub const RAW_BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 33\r\nConnection: close\r\n\r\na scrape request carries no body\n";
+
+/// Answers a request whose body we will not read: 400, after the caller shut down the read
+/// side of its socket (so tiny_http's drain ends at once).
+pub fn reject_body(request: Request, metrics: &Metrics) {
+    metrics.count_request(400);
+    if let Err(e) = respond(
+        request,
+        400,
+        TEXT,
+        "a scrape request carries no body\n",
+        Some(("Connection", "close")),
+    ) {
+        log::debug("response not delivered", &[("code", &400), ("err", &e)]);
     }
 }
 

@@ -60,7 +60,7 @@ enum State {
 pub struct StepReport {
     /// Events handled (widget starts and ends).
     pub events: u32,
-    /// How long after its scheduled instant the latest handled event ran.
+    /// How long after its scheduled instant the most overdue handled event ran.
     pub lateness: Duration,
     /// The step gave up replaying missed widgets and restarted the schedule at `now`.
     pub resynced: bool,
@@ -113,7 +113,7 @@ impl Simulator {
                 break;
             }
             report.events += 1;
-            report.lateness = now - self.next_event();
+            report.lateness = report.lateness.max(now - self.next_event());
             self.state = match self.state {
                 State::Idle { next_start } => {
                     let duration = self.draw_duration(rng);

@@ -1,13 +1,15 @@
 //! The few system calls std lacks, as small safe functions: adopting a listening socket
-//! passed by systemd, counting directory entries without allocating, and reading or raising
-//! the open-files limit. All of the crate's `unsafe` lives here, each block with its reason.
-//! Nothing here knows about HTTP, metrics or the loop.
+//! passed by systemd, looking at and shutting down sockets by descriptor number, counting
+//! directory entries without allocating, the open-files limit, malloc tuning and handing the
+//! listener to a re-executed image. All of the crate's `unsafe` lives here, each block with
+//! its reason. Nothing here knows about HTTP, metrics or the loop.
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_void};
 use std::fs::File;
 use std::io;
-use std::net::TcpListener;
+use std::mem::ManuallyDrop;
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 
 const SOL_SOCKET: c_int = 1;
@@ -28,6 +30,107 @@ extern "C" {
     fn getdents64(fd: c_int, buf: *mut c_void, len: usize) -> isize;
     fn getrlimit(resource: c_int, limit: *mut Rlimit) -> c_int;
     fn setrlimit(resource: c_int, limit: *const Rlimit) -> c_int;
+    fn mallopt(param: c_int, value: c_int) -> c_int;
+    fn dup2(old: c_int, new: c_int) -> c_int;
+}
+
+/// Runs `f` on the socket behind `fd` without taking ownership of the descriptor.
+///
+/// The descriptor may belong to another thread (tiny_http's); the calls made through it
+/// (`getsockname`, `getpeername`, `shutdown`, a short write) are the ones that are safe on a
+/// socket shared between threads. If `fd` was closed meanwhile the calls fail with `EBADF`;
+/// if its number was reused, they act on the new socket, which is why callers identify a
+/// connection by its addresses right before acting on it.
+fn with_socket<T>(fd: RawFd, f: impl FnOnce(&TcpStream) -> T) -> T {
+    // SAFETY: `ManuallyDrop` keeps the borrowed descriptor from being closed when the view
+    // goes out of scope; `TcpStream` methods only issue socket system calls on the number,
+    // which the kernel validates.
+    let view = ManuallyDrop::new(unsafe { TcpStream::from_raw_fd(fd) });
+    f(&view)
+}
+
+/// The (local, peer) addresses of a connected TCP socket, or `None` for anything else.
+#[must_use]
+pub fn socket_addrs(fd: RawFd) -> Option<(SocketAddr, SocketAddr)> {
+    with_socket(fd, |s| Some((s.local_addr().ok()?, s.peer_addr().ok()?)))
+}
+
+/// The local address of an IP socket that is neither connected nor listening: a connection
+/// whose TCP life is over but whose descriptor is still held. `None` for anything else.
+#[must_use]
+pub fn orphan_socket(fd: RawFd) -> Option<SocketAddr> {
+    with_socket(fd, |s| {
+        let local = s.local_addr().ok()?;
+        let not_connected = s
+            .peer_addr()
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotConnected);
+        (not_connected && socket_option(fd, SO_ACCEPTCONN).ok()? == 0).then_some(local)
+    })
+}
+
+/// Shuts down the socket behind `fd` if it still connects `local` and `peer`.
+pub fn shutdown_if(
+    fd: RawFd,
+    local: SocketAddr,
+    peer: SocketAddr,
+    how: Shutdown,
+) -> io::Result<()> {
+    with_socket(fd, |s| {
+        if s.local_addr().ok() != Some(local) || s.peer_addr().ok() != Some(peer) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "connection is gone",
+            ));
+        }
+        s.shutdown(how)
+    })
+}
+
+/// Writes `bytes` to the socket behind `fd` if it still connects `local` and `peer` (bounded
+/// by the socket's send timeout).
+pub fn write_if(fd: RawFd, local: SocketAddr, peer: SocketAddr, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    with_socket(fd, |s| {
+        if s.local_addr().ok() != Some(local) || s.peer_addr().ok() != Some(peer) {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "connection is gone",
+            ));
+        }
+        let mut s: &TcpStream = s;
+        s.write_all(bytes)
+    })
+}
+
+/// glibc malloc tuning for a process whose threads come and go (tiny_http's): at most two
+/// arenas, and a fixed mmap threshold so that large buffers (a 200 MB header line) go back to
+/// the kernel when freed instead of staying in an arena. Errors are ignored: this only
+/// changes how quickly memory returns.
+pub fn tune_malloc() {
+    const M_TRIM_THRESHOLD: c_int = -1;
+    const M_MMAP_THRESHOLD: c_int = -3;
+    const M_ARENA_MAX: c_int = -8;
+    // SAFETY: mallopt takes plain integers and is called before other threads exist.
+    unsafe {
+        mallopt(M_ARENA_MAX, 2);
+        mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+        mallopt(M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Puts a duplicate of `listener` at descriptor 3 without close-on-exec, so that an image
+/// executed next inherits it the way systemd passes sockets. Whatever was at 3 is closed.
+pub fn pass_listener_at_fd3(listener: &TcpListener) -> io::Result<()> {
+    // A fresh duplicate is never at 3 while `listener` or anything else holds 3, and dup2
+    // onto a different number always clears close-on-exec (dup2(3, 3) would keep it).
+    let fresh = listener.try_clone()?;
+    // SAFETY: dup2 only manipulates the descriptor table; it is called right before exec,
+    // and the descriptor it may replace belongs to a thread the exec is about to end.
+    if unsafe { dup2(fresh.as_raw_fd(), 3) } == 3 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 fn socket_option(fd: RawFd, name: c_int) -> io::Result<c_int> {
@@ -190,6 +293,37 @@ mod tests {
         let _ = std::fs::remove_file(
             std::env::temp_dir().join(format!("we-sys-{}.sock", std::process::id())),
         );
+    }
+
+    #[test]
+    fn sees_and_shuts_down_sockets_by_number() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, peer) = listener.accept().unwrap();
+        let local = server.local_addr().unwrap();
+        assert_eq!(socket_addrs(server.as_raw_fd()), Some((local, peer)));
+        assert_eq!(
+            socket_addrs(listener.as_raw_fd()),
+            None,
+            "a listener has no peer"
+        );
+        assert_eq!(
+            socket_addrs(File::open("/proc/self/stat").unwrap().as_raw_fd()),
+            None
+        );
+        let other: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        assert!(shutdown_if(server.as_raw_fd(), local, other, Shutdown::Both).is_err());
+        write_if(server.as_raw_fd(), local, peer, b"hi").unwrap();
+        shutdown_if(server.as_raw_fd(), local, peer, Shutdown::Both).unwrap();
+        let mut got = Vec::new();
+        std::io::Read::read_to_end(&mut &client, &mut got).unwrap();
+        assert_eq!(got, b"hi", "written, then the client sees EOF");
+        // The descriptor stayed open: we only borrowed it. Both sides closed, the socket is
+        // an orphan: its TCP connection is over, its descriptor still held.
+        assert!(server.local_addr().is_ok());
+        drop(client);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(orphan_socket(server.as_raw_fd()), Some(local));
     }
 
     #[test]

@@ -253,7 +253,7 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
     );
     assert!(probed, "self-probe never succeeded; log:\n{log}");
     assert!(
-        log.contains("adopted the listening socket passed by systemd"),
+        log.contains("adopted the listening socket passed at fd 3"),
         "{log}"
     );
 }

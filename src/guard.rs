@@ -1,0 +1,583 @@
+//! The connection guard: what keeps slow, idle, hostile or too many clients from stalling,
+//! killing or silently deafening the exporter behind tiny_http's back.
+//!
+//! tiny_http gives every connection a thread and two descriptors and never times anything
+//! out, and it does not tell us which connections exist. So at intervals the guard lists
+//! `/proc/self/fd`, recognises our TCP connections by their addresses (local port = our
+//! port), learns from the loop which peers have sent a request, and shuts down connections
+//! that have not completed a request within a few seconds, have idled far longer than any
+//! scrape interval, exceed the connection cap (unproven ones first), or while memory or
+//! thread use is past its cap. `shutdown()` makes the blocked tiny_http thread read EOF and
+//! exit, freeing its descriptors and buffers. A connection still open long after being shut
+//! down is stuck inside tiny_http (a deadlock of its own); the loop recovers from those.
+//!
+//! It owns the connection table and its limits; it does not answer requests.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::net::{Shutdown, SocketAddr};
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use crate::log;
+use crate::metrics::{CloseReason, Metrics};
+use crate::sys;
+
+/// The guard's limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A connection must complete its first request within this.
+    pub first_request: Duration,
+    /// A connection idle this long after its last request is closed.
+    pub idle: Duration,
+    /// Most connections kept; beyond it the oldest unproven (then the longest idle) go.
+    pub max_connections: usize,
+    /// Above this resident memory, every connection without a request is shut down.
+    pub max_rss_bytes: u64,
+    /// Above this many threads, likewise.
+    pub max_threads: u64,
+    /// A shut-down connection still open this much later is stuck.
+    pub stuck_after: Duration,
+    /// Scan interval when all is quiet, and while connections are being watched.
+    pub scan_quiet: Duration,
+    /// Scan interval while connections are being watched.
+    pub scan_busy: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            first_request: Duration::from_secs(5),
+            idle: Duration::from_secs(300),
+            max_connections: 256,
+            max_rss_bytes: 48 << 20,
+            max_threads: 300,
+            stuck_after: Duration::from_secs(10),
+            scan_quiet: Duration::from_secs(2),
+            scan_busy: Duration::from_millis(500),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    /// One of the connection's descriptors (tiny_http holds two) and its local address.
+    fd: RawFd,
+    local: SocketAddr,
+    first_seen: Instant,
+    last_request: Option<Instant>,
+    shut: Option<(Instant, CloseReason)>,
+}
+
+/// What the last scan found.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Connections open and not shut down.
+    pub open: usize,
+    /// Connections shut down at least `stuck_after` ago and still open.
+    pub stuck: usize,
+}
+
+/// The connection table and its schedule.
+#[derive(Debug)]
+pub struct Guard {
+    port: u16,
+    limits: Limits,
+    conns: HashMap<SocketAddr, Conn>,
+    /// Descriptors of our port whose TCP connection is over but which are still open, and
+    /// since when: a healthy tiny_http thread closes them within milliseconds.
+    orphans: HashMap<RawFd, Instant>,
+    next_scan: Instant,
+    census: Census,
+    /// Closures since the last warning, per reason, and when that warning was.
+    unreported: [u64; CloseReason::ALL.len()],
+    last_warning: Option<Instant>,
+    last_close: Option<Instant>,
+}
+
+impl Guard {
+    /// A guard for connections to local port `port`, first scanning at `now`.
+    #[must_use]
+    pub fn new(port: u16, limits: Limits, now: Instant) -> Self {
+        Guard {
+            port,
+            limits,
+            conns: HashMap::new(),
+            orphans: HashMap::new(),
+            next_scan: now,
+            census: Census::default(),
+            unreported: [0; CloseReason::ALL.len()],
+            last_warning: None,
+            last_close: None,
+        }
+    }
+
+    /// When the loop must call [`Guard::tick`] next.
+    #[must_use]
+    pub fn next_deadline(&self) -> Instant {
+        self.next_scan
+    }
+
+    /// What the last scan found.
+    #[must_use]
+    pub fn census(&self) -> Census {
+        self.census
+    }
+
+    /// When the guard last shut a connection down, if ever.
+    #[must_use]
+    pub fn last_close(&self) -> Option<Instant> {
+        self.last_close
+    }
+
+    /// A request from `peer` arrived: its connection is proven and active.
+    pub fn request_from(&mut self, peer: Option<SocketAddr>, now: Instant) {
+        let Some(peer) = peer else { return };
+        if let Some(c) = self.conns.get_mut(&peer) {
+            c.last_request = Some(now);
+        } else if let Some(c) = self.find(peer, now) {
+            c.last_request = Some(now);
+        }
+    }
+
+    /// Scans when due and applies the limits. `rss` and `threads` are the process's current
+    /// figures, when known.
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        rss: Option<u64>,
+        threads: Option<u64>,
+        metrics: &Metrics,
+    ) {
+        if now < self.next_scan {
+            return;
+        }
+        self.scan(now);
+        let l = self.limits;
+        let mut doomed: Vec<(SocketAddr, CloseReason)> = Vec::new();
+        let mut live: Vec<(&SocketAddr, &Conn)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.shut.is_none())
+            .collect();
+        for (peer, c) in &live {
+            match c.last_request {
+                None if now.saturating_duration_since(c.first_seen) >= l.first_request => {
+                    doomed.push((**peer, CloseReason::Slow));
+                }
+                Some(t) if now.saturating_duration_since(t) >= l.idle => {
+                    doomed.push((**peer, CloseReason::Idle));
+                }
+                _ => {}
+            }
+        }
+        live.retain(|(peer, _)| !doomed.iter().any(|(d, _)| d == *peer));
+        // Unproven first (oldest first), then proven by longest idle: the order to shed in.
+        live.sort_by_key(|(_, c)| {
+            (
+                c.last_request.is_some(),
+                c.last_request.unwrap_or(c.first_seen),
+            )
+        });
+        let unproven = live
+            .iter()
+            .filter(|(_, c)| c.last_request.is_none())
+            .count();
+        // Memory over its cap: every connection without a request goes (header bombs grow
+        // by the megabyte). Threads over theirs: only as many as the excess, oldest first,
+        // so that an attacker reconnecting at once does not turn the guard into churn.
+        let memory = rss.is_some_and(|r| r > l.max_rss_bytes);
+        let thread_excess = threads.map_or(0, |t| t.saturating_sub(l.max_threads)) as usize;
+        let pressure = memory || thread_excess > 0;
+        let shed = if memory {
+            unproven
+        } else {
+            thread_excess.min(unproven)
+        };
+        let over_cap = live
+            .len()
+            .saturating_sub(shed)
+            .saturating_sub(l.max_connections);
+        doomed.extend(
+            live[..shed]
+                .iter()
+                .map(|(peer, _)| (**peer, CloseReason::Pressure)),
+        );
+        doomed.extend(
+            live[shed..shed + over_cap]
+                .iter()
+                .map(|(peer, _)| (**peer, CloseReason::Cap)),
+        );
+        for (peer, reason) in doomed {
+            self.shut(peer, Shutdown::Both, reason, now, metrics);
+        }
+        self.count(now);
+        metrics.set_connections(self.census.open as u64);
+        let busy = self.census.open > 0 || self.census.stuck > 0 || pressure;
+        self.next_scan = now + if busy { l.scan_busy } else { l.scan_quiet };
+        self.warn_closures(now);
+    }
+
+    /// Whether the connection from `peer` was shut down: its further (pipelined) requests
+    /// deserve no work.
+    #[must_use]
+    pub fn is_shut(&self, peer: Option<SocketAddr>) -> bool {
+        peer.and_then(|p| self.conns.get(&p))
+            .is_some_and(|c| c.shut.is_some())
+    }
+
+    /// Shuts down the connection from `peer` (found by a fresh scan if needed); false if it
+    /// is not (or no longer) open.
+    pub fn cut(
+        &mut self,
+        peer: Option<SocketAddr>,
+        how: Shutdown,
+        reason: CloseReason,
+        now: Instant,
+        metrics: &Metrics,
+    ) -> bool {
+        let Some(peer) = peer else { return false };
+        if !self.conns.contains_key(&peer) && self.find(peer, now).is_none() {
+            return false;
+        }
+        self.shut(peer, how, reason, now, metrics)
+    }
+
+    /// Writes `bytes` straight to the connection from `peer`, then shuts it down: for a
+    /// request that must not go back through tiny_http. False if the connection is gone.
+    pub fn answer_and_cut(
+        &mut self,
+        peer: Option<SocketAddr>,
+        bytes: &[u8],
+        reason: CloseReason,
+        now: Instant,
+        metrics: &Metrics,
+    ) -> bool {
+        let Some(peer) = peer else { return false };
+        let Some(c) = self
+            .conns
+            .get(&peer)
+            .copied()
+            .or_else(|| self.find(peer, now).copied())
+        else {
+            return false;
+        };
+        if let Err(e) = sys::write_if(c.fd, c.local, peer, bytes) {
+            log::debug(
+                "direct answer not delivered",
+                &[("peer", &peer), ("err", &e)],
+            );
+        }
+        self.shut(peer, Shutdown::Both, reason, now, metrics)
+    }
+
+    fn shut(
+        &mut self,
+        peer: SocketAddr,
+        how: Shutdown,
+        reason: CloseReason,
+        now: Instant,
+        metrics: &Metrics,
+    ) -> bool {
+        let Some(c) = self.conns.get_mut(&peer) else {
+            return false;
+        };
+        let done = sys::shutdown_if(c.fd, c.local, peer, how).is_ok();
+        if done && c.shut.is_none() {
+            // A half shutdown (the body guard's read side) still ends the connection: the
+            // request's answer is its last.
+            c.shut = Some((now, reason));
+            self.last_close = Some(now);
+            metrics.count_close(reason);
+            self.unreported[reason as usize] += 1;
+            log::debug(
+                "connection shut down",
+                &[("peer", &peer), ("reason", &reason.as_str())],
+            );
+        }
+        done
+    }
+
+    /// Rescans and returns the connection from `peer`, if it is open.
+    fn find(&mut self, peer: SocketAddr, now: Instant) -> Option<&mut Conn> {
+        self.scan(now);
+        self.conns.get_mut(&peer)
+    }
+
+    /// Lists our connections in `/proc/self/fd`: forgets the closed, adds the new.
+    fn scan(&mut self, now: Instant) {
+        let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+            return;
+        };
+        let mut seen: HashMap<SocketAddr, (RawFd, SocketAddr)> =
+            HashMap::with_capacity(self.conns.len());
+        let mut orphans = Vec::new();
+        for entry in dir.flatten() {
+            let Some(fd) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<RawFd>().ok())
+            else {
+                continue;
+            };
+            if fd <= 2 {
+                continue;
+            }
+            if let Some((local, peer)) = sys::socket_addrs(fd) {
+                if local.port() == self.port {
+                    seen.entry(peer).or_insert((fd, local));
+                }
+            } else if sys::orphan_socket(fd).is_some_and(|local| local.port() == self.port) {
+                orphans.push(fd);
+            }
+        }
+        self.conns.retain(|peer, _| seen.contains_key(peer));
+        self.orphans.retain(|fd, _| orphans.contains(fd));
+        for fd in orphans {
+            self.orphans.entry(fd).or_insert(now);
+        }
+        for (peer, (fd, local)) in seen {
+            let c = self.conns.entry(peer).or_insert(Conn {
+                fd,
+                local,
+                first_seen: now,
+                last_request: None,
+                shut: None,
+            });
+            c.fd = fd;
+            c.local = local;
+        }
+    }
+
+    fn count(&mut self, now: Instant) {
+        let stuck_after = self.limits.stuck_after;
+        let old = |t: Instant| now.saturating_duration_since(t) >= stuck_after;
+        // A connection shut down long ago but still connected, or a descriptor whose
+        // connection is over but is still held: either way a tiny_http thread is stuck.
+        let shut_long_ago = self
+            .conns
+            .values()
+            .filter(|c| c.shut.is_some_and(|(t, _)| old(t)))
+            .count();
+        let orphaned_long_ago = self.orphans.values().filter(|&&t| old(t)).count();
+        self.census = Census {
+            open: self.conns.values().filter(|c| c.shut.is_none()).count(),
+            stuck: shut_long_ago + orphaned_long_ago,
+        };
+    }
+
+    /// At most one warning a minute, with what was closed since the last one.
+    fn warn_closures(&mut self, now: Instant) {
+        if self.unreported.iter().all(|&n| n == 0)
+            || self
+                .last_warning
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(60))
+        {
+            return;
+        }
+        let mut summary = String::new();
+        for (reason, n) in CloseReason::ALL.iter().zip(&mut self.unreported) {
+            if *n > 0 {
+                if !summary.is_empty() {
+                    summary.push(',');
+                }
+                let _ = write!(summary, "{}:{n}", reason.as_str());
+                *n = 0;
+            }
+        }
+        log::warn(
+            "closed misbehaving connections",
+            &[
+                ("closed", &summary),
+                ("open", &self.census.open),
+                ("stuck", &self.census.stuck),
+            ],
+        );
+        self.last_warning = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+
+    fn limits() -> Limits {
+        Limits {
+            first_request: Duration::from_secs(5),
+            idle: Duration::from_secs(60),
+            max_connections: 3,
+            max_rss_bytes: u64::MAX,
+            max_threads: u64::MAX,
+            stuck_after: Duration::from_secs(10),
+            scan_quiet: Duration::from_secs(2),
+            scan_busy: Duration::from_millis(250),
+        }
+    }
+
+    /// `n` accepted connections: (client, server) pairs.
+    fn pairs(listener: &TcpListener, n: usize) -> Vec<(TcpStream, TcpStream)> {
+        (0..n)
+            .map(|_| {
+                let c = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+                let (s, _) = listener.accept().unwrap();
+                (c, s)
+            })
+            .collect()
+    }
+
+    fn closed(client: &mut TcpStream) -> bool {
+        client
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        matches!(client.read(&mut b), Ok(0))
+    }
+
+    #[test]
+    fn closes_silent_connections_and_keeps_proven_ones() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut conns = pairs(&listener, 2);
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let mut g = Guard::new(port, limits(), t0);
+        g.tick(t0, None, None, &m);
+        assert_eq!(g.census(), Census { open: 2, stuck: 0 });
+        assert_eq!(
+            g.next_deadline(),
+            t0 + Duration::from_millis(250),
+            "busy: watching"
+        );
+        let proven = conns[0].0.local_addr().unwrap();
+        g.request_from(Some(proven), t0 + Duration::from_secs(1));
+        g.tick(t0 + Duration::from_secs(5), None, None, &m);
+        assert!(closed(&mut conns[1].0), "the silent one is shut");
+        conns[0].0.write_all(b"x").unwrap();
+        let mut b = [0u8; 1];
+        conns[0].1.read_exact(&mut b).unwrap();
+        // Idle for the idle limit: closed too.
+        g.tick(t0 + Duration::from_secs(61), None, None, &m);
+        assert!(closed(&mut conns[0].0));
+        let s = m.snapshot(crate::process::ProcessStats::default());
+        assert_eq!(s.connections_closed[CloseReason::Slow as usize], 1);
+        assert_eq!(s.connections_closed[CloseReason::Idle as usize], 1);
+    }
+
+    #[test]
+    fn the_cap_sheds_unproven_connections_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut conns = pairs(&listener, 5);
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let mut g = Guard::new(port, limits(), t0);
+        for (c, _) in &conns[3..] {
+            g.request_from(Some(c.local_addr().unwrap()), t0);
+        }
+        g.tick(t0, None, None, &m);
+        // 5 open, cap 3: two of the three unproven go; the proven two stay.
+        let shut: Vec<bool> = conns
+            .iter_mut()
+            .map(|(c, _)| {
+                c.set_read_timeout(Some(Duration::from_millis(300)))
+                    .unwrap();
+                let mut b = [0u8; 1];
+                matches!(c.read(&mut b), Ok(0))
+            })
+            .collect();
+        assert_eq!(shut.iter().filter(|&&s| s).count(), 2, "{shut:?}");
+        assert!(!shut[3] && !shut[4], "{shut:?}");
+        assert_eq!(g.census().open, 3);
+    }
+
+    #[test]
+    fn pressure_sheds_connections_without_a_request_and_cut_finds_new_ones() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let l = Limits {
+            max_rss_bytes: 1 << 30,
+            ..limits()
+        };
+        let mut g = Guard::new(port, l, t0);
+        let mut conns = pairs(&listener, 2);
+        g.request_from(Some(conns[1].0.local_addr().unwrap()), t0);
+        g.tick(t0, Some(1 << 29), None, &m);
+        assert_eq!(g.census().open, 2, "under the cap nothing happens");
+        g.tick(t0 + Duration::from_secs(1), Some(1 << 31), None, &m);
+        assert!(closed(&mut conns[0].0));
+        assert_eq!(g.census().open, 1);
+        // A connection accepted after the scan is found on demand.
+        let mut late = pairs(&listener, 1);
+        let peer = late[0].0.local_addr().unwrap();
+        assert!(g.answer_and_cut(Some(peer), b"bye", CloseReason::Body, t0, &m));
+        let mut got = Vec::new();
+        late[0].0.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"bye");
+        let gone: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert!(!g.cut(
+            Some(gone),
+            Shutdown::Both,
+            CloseReason::WriteTimeout,
+            t0,
+            &m
+        ));
+    }
+
+    #[test]
+    fn a_descriptor_held_after_its_connection_ended_is_stuck() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut conns = pairs(&listener, 1);
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let mut g = Guard::new(port, limits(), t0);
+        g.tick(t0, None, None, &m);
+        // Both ends closed at the TCP level, the server's descriptor still held.
+        conns[0].1.shutdown(Shutdown::Both).unwrap();
+        drop(conns.pop());
+        std::thread::sleep(Duration::from_millis(50));
+        // (the client side was dropped with the pair; only the server fd is left)
+        g.tick(t0 + Duration::from_secs(1), None, None, &m);
+        assert_eq!(g.census(), Census { open: 0, stuck: 0 });
+        g.tick(t0 + Duration::from_secs(12), None, None, &m);
+        assert_eq!(
+            g.census(),
+            Census { open: 0, stuck: 0 },
+            "dropped: gone, not stuck"
+        );
+        let mut held = pairs(&listener, 1);
+        let (client, server) = held.pop().unwrap();
+        g.tick(t0 + Duration::from_secs(13), None, None, &m);
+        drop(client);
+        server.shutdown(Shutdown::Both).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        g.tick(t0 + Duration::from_secs(14), None, None, &m);
+        g.tick(t0 + Duration::from_secs(25), None, None, &m);
+        assert_eq!(
+            g.census(),
+            Census { open: 0, stuck: 1 },
+            "held after its end: stuck"
+        );
+        drop(server);
+    }
+
+    #[test]
+    fn a_connection_open_long_after_shutdown_is_stuck() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        // The server side stays open (as a deadlocked tiny_http thread would keep it).
+        let _conns = pairs(&listener, 1);
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let mut g = Guard::new(port, limits(), t0);
+        g.tick(t0, None, None, &m);
+        g.tick(t0 + Duration::from_secs(5), None, None, &m);
+        assert_eq!(g.census(), Census { open: 0, stuck: 0 });
+        g.tick(t0 + Duration::from_secs(15), None, None, &m);
+        assert_eq!(g.census(), Census { open: 0, stuck: 1 });
+    }
+}
