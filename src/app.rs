@@ -368,6 +368,7 @@ fn reject_body(
 /// milliseconds. Returns only if exec failed.
 fn restart_in_place(listener: &TcpListener, metrics: &Metrics, why: &str) -> Error {
     log::warn("restarting in place", &[("reason", &why)]);
+    metrics.count_restart();
     if let Err(e) = sys::pass_listener_at_fd3(listener) {
         return Error::io("handing the listening socket to the new image", e);
     }

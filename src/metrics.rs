@@ -106,6 +106,12 @@ pub const CONNECTIONS_CLOSED: Family = family(
     Kind::Counter,
     "Client connections the exporter shut down to protect itself, by reason.",
 );
+/// Restarts in place.
+pub const RESTARTS: Family = family(
+    "widget_exporter_restarts_in_place_total",
+    Kind::Counter,
+    "Times the exporter re-executed itself in place (same PID and socket) to shed threads, descriptors or memory that tiny_http could not free.",
+);
 /// Standard process metrics, worded as the official clients word them.
 pub const PROCESS_CPU: Family = family(
     "process_cpu_seconds_total",
@@ -156,6 +162,7 @@ pub const FAMILIES: &[Family] = &[
     SELF_PROBE,
     CONNECTIONS,
     CONNECTIONS_CLOSED,
+    RESTARTS,
     PROCESS_CPU,
     PROCESS_RSS,
     PROCESS_VSIZE,
@@ -252,6 +259,7 @@ pub struct Metrics {
     self_probe_success: AtomicU64,
     connections: AtomicU64,
     connections_closed: [AtomicU64; CloseReason::ALL.len()],
+    restarts: AtomicU64,
 }
 
 impl Metrics {
@@ -305,6 +313,11 @@ impl Metrics {
         self.connections_closed[reason as usize].fetch_add(1, Relaxed);
     }
 
+    /// Counts a restart in place (call before exporting the counters for it).
+    pub fn count_restart(&self) {
+        self.restarts.fetch_add(1, Relaxed);
+    }
+
     /// The counters, as text to hand to a re-executed image of this process (so that
     /// restarting in place does not reset them).
     #[must_use]
@@ -342,6 +355,7 @@ impl Metrics {
             &self.failed,
             &self.duration_sum_nanos,
             &self.last_processed_unix_nanos,
+            &self.restarts,
         ];
         all.extend(&self.duration_buckets);
         all.extend(&self.http_requests);
@@ -372,6 +386,7 @@ impl Metrics {
             self_probe_success: self.self_probe_success.load(Relaxed),
             connections: self.connections.load(Relaxed),
             connections_closed: std::array::from_fn(|i| self.connections_closed[i].load(Relaxed)),
+            restarts: self.restarts.load(Relaxed),
             process,
         }
     }
@@ -402,6 +417,8 @@ pub struct Snapshot {
     pub connections: u64,
     /// Per [`CloseReason::ALL`] entry.
     pub connections_closed: [u64; CloseReason::ALL.len()],
+    /// Restarts in place so far.
+    pub restarts: u64,
     /// From `/proc`; a `None` field leaves its family out.
     pub process: ProcessStats,
 }
@@ -446,6 +463,7 @@ impl Snapshot {
                 .zip(&self.connections_closed)
                 .map(|(r, &n)| (r.as_str(), n)),
         );
+        e.counter(&RESTARTS, self.restarts);
         let p = &self.process;
         if let Some(v) = p.cpu_seconds {
             e.counter_number(&PROCESS_CPU, Number::Float(v));

@@ -37,6 +37,7 @@ fn snapshot() -> Snapshot {
         self_probe_success: 1,
         connections: 3,
         connections_closed: [12, 1, 0, 0, 2, 1],
+        restarts: 1,
         process: ProcessStats {
             cpu_seconds: Some(0.37),
             resident_memory_bytes: Some(1_679_360),
