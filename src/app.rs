@@ -231,16 +231,8 @@ impl Loop {
                 &[("events", &report.events), ("lateness_us", &lateness_us)],
             );
         }
-        self.probe.tick(now);
-        self.metrics.set_self_probe(self.probe.ok());
-        let failing = self.probe.failing_for(self.started, now);
-        if failing >= PROBE_GIVE_UP {
-            return Err(Error::Fatal(format!(
-                "the HTTP server has not answered the self-probe for {} s ({}); exiting so that the supervisor restarts the exporter",
-                failing.as_secs(),
-                self.probe.last_error().unwrap_or("no answer")
-            )));
-        }
+        // The guard scans before the probe sends, so it never finds the probe's own
+        // connection still waiting for its request.
         if now >= self.guard.next_deadline() {
             let stats = self.own.read();
             self.guard.tick(
@@ -273,6 +265,17 @@ impl Loop {
                 return Err(restart_in_place(&self.kept, &self.metrics, why));
             }
         }
+        self.probe.tick(now);
+        self.metrics.set_self_probe(self.probe.ok());
+        let failing = self.probe.failing_for(self.started, now);
+        if failing >= PROBE_GIVE_UP {
+            return Err(Error::Fatal(format!(
+                "the HTTP server has not answered the self-probe for {} s ({}); exiting so that the supervisor restarts the exporter",
+                failing.as_secs(),
+                self.probe.last_error().unwrap_or("no answer")
+            )));
+        }
+        self.guard.scan_quietly_at(self.probe.next_send());
         let mut deadline = self
             .sim
             .next_event()

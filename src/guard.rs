@@ -93,6 +93,7 @@ pub struct Guard {
     unreported: [u64; CloseReason::ALL.len()],
     last_warning: Option<Instant>,
     last_close: Option<Instant>,
+    busy: bool,
 }
 
 impl Guard {
@@ -109,6 +110,7 @@ impl Guard {
             unreported: [0; CloseReason::ALL.len()],
             last_warning: None,
             last_close: None,
+            busy: false,
         }
     }
 
@@ -122,6 +124,14 @@ impl Guard {
     #[must_use]
     pub fn census(&self) -> Census {
         self.census
+    }
+
+    /// Moves a quiet guard's next scan to `at` (when the loop wakes anyway), so that quiet
+    /// scans add no wake-ups of their own; a busy guard keeps its short interval.
+    pub fn scan_quietly_at(&mut self, at: Instant) {
+        if !self.busy {
+            self.next_scan = at;
+        }
     }
 
     /// When the guard last shut a connection down, if ever.
@@ -213,8 +223,14 @@ impl Guard {
         }
         self.count(now);
         metrics.set_connections(self.census.open as u64);
-        let busy = self.census.open > 0 || self.census.stuck > 0 || pressure;
-        self.next_scan = now + if busy { l.scan_busy } else { l.scan_quiet };
+        // Busy while a connection may soon need shutting down; kept-alive scrapers that have
+        // proven themselves only need the idle check, which the quiet interval serves.
+        let unproven = self
+            .conns
+            .values()
+            .any(|c| c.shut.is_none() && c.last_request.is_none());
+        self.busy = unproven || self.census.stuck > 0 || pressure;
+        self.next_scan = now + if self.busy { l.scan_busy } else { l.scan_quiet };
         self.warn_closures(now);
     }
 

@@ -78,6 +78,12 @@ impl SelfProbe {
         }
     }
 
+    /// When the next probe goes out.
+    #[must_use]
+    pub fn next_send(&self) -> Instant {
+        self.next_at
+    }
+
     /// Times out a probe that did not come back, and sends the next one when it is due.
     pub fn tick(&mut self, now: Instant) {
         if let Some(p) = &self.in_flight {
