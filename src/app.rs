@@ -30,6 +30,9 @@ pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 /// How long a probe may take to come back through the HTTP path.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Most starved connections rescued per guard scan (see [`probe::kick`]).
+pub const MAX_KICKS: usize = 16;
+
 /// How long the self-probe may fail before the exporter exits so that its supervisor
 /// restarts it: a process that cannot be scraped must not look alive.
 pub const PROBE_GIVE_UP: Duration = Duration::from_secs(6);
@@ -174,6 +177,7 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         metrics,
         systemd,
         kept,
+        address,
     };
     state
         .systemd
@@ -182,7 +186,9 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     loop {
         let deadline = state.wake(Instant::now())?;
         let mut next = http.recv_timeout(deadline.saturating_duration_since(Instant::now()));
-        for _ in 0..MAX_DRAIN {
+        // Answer what is waiting, at most MAX_DRAIN in a row; whatever is taken from the
+        // queue is answered (a dropped request would go out as a bare 500).
+        for drained in 1..=MAX_DRAIN {
             match next {
                 Ok(Some(request)) => state.serve(request, Instant::now()),
                 Ok(None) => break,
@@ -193,6 +199,9 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
                         "the HTTP server stopped accepting connections: {e}"
                     )));
                 }
+            }
+            if drained == MAX_DRAIN {
+                break;
             }
             next = http.try_recv();
         }
@@ -216,6 +225,8 @@ struct Loop {
     bloated_since: Option<Instant>,
     /// The listening socket, kept to hand to a re-executed image.
     kept: TcpListener,
+    /// Its address.
+    address: SocketAddr,
 }
 
 impl Loop {
@@ -242,6 +253,9 @@ impl Loop {
                 &self.metrics,
             );
             let census = self.guard.census();
+            for _ in 0..census.starved.min(MAX_KICKS) {
+                probe::kick(self.address);
+            }
             if census.stuck > 0 {
                 let why = format!("{} connections stuck inside tiny_http", census.stuck);
                 return Err(restart_in_place(&self.kept, &self.metrics, &why));

@@ -23,6 +23,9 @@ use crate::log;
 use crate::metrics::{CloseReason, Metrics};
 use crate::sys;
 
+/// How long a new connection's request may sit unread before it counts as starved.
+pub const STARVED_AFTER: Duration = Duration::from_millis(200);
+
 /// The guard's limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -76,6 +79,9 @@ pub struct Census {
     pub open: usize,
     /// Connections shut down at least `stuck_after` ago and still open.
     pub stuck: usize,
+    /// Connections whose first request has sat unread for a while: accepted, but no
+    /// tiny_http thread is reading them (see [`Guard::tick`]).
+    pub starved: usize,
 }
 
 /// The connection table and its schedule.
@@ -376,9 +382,23 @@ impl Guard {
             .filter(|c| c.shut.is_some_and(|(t, _)| old(t)))
             .count();
         let orphaned_long_ago = self.orphans.values().filter(|&&t| old(t)).count();
+        // tiny_http 0.12's thread pool can queue a new connection's task behind busy
+        // keep-alive threads (it trusts a stale count of idle threads); that connection's
+        // request then sits unread until some other connection closes.
+        let starved = self
+            .conns
+            .values()
+            .filter(|c| {
+                c.shut.is_none()
+                    && c.last_request.is_none()
+                    && now.saturating_duration_since(c.first_seen) >= STARVED_AFTER
+                    && sys::unread_bytes(c.fd).is_some_and(|n| n > 0)
+            })
+            .count();
         self.census = Census {
             open: self.conns.values().filter(|c| c.shut.is_none()).count(),
             stuck: shut_long_ago + orphaned_long_ago,
+            starved,
         };
     }
 
@@ -460,7 +480,14 @@ mod tests {
         let t0 = Instant::now();
         let mut g = Guard::new(port, limits(), t0);
         g.tick(t0, None, None, &m);
-        assert_eq!(g.census(), Census { open: 2, stuck: 0 });
+        assert_eq!(
+            g.census(),
+            Census {
+                open: 2,
+                stuck: 0,
+                starved: 0
+            }
+        );
         assert_eq!(
             g.next_deadline(),
             t0 + Duration::from_millis(250),
@@ -558,11 +585,22 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         // (the client side was dropped with the pair; only the server fd is left)
         g.tick(t0 + Duration::from_secs(1), None, None, &m);
-        assert_eq!(g.census(), Census { open: 0, stuck: 0 });
+        assert_eq!(
+            g.census(),
+            Census {
+                open: 0,
+                stuck: 0,
+                starved: 0
+            }
+        );
         g.tick(t0 + Duration::from_secs(12), None, None, &m);
         assert_eq!(
             g.census(),
-            Census { open: 0, stuck: 0 },
+            Census {
+                open: 0,
+                stuck: 0,
+                starved: 0
+            },
             "dropped: gone, not stuck"
         );
         let mut held = pairs(&listener, 1);
@@ -575,10 +613,34 @@ mod tests {
         g.tick(t0 + Duration::from_secs(25), None, None, &m);
         assert_eq!(
             g.census(),
-            Census { open: 0, stuck: 1 },
+            Census {
+                open: 0,
+                stuck: 1,
+                starved: 0
+            },
             "held after its end: stuck"
         );
         drop(server);
+    }
+
+    #[test]
+    fn a_request_nobody_reads_is_starved() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut conns = pairs(&listener, 2);
+        conns[0].0.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        let m = Metrics::default();
+        let t0 = Instant::now();
+        let mut g = Guard::new(port, limits(), t0);
+        g.tick(t0, None, None, &m);
+        assert_eq!(g.census().starved, 0, "too new to tell");
+        g.tick(t0 + Duration::from_millis(600), None, None, &m);
+        assert_eq!(g.census().starved, 1, "the silent one is slow, not starved");
+        let mut b = [0u8; 64];
+        let _ = conns[0].1.read(&mut b).unwrap();
+        g.tick(t0 + Duration::from_millis(1200), None, None, &m);
+        assert_eq!(g.census().starved, 0, "read now");
     }
 
     #[test]
@@ -592,8 +654,22 @@ mod tests {
         let mut g = Guard::new(port, limits(), t0);
         g.tick(t0, None, None, &m);
         g.tick(t0 + Duration::from_secs(5), None, None, &m);
-        assert_eq!(g.census(), Census { open: 0, stuck: 0 });
+        assert_eq!(
+            g.census(),
+            Census {
+                open: 0,
+                stuck: 0,
+                starved: 0
+            }
+        );
         g.tick(t0 + Duration::from_secs(15), None, None, &m);
-        assert_eq!(g.census(), Census { open: 0, stuck: 1 });
+        assert_eq!(
+            g.census(),
+            Census {
+                open: 0,
+                stuck: 1,
+                starved: 0
+            }
+        );
     }
 }

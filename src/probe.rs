@@ -170,6 +170,14 @@ impl SelfProbe {
     }
 }
 
+/// Connects to our own listener and hangs up at once. tiny_http gives the new connection a
+/// new thread when it believes none is idle; that thread reads EOF at once and goes on to the
+/// connection task starved in its queue. This is how the loop rescues starved connections
+/// without disturbing anyone else's. Errors are ignored: the next scan tries again.
+pub fn kick(local: SocketAddr) {
+    let _ = TcpStream::connect_timeout(&target_for(local), CONNECT_TIMEOUT);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

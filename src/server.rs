@@ -4,13 +4,13 @@
 
 use std::io;
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
 use crate::log;
 use crate::metrics::Metrics;
-use crate::process::ProcessReader;
+use crate::process::{ProcessReader, ProcessStats};
 use crate::render::{self, Format};
 
 /// Longest a single response write may block the loop (per `write()` call): a client that
@@ -83,7 +83,14 @@ pub struct Site {
     landing: String,
     body: String,
     process: ProcessReader,
+    /// The latest `/proc` figures and when they were read.
+    process_cache: Option<(Instant, ProcessStats)>,
 }
+
+/// How old the `process_*` figures in a scrape may be. Reading `/proc` costs ~50 µs, ten
+/// times a render; a scraper hammering the endpoint reuses the figures for up to this long,
+/// while Prometheus (one scrape every few seconds at most) always gets a fresh read.
+pub const PROCESS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Site {
     /// A site serving the given telemetry path.
@@ -94,12 +101,23 @@ impl Site {
             landing: landing_page(telemetry_path),
             body: String::with_capacity(8192),
             process: ProcessReader::new(),
+            process_cache: None,
         }
     }
 
-    /// Renders the current metrics into the reused buffer and returns it (no I/O).
+    /// Renders the current metrics into the reused buffer and returns it; reads `/proc` only
+    /// when its last figures are older than [`PROCESS_MAX_AGE`].
     pub fn scrape(&mut self, metrics: &Metrics, format: Format) -> &str {
-        let snapshot = metrics.snapshot(self.process.read());
+        let now = Instant::now();
+        let process = match self.process_cache {
+            Some((at, stats)) if now.saturating_duration_since(at) < PROCESS_MAX_AGE => stats,
+            _ => {
+                let stats = self.process.read();
+                self.process_cache = Some((now, stats));
+                stats
+            }
+        };
+        let snapshot = metrics.snapshot(process);
         render::render(&snapshot, format, &mut self.body);
         &self.body
     }

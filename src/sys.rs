@@ -31,6 +31,7 @@ extern "C" {
     fn getrlimit(resource: c_int, limit: *mut Rlimit) -> c_int;
     fn setrlimit(resource: c_int, limit: *const Rlimit) -> c_int;
     fn mallopt(param: c_int, value: c_int) -> c_int;
+    fn ioctl(fd: c_int, request: std::ffi::c_ulong, ...) -> c_int;
     fn dup2(old: c_int, new: c_int) -> c_int;
 }
 
@@ -66,6 +67,17 @@ pub fn orphan_socket(fd: RawFd) -> Option<SocketAddr> {
             .is_err_and(|e| e.kind() == io::ErrorKind::NotConnected);
         (not_connected && socket_option(fd, SO_ACCEPTCONN).ok()? == 0).then_some(local)
     })
+}
+
+/// Bytes received on the socket behind `fd` that nobody has read yet (`FIONREAD`).
+#[must_use]
+pub fn unread_bytes(fd: RawFd) -> Option<u32> {
+    const FIONREAD: std::ffi::c_ulong = 0x541B;
+    let mut n: c_int = 0;
+    // SAFETY: FIONREAD writes one int through the pointer, which is valid for that write;
+    // the kernel validates `fd` (EBADF, ENOTTY for a non-socket).
+    let rc = unsafe { ioctl(fd, FIONREAD, &raw mut n) };
+    (rc == 0).then(|| u32::try_from(n).unwrap_or(0))
 }
 
 /// Shuts down the socket behind `fd` if it still connects `local` and `peer`.
@@ -247,6 +259,7 @@ pub fn raise_nofile_limit() -> io::Result<(u64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::net::UdpSocket;
     use std::os::fd::IntoRawFd;
 
@@ -313,6 +326,10 @@ mod tests {
         );
         let other: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert!(shutdown_if(server.as_raw_fd(), local, other, Shutdown::Both).is_err());
+        assert_eq!(unread_bytes(server.as_raw_fd()), Some(0));
+        (&client).write_all(b"abc").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert_eq!(unread_bytes(server.as_raw_fd()), Some(3));
         write_if(server.as_raw_fd(), local, peer, b"hi").unwrap();
         shutdown_if(server.as_raw_fd(), local, peer, Shutdown::Both).unwrap();
         let mut got = Vec::new();

@@ -262,3 +262,29 @@ fn json_logs_and_debug_requests() {
         "{log}"
     );
 }
+
+#[test]
+fn sixteen_busy_keep_alive_clients_get_only_200s() {
+    // Enough back-to-back requests that the loop drains its queue to the cap again and again:
+    // a request taken from the queue and then dropped would go out as a bare 500.
+    let e = Exporter::start(&[]);
+    let addr = e.addr;
+    let workers: Vec<_> = (0..16)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut conn = KeepAlive::connect(addr);
+                (0..150)
+                    .map(|_| conn.send("GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n").status)
+                    .filter(|&s| s != 200)
+                    .count()
+            })
+        })
+        .collect();
+    let bad: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    assert_eq!(
+        bad,
+        0,
+        "non-200 answers among 2400 scrapes; log:\n{}",
+        e.log()
+    );
+}
