@@ -233,15 +233,7 @@ impl Loop {
     /// Runs whatever is due at `now` (simulation, self-probe, guard, watchdog) and returns
     /// when the loop must wake next, or why it must stop.
     fn wake(&mut self, now: Instant) -> Result<Instant, Error> {
-        let report = self.sim.step(now, &mut self.rng, &self.metrics);
-        if report.events > 0 && log::enabled(log::Level::Debug) {
-            // How punctual the loop is (the benchmark reads these).
-            let lateness_us = report.lateness.as_micros();
-            log::debug(
-                "widget event",
-                &[("events", &report.events), ("lateness_us", &lateness_us)],
-            );
-        }
+        self.step(now);
         // The guard scans before the probe sends, so it never finds the probe's own
         // connection still waiting for its request.
         if now >= self.guard.next_deadline() {
@@ -308,6 +300,19 @@ impl Loop {
         Ok(deadline)
     }
 
+    /// Advances the simulation to `now`, logging at debug how late its events ran (the
+    /// benchmark reads these lines).
+    fn step(&mut self, now: Instant) {
+        let report = self.sim.step(now, &mut self.rng, &self.metrics);
+        if report.events > 0 && log::enabled(log::Level::Debug) {
+            let lateness_us = report.lateness.as_micros();
+            log::debug(
+                "widget event",
+                &[("events", &report.events), ("lateness_us", &lateness_us)],
+            );
+        }
+    }
+
     /// Answers one request: the self-probe's, one with a body we refuse, or a client's.
     fn serve(&mut self, request: tiny_http::Request, now: Instant) {
         let peer = request.remote_addr().copied();
@@ -325,7 +330,7 @@ impl Loop {
             drop(request);
         } else {
             // Each scrape sees the simulation as of now, not as of the last wake-up.
-            self.sim.step(now, &mut self.rng, &self.metrics);
+            self.step(now);
             if self
                 .site
                 .handle(request, &self.metrics, self.probe.last_error())
