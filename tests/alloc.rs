@@ -170,3 +170,19 @@ fn render_allocates_nothing_after_warm_up() {
         "rendering into a warmed-up buffer must not allocate:\n{report}"
     );
 }
+
+#[test]
+fn reading_proc_allocates_nothing_after_warm_up() {
+    // A scrape reuses `/proc` figures for up to a second, so the scrape test above mostly
+    // renders; this one covers the read every Prometheus-paced scrape makes.
+    let mut reader = ProcessReader::new();
+    for _ in 0..3 {
+        std::hint::black_box(reader.read());
+    }
+    let (count, bytes) = count_allocations(|| {
+        for _ in 0..200 {
+            std::hint::black_box(reader.read());
+        }
+    });
+    assert_eq!((count, bytes), (0, 0), "reading /proc allocated");
+}
