@@ -463,6 +463,14 @@ mod tests {
             .collect()
     }
 
+    /// A listener, a guard watching its port from `t0`, and metrics.
+    fn fixture(l: Limits) -> (TcpListener, Guard, Metrics, Instant) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let t0 = Instant::now();
+        (listener, Guard::new(port, l, t0), Metrics::default(), t0)
+    }
+
     fn closed(client: &mut TcpStream) -> bool {
         client
             .set_read_timeout(Some(Duration::from_secs(2)))
@@ -473,12 +481,8 @@ mod tests {
 
     #[test]
     fn closes_silent_connections_and_keeps_proven_ones() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, mut g, m, t0) = fixture(limits());
         let mut conns = pairs(&listener, 2);
-        let m = Metrics::default();
-        let t0 = Instant::now();
-        let mut g = Guard::new(port, limits(), t0);
         g.tick(t0, None, None, &m);
         assert_eq!(
             g.census(),
@@ -510,12 +514,8 @@ mod tests {
 
     #[test]
     fn the_cap_sheds_unproven_connections_first() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, mut g, m, t0) = fixture(limits());
         let mut conns = pairs(&listener, 5);
-        let m = Metrics::default();
-        let t0 = Instant::now();
-        let mut g = Guard::new(port, limits(), t0);
         for (c, _) in &conns[3..] {
             g.request_from(Some(c.local_addr().unwrap()), t0);
         }
@@ -572,12 +572,8 @@ mod tests {
 
     #[test]
     fn a_descriptor_held_after_its_connection_ended_is_stuck() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, mut g, m, t0) = fixture(limits());
         let mut conns = pairs(&listener, 1);
-        let m = Metrics::default();
-        let t0 = Instant::now();
-        let mut g = Guard::new(port, limits(), t0);
         g.tick(t0, None, None, &m);
         // Both ends closed at the TCP level, the server's descriptor still held.
         conns[0].1.shutdown(Shutdown::Both).unwrap();
@@ -625,14 +621,10 @@ mod tests {
 
     #[test]
     fn a_request_nobody_reads_is_starved() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, mut g, m, t0) = fixture(limits());
         let mut conns = pairs(&listener, 2);
         conns[0].0.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
         std::thread::sleep(Duration::from_millis(20));
-        let m = Metrics::default();
-        let t0 = Instant::now();
-        let mut g = Guard::new(port, limits(), t0);
         g.tick(t0, None, None, &m);
         assert_eq!(g.census().starved, 0, "too new to tell");
         g.tick(t0 + Duration::from_millis(600), None, None, &m);
@@ -645,13 +637,9 @@ mod tests {
 
     #[test]
     fn a_connection_open_long_after_shutdown_is_stuck() {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, mut g, m, t0) = fixture(limits());
         // The server side stays open (as a deadlocked tiny_http thread would keep it).
         let _conns = pairs(&listener, 1);
-        let m = Metrics::default();
-        let t0 = Instant::now();
-        let mut g = Guard::new(port, limits(), t0);
         g.tick(t0, None, None, &m);
         g.tick(t0 + Duration::from_secs(5), None, None, &m);
         assert_eq!(

@@ -149,34 +149,28 @@ pub fn write_number(out: &mut String, n: Number) {
 
 /// HELP text escaping. Text 0.0.4 escapes `\` and newline; OpenMetrics also escapes `"`.
 pub fn write_escaped_help(out: &mut String, help: &str, format: Format) {
-    if !help.bytes().any(|b| matches!(b, b'\\' | b'\n' | b'"')) {
-        out.push_str(help);
-        return;
-    }
-    for c in help.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' if format == Format::OpenMetrics => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
+    write_escaped(out, help, format == Format::OpenMetrics);
 }
 
 /// Label-value escaping, the same in both formats: `\`, `"` and newline.
 pub fn write_escaped_label_value(out: &mut String, value: &str) {
-    if !value.bytes().any(|b| matches!(b, b'\\' | b'\n' | b'"')) {
-        out.push_str(value);
-        return;
+    write_escaped(out, value, true);
+}
+
+/// Escapes `\` and newline, and `"` if `quote`; text that needs none is copied whole.
+fn write_escaped(out: &mut String, text: &str, quote: bool) {
+    let special = |b: u8| b == b'\\' || b == b'\n' || (quote && b == b'"');
+    let mut rest = text;
+    while let Some(i) = rest.bytes().position(special) {
+        out.push_str(&rest[..i]);
+        out.push_str(match rest.as_bytes()[i] {
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            _ => "\\\"",
+        });
+        rest = &rest[i + 1..];
     }
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
-    }
+    out.push_str(rest);
 }
 
 /// Renders a snapshot into `out` (cleared first). The buffer is meant to be reused: once it
