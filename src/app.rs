@@ -245,8 +245,14 @@ impl Loop {
                 &self.metrics,
             );
             let census = self.guard.census();
-            for _ in 0..census.starved.min(MAX_KICKS) {
-                probe::kick(self.address);
+            if census.starved > 0 {
+                log::debug(
+                    "rescuing starved connections",
+                    &[("starved", &census.starved)],
+                );
+                for _ in 0..census.starved.min(MAX_KICKS) {
+                    probe::kick(self.address);
+                }
             }
             if census.stuck > 0 {
                 let why = format!("{} connections stuck inside tiny_http", census.stuck);
@@ -322,7 +328,10 @@ impl Loop {
         if is_probe {
             self.metrics.set_self_probe(true);
             server::answer_probe(request);
-        } else if let Some(body) = server::unread_body(&request) {
+            return;
+        }
+        self.guard.note_activity(now);
+        if let Some(body) = server::unread_body(&request) {
             reject_body(request, body, &mut self.guard, &self.metrics, now);
         } else if self.guard.is_shut(peer) {
             // Pipelined behind a request that got its connection cut: the answer could not

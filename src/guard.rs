@@ -100,6 +100,8 @@ pub struct Guard {
     last_warning: Option<Instant>,
     last_close: Option<Instant>,
     busy: bool,
+    /// A request arrived since the last scan.
+    active: bool,
 }
 
 impl Guard {
@@ -117,6 +119,7 @@ impl Guard {
             last_warning: None,
             last_close: None,
             busy: false,
+            active: false,
         }
     }
 
@@ -135,7 +138,7 @@ impl Guard {
     /// Moves a quiet guard's next scan to `at` (when the loop wakes anyway), so that quiet
     /// scans add no wake-ups of their own; a busy guard keeps its short interval.
     pub fn scan_quietly_at(&mut self, at: Instant) {
-        if !self.busy {
+        if !self.busy && !self.active {
             self.next_scan = at;
         }
     }
@@ -144,6 +147,13 @@ impl Guard {
     #[must_use]
     pub fn last_close(&self) -> Option<Instant> {
         self.last_close
+    }
+
+    /// A client (not the self-probe) is being served at `now`: scan soon, since more
+    /// connections may be arriving and tiny_http may starve one of them.
+    pub fn note_activity(&mut self, now: Instant) {
+        self.active = true;
+        self.next_scan = self.next_scan.min(now + self.limits.scan_busy / 2);
     }
 
     /// A request from `peer` arrived: its connection is proven and active.
@@ -235,7 +245,10 @@ impl Guard {
             .conns
             .values()
             .any(|c| c.shut.is_none() && c.last_request.is_none());
-        self.busy = unproven || self.census.stuck > 0 || pressure;
+        // Requests since the last scan: new connections may be arriving, and one that tiny_http
+        // starves must be found soon (see `Census::starved`).
+        self.busy = unproven || self.active || self.census.stuck > 0 || pressure;
+        self.active = false;
         self.next_scan = now + if self.busy { l.scan_busy } else { l.scan_quiet };
         self.warn_closures(now);
     }
