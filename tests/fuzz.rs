@@ -1,0 +1,510 @@
+//! A property test over everything of ours that parses outside input: the flags
+//! (`cli::parse`, with non-UTF-8 arguments), durations (`cli::parse_duration`), the `Accept`
+//! header (`render::negotiate`) and the `/proc` files (`process::fuzz_parsers`). Inputs come
+//! from an inline xorshift generator, mixing grammar-shaped pieces, mutations of real inputs
+//! and raw bytes. No input may panic, and a few invariants must hold (round trips,
+//! determinism). Bounded by time: 2 s per target, or `WIDGET_EXPORTER_FUZZ_SECS`. A failure
+//! prints the seed; `WIDGET_EXPORTER_FUZZ_SEED=N` replays it.
+
+mod support;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use widget_exporter::cli::{self, format_duration, parse_duration, Command};
+use widget_exporter::process;
+use widget_exporter::render::{negotiate, Format};
+
+/// xorshift64* seeded through splitmix64: small, std-only and reproducible from one number.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// Uniform in `0..n` (n > 0).
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// True with probability `percent` %.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.next() % 100 < percent
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+
+    /// Up to `max` bytes, biased toward ASCII and the bytes parsers care about.
+    fn bytes(&mut self, max: usize) -> Vec<u8> {
+        const SPECIAL: &[u8] = b" \t\r\n:;,=.-+()/*\"'\\0123456789";
+        let len = self.below(max + 1);
+        (0..len)
+            .map(|_| match self.below(4) {
+                0 => *self.pick(SPECIAL),
+                1 => b'a' + (self.next() % 26) as u8,
+                2 => self.next() as u8,
+                _ => 0x20 + (self.next() % 95) as u8,
+            })
+            .collect()
+    }
+
+    /// A string of up to `max` chars, some of them multi-byte.
+    fn text(&mut self, max: usize) -> String {
+        const ODD: &[char] = &['µ', 'μ', 'é', '\u{0}', '\u{7f}', '\u{feff}', '€', '𝄞', 'İ'];
+        let len = self.below(max + 1);
+        (0..len)
+            .map(|_| {
+                if self.chance(10) {
+                    *self.pick(ODD)
+                } else {
+                    char::from(0x20 + (self.next() % 95) as u8)
+                }
+            })
+            .collect()
+    }
+
+    /// A random duration across magnitudes, nanoseconds to centuries.
+    fn duration(&mut self) -> Duration {
+        let shift = self.below(64) as u32;
+        Duration::from_nanos(self.next() >> shift)
+    }
+
+    /// Random edits of `input`: flips, inserts, deletions, truncation, splices of itself.
+    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
+        let mut out = input.to_vec();
+        for _ in 0..=self.below(8) {
+            let at = self.below(out.len() + 1);
+            match self.below(7) {
+                0 if !out.is_empty() => {
+                    let i = self.below(out.len());
+                    out[i] = self.next() as u8;
+                }
+                1 => {
+                    let junk = self.bytes(8);
+                    out.splice(at..at, junk);
+                }
+                2 if at < out.len() => {
+                    let end = (at + 1 + self.below(16)).min(out.len());
+                    out.drain(at..end);
+                }
+                3 => out.truncate(at),
+                4 if !out.is_empty() => {
+                    let from = self.below(out.len());
+                    let end = (from + 1 + self.below(64)).min(out.len());
+                    let piece = out[from..end].to_vec();
+                    out.splice(at..at, piece);
+                }
+                5 => {
+                    const TOKENS: &[&[u8]] = &[
+                        b"18446744073709551615",
+                        b"18446744073709551616",
+                        b"99999999999999999999999999",
+                        b"-1",
+                        b")",
+                        b"(",
+                        b"\n",
+                        b"\0",
+                    ];
+                    let token = *self.pick(TOKENS);
+                    out.splice(at..at, token.iter().copied());
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// Seconds each target runs.
+fn budget() -> Duration {
+    let secs = std::env::var("WIDGET_EXPORTER_FUZZ_SECS")
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .unwrap_or(2.0);
+    Duration::from_secs_f64(secs)
+}
+
+/// The master seed: `WIDGET_EXPORTER_FUZZ_SEED`, else the clock.
+fn master_seed() -> u64 {
+    std::env::var("WIDGET_EXPORTER_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        })
+}
+
+/// Runs `case` with fresh generators until the budget is spent. `case` writes a description
+/// of its input into the `String` before calling the code under test, so that a panic (a
+/// bug, or a failed invariant) is reported with the input, the seed and the case number.
+fn fuzz(target: &str, mut case: impl FnMut(&mut Rng, &mut String)) {
+    let seed = master_seed();
+    let mut master = Rng::new(seed);
+    let end = Instant::now() + budget();
+    let mut cases = 0u64;
+    let mut input = String::new();
+    while Instant::now() < end {
+        let mut rng = Rng::new(master.next());
+        input.clear();
+        if let Err(panic) = catch_unwind(AssertUnwindSafe(|| case(&mut rng, &mut input))) {
+            let why = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            panic!(
+                "fuzz {target}: case {cases} panicked: {why}\n  input: {input}\n  replay: WIDGET_EXPORTER_FUZZ_SEED={seed} cargo test --test fuzz {target}"
+            );
+        }
+        cases += 1;
+    }
+    support::say(&format!("fuzz {target}: {cases} cases, seed {seed}"));
+}
+
+// ---------------------------------------------------------------------------------------
+// Flags
+
+const FLAGS: &[&str] = &[
+    "--web.listen-address",
+    "--web.telemetry-path",
+    "--web.systemd-socket",
+    "--widget.min-duration",
+    "--widget.max-duration",
+    "--widget.interval",
+    "--widget.failure-ratio",
+    "--widget.seed",
+    "--widget.average-window",
+    "--log.level",
+    "--log.format",
+    "--print-systemd-unit",
+    "--print-systemd-socket",
+    "--print-alert-rules",
+    "--version",
+    "--help",
+    "-h",
+    "--",
+    "-",
+    "--web",
+    "--widget.",
+    "---log.level",
+];
+
+const VALUES: &[&str] = &[
+    "",
+    "0",
+    "1",
+    "0.5",
+    "-0",
+    "-1",
+    "1e3",
+    "NaN",
+    "inf",
+    "-inf",
+    "1.0000000000000002",
+    "true",
+    "false",
+    "TRUE",
+    "1ms",
+    "1ns",
+    "1.5s",
+    "1m30s",
+    "2h",
+    "-1s",
+    ".5s",
+    "5.s",
+    "1µs",
+    "1μs",
+    "9999999999999999999h",
+    "18446744073709551615",
+    "18446744073709551616",
+    ":0",
+    ":8000",
+    ":65535",
+    ":65536",
+    "127.0.0.1:0",
+    "[::1]:9100",
+    "[::1]",
+    "localhost:1",
+    "0.0.0.0:",
+    "host.example:80",
+    "/metrics",
+    "/",
+    "/-/healthy",
+    "//",
+    "/a?b#c",
+    "debug",
+    "info",
+    "warn",
+    "error",
+    "DEBUG",
+    "logfmt",
+    "json",
+    "modern",
+    "legacy",
+    "--help",
+    "-h",
+    "--version",
+];
+
+/// A random argument vector: flags alone, `--flag=value`, `--flag value`, raw bytes
+/// (non-UTF-8 included), truncated or edited flags.
+fn random_args(rng: &mut Rng) -> Vec<OsString> {
+    let mut args = Vec::new();
+    for _ in 0..rng.below(7) {
+        let flag = *rng.pick(FLAGS);
+        match rng.below(9) {
+            0 => args.push(OsString::from(flag)),
+            1 | 2 => args.push(OsString::from(format!("{flag}={}", rng.pick(VALUES)))),
+            3 => {
+                args.push(OsString::from(flag));
+                args.push(OsString::from(*rng.pick(VALUES)));
+            }
+            4 => args.push(OsString::from(format!(
+                "{flag}={}",
+                format_duration(rng.duration())
+            ))),
+            5 => args.push(OsString::from(format!("{flag}={}", rng.text(12)))),
+            6 => {
+                let mut raw = format!("{flag}=").into_bytes();
+                raw.extend(rng.bytes(12));
+                args.push(OsString::from_vec(raw));
+            }
+            7 => args.push(OsString::from_vec(rng.mutate(flag.as_bytes()))),
+            _ => args.push(OsString::from_vec(rng.bytes(24))),
+        }
+    }
+    args
+}
+
+#[test]
+fn cli_parse() {
+    let mut accepted = 0u64;
+    fuzz("cli_parse", |rng, input| {
+        let args = random_args(rng);
+        *input = format!("{args:?}");
+        let config = match cli::parse(args) {
+            Ok(Command::Run(c) | Command::Print(_, c)) => c,
+            Ok(Command::Help | Command::Version) => return,
+            Err(e) => {
+                // A usage error is one line that names the problem.
+                let msg = e.to_string();
+                assert!(
+                    !msg.is_empty() && !msg.contains('\n'),
+                    "error is not one line: {msg:?}"
+                );
+                return;
+            }
+        };
+        accepted += 1;
+        // Invariant: a config's own spelling parses back to the same config.
+        let args = config.to_args();
+        match cli::parse(args.clone()) {
+            Ok(Command::Run(again)) => assert_eq!(
+                again.to_args(),
+                args,
+                "to_args does not round-trip: {config:?}"
+            ),
+            other => panic!("to_args {args:?} of {config:?} parses to {other:?}"),
+        }
+    });
+    support::say(&format!(
+        "fuzz cli_parse: {accepted} argument vectors accepted"
+    ));
+}
+
+// ---------------------------------------------------------------------------------------
+// Durations
+
+#[test]
+fn duration_parse() {
+    const UNITS: &[&str] = &["ns", "us", "µs", "μs", "ms", "s", "m", "h", "", "x", "sm"];
+    fuzz("duration_parse", |rng, input| {
+        let s = match rng.below(4) {
+            // Grammar-shaped: signs, digits, fractions and units in random order.
+            0 | 1 => {
+                let mut s = String::new();
+                if rng.chance(10) {
+                    s.push(*rng.pick(&['-', '+']));
+                }
+                for _ in 0..=rng.below(4) {
+                    let digits = rng.below(25);
+                    for _ in 0..digits {
+                        s.push(char::from(b'0' + (rng.next() % 10) as u8));
+                    }
+                    if rng.chance(30) {
+                        s.push('.');
+                        for _ in 0..rng.below(25) {
+                            s.push(char::from(b'0' + (rng.next() % 10) as u8));
+                        }
+                    }
+                    s.push_str(rng.pick::<&str>(UNITS));
+                }
+                s
+            }
+            2 => rng.text(16),
+            _ => {
+                let valid = format_duration(rng.duration());
+                String::from_utf8_lossy(&rng.mutate(valid.as_bytes())).into_owned()
+            }
+        };
+        *input = format!("{s:?}");
+        if let Ok(d) = parse_duration(&s) {
+            // Invariant: what parses, formats to something that parses to the same value.
+            let formatted = format_duration(d);
+            assert_eq!(
+                parse_duration(&formatted),
+                Ok(d),
+                "{s:?} -> {d:?} -> {formatted:?}"
+            );
+        }
+    });
+}
+
+#[test]
+fn duration_round_trip() {
+    fuzz("duration_round_trip", |rng, input| {
+        let d = rng.duration();
+        *input = format!("{d:?} ({} ns)", d.as_nanos());
+        let formatted = format_duration(d);
+        assert_eq!(parse_duration(&formatted), Ok(d), "formatted {formatted:?}");
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// Accept header
+
+#[test]
+fn accept_negotiation() {
+    const MEDIA: &[&str] = &[
+        "application/openmetrics-text",
+        "APPLICATION/OpenMetrics-Text",
+        "text/plain",
+        "TEXT/PLAIN",
+        "*/*",
+        "text/*",
+        "application/*",
+        "application/json",
+        "text/html",
+        "",
+        "*",
+        "/",
+    ];
+    const PARAMS: &[&str] = &[
+        "q=0",
+        "q=0.5",
+        "q=1",
+        "q=1.000",
+        "q=1.0001",
+        "q=0.001",
+        "q=2",
+        "q=",
+        "q=abc",
+        "Q=0.7",
+        "version=1.0.0",
+        "version=0.0.1",
+        "version=0.0.4",
+        "version=\"1.0.0\"",
+        "version=2.0.0",
+        "charset=utf-8",
+        "escaping=allow-utf-8",
+        "=",
+        "",
+        " ; ",
+    ];
+    const PROMETHEUS: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+    assert_eq!(negotiate(Some(PROMETHEUS)), Format::OpenMetrics);
+    assert_eq!(negotiate(None), Format::Text);
+    fuzz("accept_negotiation", |rng, input| {
+        let header = if rng.chance(75) {
+            let mut h = String::new();
+            for i in 0..=rng.below(5) {
+                if i > 0 {
+                    h.push_str(rng.pick::<&str>(&[",", ", ", ",,", " ,"]));
+                }
+                h.push_str(rng.pick::<&str>(MEDIA));
+                for _ in 0..rng.below(3) {
+                    h.push(';');
+                    h.push_str(rng.pick::<&str>(PARAMS));
+                }
+            }
+            if rng.chance(20) {
+                String::from_utf8_lossy(&rng.mutate(h.as_bytes())).into_owned()
+            } else {
+                h
+            }
+        } else if rng.chance(50) {
+            rng.text(64)
+        } else {
+            String::from_utf8_lossy(&rng.bytes(64)).into_owned()
+        };
+        *input = format!("{header:?}");
+        let format = negotiate(Some(&header));
+        assert_eq!(format, negotiate(Some(&header)), "not deterministic");
+        // Only an application/… range can select OpenMetrics.
+        if !header.to_ascii_lowercase().contains("application/") {
+            assert_eq!(
+                format,
+                Format::Text,
+                "OpenMetrics without an application/ range"
+            );
+        }
+    });
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc files
+
+/// Real `/proc` files of this process, as mutation seeds.
+fn proc_seeds() -> Vec<Vec<u8>> {
+    [
+        "/proc/self/stat",
+        "/proc/self/status",
+        "/proc/self/limits",
+        "/proc/stat",
+        "/proc/self/auxv",
+    ]
+    .iter()
+    .filter_map(|p| std::fs::read(p).ok())
+    .collect()
+}
+
+#[test]
+fn proc_parsers() {
+    let seeds = proc_seeds();
+    // Invariant: the untouched files parse (a parser that never succeeds would pass
+    // every no-panic check).
+    let file = |name: &str| std::fs::read(name).unwrap_or_default();
+    assert!(process::parse_stat(&file("/proc/self/stat")).is_some());
+    assert!(process::parse_status_kib(&file("/proc/self/status"), b"VmRSS").is_some());
+    assert!(process::parse_limits_nofile(&file("/proc/self/limits")).is_some());
+    assert!(process::parse_btime(&file("/proc/stat")).is_some());
+    assert!(process::parse_auxv_clktck(&file("/proc/self/auxv")).is_some());
+    fuzz("proc_parsers", |rng, input| {
+        let bytes = if !seeds.is_empty() && rng.chance(70) {
+            let seed = rng.pick(&seeds);
+            rng.mutate(seed)
+        } else {
+            rng.bytes(512)
+        };
+        *input = format!("{:?}", String::from_utf8_lossy(&bytes));
+        process::fuzz_parsers(&bytes);
+    });
+}
