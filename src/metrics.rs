@@ -30,13 +30,24 @@ pub enum Kind {
 pub struct Family {
     /// The sample name as written in the text format (with `_total`/`_info` where the kind has one).
     pub name: &'static str,
-    /// One sentence, free of `\`, `"` and newlines.
+    /// One sentence, free of `\`, `"` and newlines (checked at compile time by `family`).
     pub help: &'static str,
     /// The family's type.
     pub kind: Kind,
 }
 
+/// Declares a family. Evaluated at compile time: a HELP text that would need escaping (`\`,
+/// `"` or a newline) is a build error, so the renderer can copy HELP texts as they are.
 const fn family(name: &'static str, kind: Kind, help: &'static str) -> Family {
+    let bytes = help.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(
+            !matches!(bytes[i], b'\\' | b'"' | b'\n'),
+            "HELP texts must need no escaping"
+        );
+        i += 1;
+    }
     Family { name, help, kind }
 }
 

@@ -218,7 +218,9 @@ impl Encoder<'_> {
         self.out.push_str("# HELP ");
         self.out.push_str(name);
         self.out.push(' ');
-        write_escaped_help(self.out, f.help, self.format);
+        // Family HELP texts need no escaping (a build error otherwise, see
+        // `metrics::family`), so they are copied; `write_escaped_help` is for any other.
+        self.out.push_str(f.help);
         self.out.push_str("\n# TYPE ");
         self.out.push_str(name);
         self.out.push(' ');
