@@ -202,17 +202,46 @@ killer_tests!(
     header_line_100k,
 );
 
+/// An exporter with fast widgets, scraped and sampled from the start, settled for 750 ms.
+struct Watched {
+    e: Exporter,
+    base: Usage,
+    pid: u32,
+    scraping: Scraper,
+    monitor: Monitor,
+    clock: Clock,
+}
+
+fn watched(sample_every: Duration) -> Watched {
+    let (e, base) = start(&mut command(&[], FAST));
+    let pid = e.child.id();
+    let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
+    let monitor = Monitor::start(pid, sample_every);
+    let clock = Clock::start();
+    thread::sleep(Duration::from_millis(750));
+    Watched {
+        e,
+        base,
+        pid,
+        scraping,
+        monitor,
+        clock,
+    }
+}
+
 /// Issue 4, row 1: process alive (same PID), every normal scrape answered, loop lateness
 /// < 1 s, and threads/fds back to the baseline within 15 s of the attacker leaving.
 fn killer_case(name: &str) {
     let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
     let k = attack::killer(name);
-    let (mut e, base) = start(&mut command(&[], FAST));
-    let pid = e.child.id();
-    let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
-    let monitor = Monitor::start(pid, Duration::from_millis(100));
-    let clock = Clock::start();
-    thread::sleep(Duration::from_millis(750));
+    let Watched {
+        mut e,
+        base,
+        pid,
+        scraping,
+        monitor,
+        clock,
+    } = watched(Duration::from_millis(100));
 
     let attack_at = Instant::now();
     let (mut conns, send_errors) = attack::send(e.addr, &k);
@@ -433,12 +462,14 @@ const HEAVY_RECOVERY: Duration = Duration::from_secs(10);
 /// < 20 within 10 s after the attacker stops; peak RSS under the printed unit's `MemoryMax=`.
 fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
-    let (mut e, base) = start(&mut command(&[], FAST));
-    let pid = e.child.id();
-    let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
-    let monitor = Monitor::start(pid, Duration::from_millis(50));
-    let clock = Clock::start();
-    thread::sleep(Duration::from_millis(750));
+    let Watched {
+        mut e,
+        base,
+        pid,
+        scraping,
+        monitor,
+        clock,
+    } = watched(Duration::from_millis(50));
     let attack_at = Instant::now();
     let what = attack(e.addr);
     let stopped_at = Instant::now();
