@@ -90,6 +90,8 @@ pub struct Guard {
     port: u16,
     limits: Limits,
     conns: HashMap<SocketAddr, Conn>,
+    /// Requests from peers the table does not know yet, and when they came.
+    unseen_requests: HashMap<SocketAddr, Instant>,
     /// Descriptors of our port whose TCP connection is over but which are still open, and
     /// since when: a healthy tiny_http thread closes them within milliseconds.
     orphans: HashMap<RawFd, Instant>,
@@ -112,6 +114,7 @@ impl Guard {
             port,
             limits,
             conns: HashMap::new(),
+            unseen_requests: HashMap::new(),
             orphans: HashMap::new(),
             next_scan: now,
             census: Census::default(),
@@ -161,8 +164,10 @@ impl Guard {
         let Some(peer) = peer else { return };
         if let Some(c) = self.conns.get_mut(&peer) {
             c.last_request = Some(now);
-        } else if let Some(c) = self.find(peer, now) {
-            c.last_request = Some(now);
+        } else {
+            // Accepted since the last scan: remembered for the next one rather than found by
+            // a scan of every descriptor on the request path.
+            self.unseen_requests.insert(peer, now);
         }
     }
 
@@ -381,7 +386,12 @@ impl Guard {
             });
             c.fd = fd;
             c.local = local;
+            if let Some(t) = self.unseen_requests.remove(&peer) {
+                c.last_request = Some(c.last_request.map_or(t, |l| l.max(t)));
+            }
         }
+        // Requests from connections that closed before any scan saw them.
+        self.unseen_requests.clear();
     }
 
     fn count(&mut self, now: Instant) {
@@ -476,6 +486,15 @@ mod tests {
             .collect()
     }
 
+    /// What a scan should find when nothing is starved.
+    fn census(open: usize, stuck: usize) -> Census {
+        Census {
+            open,
+            stuck,
+            starved: 0,
+        }
+    }
+
     /// A listener, a guard watching its port from `t0`, and metrics.
     fn fixture(l: Limits) -> (TcpListener, Guard, Metrics, Instant) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -497,14 +516,7 @@ mod tests {
         let (listener, mut g, m, t0) = fixture(limits());
         let mut conns = pairs(&listener, 2);
         g.tick(t0, None, None, &m);
-        assert_eq!(
-            g.census(),
-            Census {
-                open: 2,
-                stuck: 0,
-                starved: 0
-            }
-        );
+        assert_eq!(g.census(), census(2, 0));
         assert_eq!(
             g.next_deadline(),
             t0 + Duration::from_millis(250),
@@ -588,30 +600,14 @@ mod tests {
         let (listener, mut g, m, t0) = fixture(limits());
         let mut conns = pairs(&listener, 1);
         g.tick(t0, None, None, &m);
-        // Both ends closed at the TCP level, the server's descriptor still held.
+        // A connection that ends and whose descriptors are closed leaves nothing behind.
         conns[0].1.shutdown(Shutdown::Both).unwrap();
         drop(conns.pop());
         std::thread::sleep(Duration::from_millis(50));
-        // (the client side was dropped with the pair; only the server fd is left)
         g.tick(t0 + Duration::from_secs(1), None, None, &m);
-        assert_eq!(
-            g.census(),
-            Census {
-                open: 0,
-                stuck: 0,
-                starved: 0
-            }
-        );
+        assert_eq!(g.census(), Census::default());
         g.tick(t0 + Duration::from_secs(12), None, None, &m);
-        assert_eq!(
-            g.census(),
-            Census {
-                open: 0,
-                stuck: 0,
-                starved: 0
-            },
-            "dropped: gone, not stuck"
-        );
+        assert_eq!(g.census(), Census::default(), "dropped: gone, not stuck");
         let mut held = pairs(&listener, 1);
         let (client, server) = held.pop().unwrap();
         g.tick(t0 + Duration::from_secs(13), None, None, &m);
@@ -620,15 +616,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(50));
         g.tick(t0 + Duration::from_secs(14), None, None, &m);
         g.tick(t0 + Duration::from_secs(25), None, None, &m);
-        assert_eq!(
-            g.census(),
-            Census {
-                open: 0,
-                stuck: 1,
-                starved: 0
-            },
-            "held after its end: stuck"
-        );
+        assert_eq!(g.census(), census(0, 1), "held after its end: stuck");
         drop(server);
     }
 
@@ -655,22 +643,8 @@ mod tests {
         let _conns = pairs(&listener, 1);
         g.tick(t0, None, None, &m);
         g.tick(t0 + Duration::from_secs(5), None, None, &m);
-        assert_eq!(
-            g.census(),
-            Census {
-                open: 0,
-                stuck: 0,
-                starved: 0
-            }
-        );
+        assert_eq!(g.census(), Census::default());
         g.tick(t0 + Duration::from_secs(15), None, None, &m);
-        assert_eq!(
-            g.census(),
-            Census {
-                open: 0,
-                stuck: 1,
-                starved: 0
-            }
-        );
+        assert_eq!(g.census(), census(0, 1));
     }
 }
