@@ -11,124 +11,13 @@ mod support;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use widget_exporter::cli::{self, format_duration, parse_duration, Command};
 use widget_exporter::process;
 use widget_exporter::render::{negotiate, Format};
 
-/// xorshift64* seeded through splitmix64: small, std-only and reproducible from one number.
-struct Rng(u64);
-
-impl Rng {
-    fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    /// Uniform in `0..n` (n > 0).
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    /// True with probability `percent` %.
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    /// Up to `max` bytes, biased toward ASCII and the bytes parsers care about.
-    fn bytes(&mut self, max: usize) -> Vec<u8> {
-        const SPECIAL: &[u8] = b" \t\r\n:;,=.-+()/*\"'\\0123456789";
-        let len = self.below(max + 1);
-        (0..len)
-            .map(|_| match self.below(4) {
-                0 => *self.pick(SPECIAL),
-                1 => b'a' + (self.next() % 26) as u8,
-                2 => self.next() as u8,
-                _ => 0x20 + (self.next() % 95) as u8,
-            })
-            .collect()
-    }
-
-    /// A string of up to `max` chars, some of them multi-byte.
-    fn text(&mut self, max: usize) -> String {
-        const ODD: &[char] = &['µ', 'μ', 'é', '\u{0}', '\u{7f}', '\u{feff}', '€', '𝄞', 'İ'];
-        let len = self.below(max + 1);
-        (0..len)
-            .map(|_| {
-                if self.chance(10) {
-                    *self.pick(ODD)
-                } else {
-                    char::from(0x20 + (self.next() % 95) as u8)
-                }
-            })
-            .collect()
-    }
-
-    /// A random duration across magnitudes, nanoseconds to centuries.
-    fn duration(&mut self) -> Duration {
-        let shift = self.below(64) as u32;
-        Duration::from_nanos(self.next() >> shift)
-    }
-
-    /// Random edits of `input`: flips, inserts, deletions, truncation, splices of itself.
-    fn mutate(&mut self, input: &[u8]) -> Vec<u8> {
-        let mut out = input.to_vec();
-        for _ in 0..=self.below(8) {
-            let at = self.below(out.len() + 1);
-            match self.below(7) {
-                0 if !out.is_empty() => {
-                    let i = self.below(out.len());
-                    out[i] = self.next() as u8;
-                }
-                1 => {
-                    let junk = self.bytes(8);
-                    out.splice(at..at, junk);
-                }
-                2 if at < out.len() => {
-                    let end = (at + 1 + self.below(16)).min(out.len());
-                    out.drain(at..end);
-                }
-                3 => out.truncate(at),
-                4 if !out.is_empty() => {
-                    let from = self.below(out.len());
-                    let end = (from + 1 + self.below(64)).min(out.len());
-                    let piece = out[from..end].to_vec();
-                    out.splice(at..at, piece);
-                }
-                5 => {
-                    const TOKENS: &[&[u8]] = &[
-                        b"18446744073709551615",
-                        b"18446744073709551616",
-                        b"99999999999999999999999999",
-                        b"-1",
-                        b")",
-                        b"(",
-                        b"\n",
-                        b"\0",
-                    ];
-                    let token = *self.pick(TOKENS);
-                    out.splice(at..at, token.iter().copied());
-                }
-                _ => {}
-            }
-        }
-        out
-    }
-}
+use support::{master_seed, Rng};
 
 /// Seconds each target runs.
 fn budget() -> Duration {
@@ -138,18 +27,6 @@ fn budget() -> Duration {
         .filter(|s| s.is_finite() && *s > 0.0)
         .unwrap_or(2.0);
     Duration::from_secs_f64(secs)
-}
-
-/// The master seed: `WIDGET_EXPORTER_FUZZ_SEED`, else the clock.
-fn master_seed() -> u64 {
-    std::env::var("WIDGET_EXPORTER_FUZZ_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(1, |d| d.as_nanos() as u64)
-        })
 }
 
 /// Runs `case` with fresh generators until the budget is spent. `case` writes a description
