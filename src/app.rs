@@ -1,7 +1,8 @@
-//! The one loop that owns the work: step the simulation to now, answer the requests that are
+//! The one loop that owns the work: step the source to now, answer the requests that are
 //! waiting (a bounded number), run the self-probe and the systemd watchdog when due, then
 //! sleep in `recv_timeout` until the next of those events. Also the start-up order (limits,
-//! listener, server, readiness) and what ends the process.
+//! listener, server, readiness) and what ends the process. It names no particular source:
+//! `source::open` picks it from the config.
 
 use std::env;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener};
@@ -17,11 +18,11 @@ use crate::notify::{self, Notifier};
 use crate::probe::{self, SelfProbe};
 use crate::process::ProcessReader;
 use crate::server::{self, Site, UnreadBody};
-use crate::sim::Simulator;
+use crate::source::{self, Source};
 use crate::sys;
 
-/// Most requests answered back to back before the simulation is stepped again, so a flood
-/// of scrapes cannot starve the widgets.
+/// Most requests answered back to back before the source is stepped again, so a flood of
+/// scrapes cannot starve the widgets.
 pub const MAX_DRAIN: usize = 64;
 
 /// How often the loop probes its own listener (more often under a short systemd watchdog).
@@ -147,26 +148,23 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         );
     }
 
-    let metrics = Metrics::default();
+    let started = Instant::now();
+    let metrics = Metrics::new(source::parts(config), config.average_window, started);
     if let Some(state) = carried {
         if metrics.import_counters(&state.to_string_lossy()) {
             log::info("restarted in place; counters carried over", &[]);
         }
     }
-    let started = Instant::now();
     let start_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+    let source = source::open(config, started, start_unix)?;
     let systemd = Systemd::from_env();
     let probe_interval = systemd
         .watchdog
         .map_or(PROBE_INTERVAL, |ping| PROBE_INTERVAL.min(ping / 2));
     let mut state = Loop {
-        rng: config
-            .sim
-            .seed
-            .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
-        sim: Simulator::new(config.sim.clone(), started, start_unix),
+        source,
         site: Site::new(&config.telemetry_path),
         probe: SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, started),
         guard: Guard::new(address.port(), guard::Limits::default(), started),
@@ -211,8 +209,7 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
 /// Everything the loop owns besides the HTTP server.
 struct Loop {
     metrics: Metrics,
-    rng: fastrand::Rng,
-    sim: Simulator,
+    source: Box<dyn Source>,
     site: Site,
     probe: SelfProbe,
     guard: Guard,
@@ -230,7 +227,7 @@ struct Loop {
 }
 
 impl Loop {
-    /// Runs whatever is due at `now` (simulation, self-probe, guard, watchdog) and returns
+    /// Runs whatever is due at `now` (source, self-probe, guard, watchdog) and returns
     /// when the loop must wake next, or why it must stop.
     fn wake(&mut self, now: Instant) -> Result<Instant, Error> {
         self.step(now);
@@ -289,8 +286,8 @@ impl Loop {
         }
         self.guard.scan_quietly_at(self.probe.next_send());
         let mut deadline = self
-            .sim
-            .next_event()
+            .source
+            .next_due()
             .min(self.probe.next_deadline())
             .min(self.guard.next_deadline());
         if let Some(ping) = self.systemd.watchdog {
@@ -306,10 +303,10 @@ impl Loop {
         Ok(deadline)
     }
 
-    /// Advances the simulation to `now`, logging at debug how late its events ran (the
+    /// Advances the source to `now`, logging at debug how late its events ran (the
     /// benchmark reads these lines).
     fn step(&mut self, now: Instant) {
-        let report = self.sim.step(now, &mut self.rng, &self.metrics);
+        let report = self.source.step(now, &self.metrics);
         if report.events > 0 && log::enabled(log::Level::Debug) {
             let lateness_us = report.lateness.as_micros();
             log::debug(
@@ -338,7 +335,7 @@ impl Loop {
             // be delivered, so do not render it. (Dropping answers 500 into a closed socket.)
             drop(request);
         } else {
-            // Each scrape sees the simulation as of now, not as of the last wake-up.
+            // Each scrape sees the source as of now, not as of the last wake-up.
             self.step(now);
             if self
                 .site
@@ -468,25 +465,17 @@ fn raise_fd_limit() {
     }
 }
 
+/// Logs the version and every setting that applies, defaults included.
 fn log_start(config: &Config) {
-    let sim = &config.sim;
-    let seed = sim
-        .seed
-        .map_or_else(|| "random".to_owned(), |s| s.to_string());
-    log::info(
-        "starting widget-exporter",
-        &[
-            ("version", &env!("CARGO_PKG_VERSION")),
-            ("listen_address", &config.listen_address),
-            ("telemetry_path", &config.telemetry_path),
-            ("min_duration", &format_duration(sim.min_duration)),
-            ("max_duration", &format_duration(sim.max_duration)),
-            ("interval", &format_duration(sim.interval)),
-            ("failure_ratio", &sim.failure_ratio),
-            ("seed", &seed),
-            ("average_window", &format_duration(sim.average_window)),
-        ],
+    let settings = config.settings();
+    let version = env!("CARGO_PKG_VERSION");
+    let mut fields: Vec<log::Field<'_>> = vec![("version", &version)];
+    fields.extend(
+        settings
+            .iter()
+            .map(|(k, v)| (*k, v as &dyn std::fmt::Display)),
     );
+    log::info("starting widget-exporter", &fields);
 }
 
 /// `/proc/self` belongs to the process's effective user.

@@ -1,8 +1,14 @@
-//! The command line. It owns the flag grammar (kingpin style: `--flag=value` or
-//! `--flag value`), the defaults, the `--help` text and the validation that turns
-//! arguments into a [`Config`] or one [`Error::Usage`] line naming the flag and the cause.
-//! It is pure: it never prints, exits, reads the environment or touches a socket; `main`
-//! hands it the arguments and decides what to do with the answer.
+//! The command line. Every flag is declared once, in [`FLAGS`]: its name, value syntax,
+//! default, help line, which part of the exporter it configures ([`Scope`]), how its value is
+//! read into a [`Config`] and how a config spells it back. That one table drives parsing
+//! (kingpin style: `--flag=value` or `--flag value`), `--help` ([`usage`]), [`Config::to_args`]
+//! for the printed systemd units, and a test that the README lists every flag. Validation
+//! turns arguments into a [`Config`] or one [`Error::Usage`] line naming the flag and the
+//! cause. It is pure: it never prints, exits, reads the environment or touches a socket;
+//! `main` hands it the arguments and decides what to do with the answer.
+//!
+//! To add a flag: a row in [`FLAGS`] (in `--help` order) and, if it needs one, a field in
+//! [`Config`]; checks across flags go in `validate`.
 
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
@@ -13,40 +19,11 @@ use crate::error::Error;
 use crate::log::{Format, Level};
 use crate::sim::SimConfig;
 
-/// The `--help` text.
-pub const USAGE: &str = "\
-usage: widget-exporter [FLAGS]
-
-Simulates a widget-processing service (widgets start, take a random time, succeed or
-fail) and exports its metrics for Prometheus on the telemetry path.
-
-  --web.listen-address=[HOST]:PORT  where to listen; HOST an IP or localhost (default :8000)
-  --web.telemetry-path=PATH         path that serves the metrics (default /metrics)
-  --web.systemd-socket[=BOOL]       use the socket systemd passes instead (default false)
-  --widget.min-duration=DURATION    shortest processing time of a widget (default 100ms)
-  --widget.max-duration=DURATION    longest processing time of a widget (default 500ms)
-  --widget.interval=DURATION        idle time between widgets (default 1s)
-  --widget.failure-ratio=RATIO      chance from 0 to 1 that a widget fails (default 0)
-  --widget.seed=N                   seed for a reproducible simulation (default random)
-  --widget.average-window=DURATION  window of the average processing time, up to 1h (default 60s)
-  --log.level=LEVEL                 debug, info, warn or error (default info)
-  --log.format=FORMAT               logfmt or json (default logfmt)
-  --print-systemd-unit[=FLAVOR]     print a systemd service unit; FLAVOR modern (default) or legacy
-  --print-systemd-socket            print a systemd socket unit for the listen address and exit
-  --print-alert-rules               print Prometheus alerting rules and exit
-  -h, --help                        print this help and exit
-  --version                         print the version and exit
-
-DURATION is like 250ms, 1.5s or 1m30s (units ns, us, ms, s, m, h).
-See README.md for the metrics, a scrape config and deployment on older systems.
-";
-
-/// The longest `--widget.average-window`.
-const MAX_AVERAGE_WINDOW: Duration = Duration::from_secs(3600);
+/// The shortest and longest `--widget.average-window`: the window's memory is a fixed ring
+/// of time slots, so any width in this range works at any widget rate.
+const AVERAGE_WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
 /// The shortest widget cycle (`min-duration + interval`): it bounds the event rate.
 const MIN_CYCLE: Duration = Duration::from_millis(1);
-/// The most widgets the average window may hold: it keeps one entry per widget.
-const MAX_WINDOW_ENTRIES: u128 = 100_000;
 
 const DURATION_SHAPE: &str = "expected a duration like 250ms or 1s";
 
@@ -65,6 +42,26 @@ impl fmt::Display for ListenAddress {
         match self {
             ListenAddress::AllInterfaces(port) => write!(f, ":{port}"),
             ListenAddress::Ip(addr) => write!(f, "{addr}"),
+        }
+    }
+}
+
+/// Where widgets come from (`--widget.source`); see `source`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The built-in simulation, the default.
+    Simulation,
+}
+
+impl SourceKind {
+    /// Every source, in the order `--help` names them.
+    pub const ALL: [SourceKind; 1] = [SourceKind::Simulation];
+
+    /// The value `--widget.source` takes for it.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceKind::Simulation => "simulation",
         }
     }
 }
@@ -89,16 +86,6 @@ pub enum Print {
     AlertRules,
 }
 
-impl Print {
-    fn flag(self) -> &'static str {
-        match self {
-            Print::SystemdUnit(_) => "--print-systemd-unit",
-            Print::SystemdSocket => "--print-systemd-socket",
-            Print::AlertRules => "--print-alert-rules",
-        }
-    }
-}
-
 /// Everything the exporter needs to run, validated.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -108,7 +95,11 @@ pub struct Config {
     pub telemetry_path: String,
     /// `--web.systemd-socket`: adopt the socket systemd passes instead of binding.
     pub systemd_socket: bool,
-    /// The `--widget.*` flags.
+    /// `--widget.source`.
+    pub source: SourceKind,
+    /// `--widget.average-window`, for any source.
+    pub average_window: Duration,
+    /// The simulation's flags.
     pub sim: SimConfig,
     /// `--log.level`.
     pub log_level: Level,
@@ -122,6 +113,8 @@ impl Default for Config {
             listen_address: ListenAddress::AllInterfaces(8000),
             telemetry_path: "/metrics".to_owned(),
             systemd_socket: false,
+            source: SourceKind::Simulation,
+            average_window: Duration::from_secs(60),
             sim: SimConfig::default(),
             log_level: Level::Info,
             log_format: Format::Logfmt,
@@ -130,66 +123,39 @@ impl Default for Config {
 }
 
 impl Config {
-    /// The settings that differ from the defaults, as `--flag=value` in the order of
-    /// [`USAGE`], such that parsing them gives this config back. Values are raw: a caller
-    /// writing them into a systemd unit must escape `%`, `$`, `\` and quotes itself.
+    /// Whether the exporter serves HTTP.
+    #[must_use]
+    pub fn serves_http(&self) -> bool {
+        true
+    }
+
+    /// Every setting that applies to this config, as (flag name without `--`, value), in
+    /// [`FLAGS`] order, defaults included: what the start-up log line shows.
+    #[must_use]
+    pub fn settings(&self) -> Vec<(&'static str, String)> {
+        FLAGS
+            .iter()
+            .filter(|f| f.takes != Takes::Nothing && f.scope != Scope::Print)
+            .filter(|f| f.scope.refuses(self).is_none())
+            .map(|f| {
+                let value = (f.show)(self).unwrap_or_else(|| match f.default {
+                    "" => "unset".to_owned(),
+                    d => d.to_owned(),
+                });
+                (f.name.trim_start_matches('-'), value)
+            })
+            .collect()
+    }
+
+    /// The settings that differ from the defaults, as `--flag=value` in [`FLAGS`] order, such
+    /// that parsing them gives this config back. Values are raw: a caller writing them into a
+    /// systemd unit must escape `%`, `$`, `\` and quotes itself.
     #[must_use]
     pub fn to_args(&self) -> Vec<String> {
-        let default = Config::default();
-        let (sim, def) = (&self.sim, &default.sim);
-        let mut args = Vec::new();
-        let mut push = |changed: bool, flag: &str, value: &dyn fmt::Display| {
-            if changed {
-                args.push(format!("{flag}={value}"));
-            }
-        };
-        push(
-            self.listen_address != default.listen_address,
-            "--web.listen-address",
-            &self.listen_address,
-        );
-        push(
-            self.telemetry_path != default.telemetry_path,
-            "--web.telemetry-path",
-            &self.telemetry_path,
-        );
-        push(
-            self.systemd_socket != default.systemd_socket,
-            "--web.systemd-socket",
-            &self.systemd_socket,
-        );
-        for (flag, value, def) in [
-            ("--widget.min-duration", sim.min_duration, def.min_duration),
-            ("--widget.max-duration", sim.max_duration, def.max_duration),
-            ("--widget.interval", sim.interval, def.interval),
-        ] {
-            push(value != def, flag, &format_duration(value));
-        }
-        // Bits, not `==`: -0.0 is not the default spelling, and NaN must not vanish.
-        push(
-            sim.failure_ratio.to_bits() != def.failure_ratio.to_bits(),
-            "--widget.failure-ratio",
-            &sim.failure_ratio,
-        );
-        if let Some(seed) = sim.seed {
-            push(true, "--widget.seed", &seed);
-        }
-        push(
-            sim.average_window != def.average_window,
-            "--widget.average-window",
-            &format_duration(sim.average_window),
-        );
-        push(
-            self.log_level != default.log_level,
-            "--log.level",
-            &self.log_level.as_str(),
-        );
-        push(
-            self.log_format != default.log_format,
-            "--log.format",
-            &self.log_format.as_str(),
-        );
-        args
+        FLAGS
+            .iter()
+            .filter_map(|f| Some(format!("{}={}", f.name, (f.show)(self)?)))
+            .collect()
     }
 }
 
@@ -200,26 +166,482 @@ pub enum Command {
     Run(Config),
     /// Print a generated file for this config and exit.
     Print(Print, Config),
-    /// Print [`USAGE`] and exit.
+    /// Print [`usage`] and exit.
     Help,
     /// Print the version and exit.
     Version,
 }
 
+/// Which part of the exporter a flag configures. A flag of a source that is not the chosen
+/// one is refused rather than silently ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The exporter as a whole.
+    General,
+    /// The HTTP output.
+    Web,
+    /// The simulation source.
+    Simulation,
+    /// Printing a file and exiting.
+    Print,
+}
+
+impl Scope {
+    /// Why a flag of this scope cannot be used with `config`, if it cannot.
+    fn refuses(self, config: &Config) -> Option<String> {
+        let source = |kind: SourceKind| {
+            (config.source != kind).then(|| {
+                format!(
+                    "is for --widget.source={}, not {}",
+                    kind.as_str(),
+                    config.source.as_str()
+                )
+            })
+        };
+        match self {
+            Scope::General | Scope::Web | Scope::Print => None,
+            Scope::Simulation => source(SourceKind::Simulation),
+        }
+    }
+}
+
+/// Whether a flag takes a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takes {
+    /// `--flag=VALUE` or `--flag VALUE`.
+    Value,
+    /// `--flag` or `--flag=VALUE` (never the next argument).
+    Optional,
+    /// `--flag` alone.
+    Nothing,
+}
+
+/// The state parsing builds up; what a flag's `apply` changes.
+#[derive(Debug, Default)]
+struct Parsed {
+    config: Config,
+    print: Option<Print>,
+    /// `--help` or `--version`: answered as soon as seen.
+    early: Option<Command>,
+}
+
+/// One flag: everything about it, in one place.
+pub struct Flag {
+    /// `--group.name`.
+    pub name: &'static str,
+    /// A short alias (`-h`), if any.
+    pub short: Option<&'static str>,
+    /// Whether it takes a value.
+    pub takes: Takes,
+    /// The value's syntax as `--help` shows it (`DURATION`, `[HOST]:PORT`); empty for none.
+    pub syntax: &'static str,
+    /// The default as an operator would write it; empty when there is none.
+    pub default: &'static str,
+    /// One line of help.
+    pub help: &'static str,
+    /// What it configures.
+    pub scope: Scope,
+    /// Reads the value (if any) into the parse state; an error is the reason, quoted after
+    /// `invalid value "V" for FLAG: `.
+    apply: fn(&mut Parsed, Option<&str>) -> Result<(), String>,
+    /// The value that gives back `config`'s setting, when it differs from the default.
+    show: fn(&Config) -> Option<String>,
+}
+
+impl fmt::Debug for Flag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// The value a flag was given; `Takes::Value` flags always get one.
+fn given(v: Option<&str>) -> &str {
+    v.unwrap_or_default()
+}
+
+fn never(_: &Config) -> Option<String> {
+    None
+}
+
+/// `Some(text)` when `value` differs from `default`.
+fn unless<T: PartialEq>(value: &T, default: &T, text: impl FnOnce() -> String) -> Option<String> {
+    (value != default).then(text)
+}
+
+/// Records a `--print-…` request; the parse loop refuses a second one.
+#[allow(clippy::unnecessary_wraps)] // the shape of every `apply`
+fn print(p: &mut Parsed, what: Print) -> Result<(), String> {
+    p.print = Some(what);
+    Ok(())
+}
+
+fn defaults() -> Config {
+    Config::default()
+}
+
+/// Every flag, in `--help` order.
+pub const FLAGS: &[Flag] = &[
+    Flag {
+        name: "--widget.source",
+        short: None,
+        takes: Takes::Value,
+        syntax: "SOURCE",
+        default: "simulation",
+        help: "where widgets come from: simulation",
+        scope: Scope::General,
+        apply: |p, v| {
+            p.config.source = SourceKind::ALL
+                .into_iter()
+                .find(|k| k.as_str() == given(v))
+                .ok_or("expected simulation")?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.source, &defaults().source, || {
+                c.source.as_str().to_owned()
+            })
+        },
+    },
+    Flag {
+        name: "--web.listen-address",
+        short: None,
+        takes: Takes::Value,
+        syntax: "[HOST]:PORT",
+        default: ":8000",
+        help: "where to listen; HOST an IP or localhost",
+        scope: Scope::Web,
+        apply: |p, v| {
+            p.config.listen_address = parse_listen_address(given(v))?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.listen_address, &defaults().listen_address, || {
+                c.listen_address.to_string()
+            })
+        },
+    },
+    Flag {
+        name: "--web.telemetry-path",
+        short: None,
+        takes: Takes::Value,
+        syntax: "PATH",
+        default: "/metrics",
+        help: "path that serves the metrics",
+        scope: Scope::Web,
+        apply: |p, v| {
+            check_telemetry_path(given(v))?;
+            given(v).clone_into(&mut p.config.telemetry_path);
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.telemetry_path, &defaults().telemetry_path, || {
+                c.telemetry_path.clone()
+            })
+        },
+    },
+    Flag {
+        name: "--web.systemd-socket",
+        short: None,
+        takes: Takes::Optional,
+        syntax: "[=BOOL]",
+        default: "false",
+        help: "use the socket systemd passes instead",
+        scope: Scope::Web,
+        apply: |p, v| {
+            p.config.systemd_socket = match v {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => return Err("expected true or false".into()),
+            };
+            Ok(())
+        },
+        show: |c| c.systemd_socket.then(|| "true".to_owned()),
+    },
+    Flag {
+        name: "--widget.min-duration",
+        short: None,
+        takes: Takes::Value,
+        syntax: "DURATION",
+        default: "100ms",
+        help: "shortest processing time of a simulated widget",
+        scope: Scope::Simulation,
+        apply: |p, v| {
+            p.config.sim.min_duration = parse_duration(given(v))?;
+            if p.config.sim.min_duration.is_zero() {
+                return Err("must be longer than 0s".into());
+            }
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.sim.min_duration, &defaults().sim.min_duration, || {
+                format_duration(c.sim.min_duration)
+            })
+        },
+    },
+    Flag {
+        name: "--widget.max-duration",
+        short: None,
+        takes: Takes::Value,
+        syntax: "DURATION",
+        default: "500ms",
+        help: "longest processing time of a simulated widget",
+        scope: Scope::Simulation,
+        apply: |p, v| {
+            p.config.sim.max_duration = parse_duration(given(v))?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.sim.max_duration, &defaults().sim.max_duration, || {
+                format_duration(c.sim.max_duration)
+            })
+        },
+    },
+    Flag {
+        name: "--widget.interval",
+        short: None,
+        takes: Takes::Value,
+        syntax: "DURATION",
+        default: "1s",
+        help: "idle time between simulated widgets",
+        scope: Scope::Simulation,
+        apply: |p, v| {
+            p.config.sim.interval = parse_duration(given(v))?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.sim.interval, &defaults().sim.interval, || {
+                format_duration(c.sim.interval)
+            })
+        },
+    },
+    Flag {
+        name: "--widget.failure-ratio",
+        short: None,
+        takes: Takes::Value,
+        syntax: "RATIO",
+        default: "0",
+        help: "chance from 0 to 1 that a simulated widget fails",
+        scope: Scope::Simulation,
+        apply: |p, v| {
+            p.config.sim.failure_ratio = match given(v).parse::<f64>() {
+                // `+ 0.0` turns -0 into 0, so the config never spells a negative zero.
+                Ok(r) if (0.0..=1.0).contains(&r) => r + 0.0,
+                _ => return Err("expected a number from 0 to 1".into()),
+            };
+            Ok(())
+        },
+        // Bits, not `==`: -0.0 is not the default spelling, and NaN must not vanish.
+        show: |c| {
+            unless(
+                &c.sim.failure_ratio.to_bits(),
+                &defaults().sim.failure_ratio.to_bits(),
+                || c.sim.failure_ratio.to_string(),
+            )
+        },
+    },
+    Flag {
+        name: "--widget.seed",
+        short: None,
+        takes: Takes::Value,
+        syntax: "N",
+        default: "",
+        help: "seed for a reproducible simulation (default random)",
+        scope: Scope::Simulation,
+        apply: |p, v| {
+            let seed = given(v)
+                .parse::<u64>()
+                .map_err(|_| "expected a whole number from 0 to 18446744073709551615".to_owned())?;
+            p.config.sim.seed = Some(seed);
+            Ok(())
+        },
+        show: |c| c.sim.seed.map(|s| s.to_string()),
+    },
+    Flag {
+        name: "--widget.average-window",
+        short: None,
+        takes: Takes::Value,
+        syntax: "DURATION",
+        default: "60s",
+        help: "window of the average processing time, 1s to 24h",
+        scope: Scope::General,
+        apply: |p, v| {
+            let window = parse_duration(given(v))?;
+            if !(AVERAGE_WINDOW.0..=AVERAGE_WINDOW.1).contains(&window) {
+                return Err("must be from 1s to 24h".into());
+            }
+            p.config.average_window = window;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.average_window, &defaults().average_window, || {
+                format_duration(c.average_window)
+            })
+        },
+    },
+    Flag {
+        name: "--log.level",
+        short: None,
+        takes: Takes::Value,
+        syntax: "LEVEL",
+        default: "info",
+        help: "debug, info, warn or error",
+        scope: Scope::General,
+        apply: |p, v| {
+            p.config.log_level = given(v)
+                .parse()
+                .map_err(|()| "expected one of debug, info, warn, error")?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.log_level, &defaults().log_level, || {
+                c.log_level.as_str().to_owned()
+            })
+        },
+    },
+    Flag {
+        name: "--log.format",
+        short: None,
+        takes: Takes::Value,
+        syntax: "FORMAT",
+        default: "logfmt",
+        help: "logfmt or json",
+        scope: Scope::General,
+        apply: |p, v| {
+            p.config.log_format = given(v).parse().map_err(|()| "expected logfmt or json")?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.log_format, &defaults().log_format, || {
+                c.log_format.as_str().to_owned()
+            })
+        },
+    },
+    Flag {
+        name: "--print-systemd-unit",
+        short: None,
+        takes: Takes::Optional,
+        syntax: "[=FLAVOR]",
+        default: "",
+        help: "print a systemd service unit; FLAVOR modern (default) or legacy",
+        scope: Scope::Print,
+        apply: |p, v| {
+            let flavor = match v {
+                None | Some("modern") => UnitFlavor::Modern,
+                Some("legacy") => UnitFlavor::Legacy,
+                Some(_) => return Err("expected modern or legacy".into()),
+            };
+            print(p, Print::SystemdUnit(flavor))
+        },
+        show: never,
+    },
+    Flag {
+        name: "--print-systemd-socket",
+        short: None,
+        takes: Takes::Nothing,
+        syntax: "",
+        default: "",
+        help: "print a systemd socket unit for the listen address and exit",
+        scope: Scope::Print,
+        apply: |p, _| print(p, Print::SystemdSocket),
+        show: never,
+    },
+    Flag {
+        name: "--print-alert-rules",
+        short: None,
+        takes: Takes::Nothing,
+        syntax: "",
+        default: "",
+        help: "print Prometheus alerting rules and exit",
+        scope: Scope::Print,
+        apply: |p, _| print(p, Print::AlertRules),
+        show: never,
+    },
+    Flag {
+        name: "--help",
+        short: Some("-h"),
+        takes: Takes::Nothing,
+        syntax: "",
+        default: "",
+        help: "print this help and exit",
+        scope: Scope::General,
+        apply: |p, _| {
+            p.early = Some(Command::Help);
+            Ok(())
+        },
+        show: never,
+    },
+    Flag {
+        name: "--version",
+        short: None,
+        takes: Takes::Nothing,
+        syntax: "",
+        default: "",
+        help: "print the version and exit",
+        scope: Scope::General,
+        apply: |p, _| {
+            p.early = Some(Command::Version);
+            Ok(())
+        },
+        show: never,
+    },
+];
+
+/// The flag called `name` (or its short alias).
+#[must_use]
+pub fn flag(name: &str) -> Option<&'static Flag> {
+    FLAGS
+        .iter()
+        .find(|f| f.name == name || f.short == Some(name))
+}
+
+/// The `--help` text, from [`FLAGS`].
+#[must_use]
+pub fn usage() -> String {
+    let mut out = String::from(
+        "usage: widget-exporter [FLAGS]\n\n\
+         Exports the metrics of a widget-processing service for Prometheus: widgets from a\n\
+         simulation (the default) or counted from a log file.\n\n",
+    );
+    let left = |f: &Flag| {
+        let names = f.short.map_or_else(String::new, |s| format!("{s}, "));
+        match f.takes {
+            Takes::Value => format!("{names}{}={}", f.name, f.syntax),
+            Takes::Optional | Takes::Nothing => format!("{names}{}{}", f.name, f.syntax),
+        }
+    };
+    let width = FLAGS
+        .iter()
+        .map(|f| left(f).chars().count())
+        .max()
+        .unwrap_or(0);
+    for f in FLAGS {
+        let l = left(f);
+        let pad = width - l.chars().count();
+        let _ = write!(out, "  {l}{:pad$}  {}", "", f.help);
+        if !f.default.is_empty() && f.takes == Takes::Value {
+            let _ = write!(out, " (default {})", f.default);
+        }
+        out.push('\n');
+    }
+    out.push_str(
+        "\nDURATION is like 250ms, 1.5s or 1m30s (units ns, us, ms, s, m, h).\n\
+         See README.md for the metrics, a scrape config and deployment on older systems.\n",
+    );
+    out
+}
+
 /// Parses the arguments (without the program name) left to right. `--help`, `-h` and
 /// `--version` answer as soon as they are seen; any earlier error still wins. The
 /// cross-flag checks run after the last argument and report the first problem.
-// One arm per flag is the flags table written as code; splitting it would hide the grammar.
-#[allow(clippy::too_many_lines)]
 pub fn parse<I, S>(args: I) -> Result<Command, Error>
 where
     I: IntoIterator<Item = S>,
     S: Into<OsString>,
 {
     let mut args = args.into_iter().map(Into::into);
-    let mut config = Config::default();
-    let mut print: Option<Print> = None;
-    let mut given: Vec<String> = Vec::new();
+    let mut state = Parsed::default();
+    let mut seen: Vec<&'static Flag> = Vec::new();
+    let mut print_flag: Option<&'static str> = None;
 
     while let Some(arg) = args.next() {
         let arg = arg.into_string().map_err(|raw| {
@@ -242,117 +664,46 @@ where
             Some((name, value)) if arg.starts_with("--") => (name, Some(value)),
             _ => (arg.as_str(), None),
         };
-        if given.iter().any(|g| g == name) {
+        let Some(f) = flag(name) else {
+            return Err(Error::Usage(format!(
+                "unknown flag {}",
+                name.escape_debug()
+            )));
+        };
+        if seen.iter().any(|s| std::ptr::eq(*s, f)) {
             return Err(Error::Usage(format!("flag {name} given twice")));
         }
-        given.push(name.to_owned());
-
-        match name {
-            "--help" | "-h" => {
+        seen.push(f);
+        let value = match f.takes {
+            Takes::Value => Some(value(name, inline, &mut args)?),
+            Takes::Optional => inline.map(str::to_owned),
+            Takes::Nothing => {
                 no_value(name, inline)?;
-                return Ok(Command::Help);
+                None
             }
-            "--version" => {
-                no_value(name, inline)?;
-                return Ok(Command::Version);
-            }
-            "--web.listen-address" => {
-                let v = value(name, inline, &mut args)?;
-                config.listen_address =
-                    parse_listen_address(&v).map_err(|why| invalid(&v, name, why))?;
-            }
-            "--web.telemetry-path" => {
-                let v = value(name, inline, &mut args)?;
-                check_telemetry_path(&v).map_err(|why| invalid(&v, name, why))?;
-                config.telemetry_path = v;
-            }
-            "--web.systemd-socket" => {
-                config.systemd_socket = match inline {
-                    None | Some("true") => true,
-                    Some("false") => false,
-                    Some(v) => return Err(invalid(v, name, "expected true or false")),
-                };
-            }
-            "--widget.min-duration" => {
-                let v = value(name, inline, &mut args)?;
-                config.sim.min_duration = duration(name, &v)?;
-                if config.sim.min_duration.is_zero() {
-                    return Err(invalid(&v, name, "must be longer than 0s"));
-                }
-            }
-            "--widget.max-duration" => {
-                config.sim.max_duration = duration(name, &value(name, inline, &mut args)?)?;
-            }
-            "--widget.interval" => {
-                config.sim.interval = duration(name, &value(name, inline, &mut args)?)?;
-            }
-            "--widget.average-window" => {
-                let v = value(name, inline, &mut args)?;
-                config.sim.average_window = duration(name, &v)?;
-                let window = config.sim.average_window;
-                if window.is_zero() || window > MAX_AVERAGE_WINDOW {
-                    return Err(invalid(&v, name, "must be longer than 0s and at most 1h"));
-                }
-            }
-            "--widget.failure-ratio" => {
-                let v = value(name, inline, &mut args)?;
-                config.sim.failure_ratio = match v.parse::<f64>() {
-                    // `+ 0.0` turns -0 into 0, so the config never spells a negative zero.
-                    Ok(r) if (0.0..=1.0).contains(&r) => r + 0.0,
-                    _ => return Err(invalid(&v, name, "expected a number from 0 to 1")),
-                };
-            }
-            "--widget.seed" => {
-                let v = value(name, inline, &mut args)?;
-                let seed = v.parse::<u64>().map_err(|_| {
-                    invalid(
-                        &v,
-                        name,
-                        "expected a whole number from 0 to 18446744073709551615",
-                    )
-                })?;
-                config.sim.seed = Some(seed);
-            }
-            "--log.level" => {
-                let v = value(name, inline, &mut args)?;
-                config.log_level = v
-                    .parse()
-                    .map_err(|()| invalid(&v, name, "expected one of debug, info, warn, error"))?;
-            }
-            "--log.format" => {
-                let v = value(name, inline, &mut args)?;
-                config.log_format = v
-                    .parse()
-                    .map_err(|()| invalid(&v, name, "expected logfmt or json"))?;
-            }
-            "--print-systemd-unit" => {
-                let flavor = match inline {
-                    None | Some("modern") => UnitFlavor::Modern,
-                    Some("legacy") => UnitFlavor::Legacy,
-                    Some(v) => return Err(invalid(v, name, "expected modern or legacy")),
-                };
-                set_print(&mut print, Print::SystemdUnit(flavor))?;
-            }
-            "--print-systemd-socket" => {
-                no_value(name, inline)?;
-                set_print(&mut print, Print::SystemdSocket)?;
-            }
-            "--print-alert-rules" => {
-                no_value(name, inline)?;
-                set_print(&mut print, Print::AlertRules)?;
-            }
-            _ => {
+        };
+        let printing = state.print;
+        (f.apply)(&mut state, value.as_deref())
+            .map_err(|why| invalid(value.as_deref().unwrap_or_default(), name, &why))?;
+        if let Some(early) = state.early.take() {
+            return Ok(early);
+        }
+        if state.print != printing {
+            if let Some(old) = print_flag {
                 return Err(Error::Usage(format!(
-                    "unknown flag {}",
-                    name.escape_debug()
-                )))
+                    "flags {old} and {} cannot be used together",
+                    f.name
+                )));
             }
+            print_flag = Some(f.name);
         }
     }
-    finish(config, print)
-}
-
-fn finish(config: Config, print: Option<Print>) -> Result<Command, Error> {
+    let Parsed { config, print, .. } = state;
+    for f in &seen {
+        if let Some(why) = f.scope.refuses(&config) {
+            return Err(Error::Usage(format!("flag {} {why}", f.name)));
+        }
+    }
     validate(&config)?;
     Ok(match print {
         Some(print) => Command::Print(print, config),
@@ -364,12 +715,7 @@ fn finish(config: Config, print: Option<Print>) -> Result<Command, Error> {
 /// checked as it was read, so that the message can quote what the operator wrote.
 fn validate(config: &Config) -> Result<(), Error> {
     let sim = &config.sim;
-    let (min, max, interval, window) = (
-        sim.min_duration,
-        sim.max_duration,
-        sim.interval,
-        sim.average_window,
-    );
+    let (min, max, interval) = (sim.min_duration, sim.max_duration, sim.interval);
     let fmt = format_duration;
     if min > max {
         return Err(Error::Usage(format!(
@@ -379,24 +725,13 @@ fn validate(config: &Config) -> Result<(), Error> {
         )));
     }
     // Both are below 2^64 ns when parsed, so this cannot saturate in practice.
-    let cycle = min.saturating_add(interval);
-    if cycle < MIN_CYCLE {
+    if min.saturating_add(interval) < MIN_CYCLE {
         return Err(Error::Usage(format!(
             "--widget.min-duration ({}) plus --widget.interval ({}) is shorter than {}, \
              the shortest widget cycle the simulation allows",
             fmt(min),
             fmt(interval),
             fmt(MIN_CYCLE)
-        )));
-    }
-    let entries = window.as_nanos() / cycle.as_nanos();
-    if entries > MAX_WINDOW_ENTRIES {
-        return Err(Error::Usage(format!(
-            "--widget.average-window ({}) would hold up to {entries} widgets at one per \
-             --widget.min-duration plus --widget.interval ({}), over the limit of \
-             {MAX_WINDOW_ENTRIES} (it keeps one entry per widget); shorten the window",
-            fmt(window),
-            fmt(cycle)
         )));
     }
     Ok(())
@@ -436,22 +771,6 @@ fn value(
         return Err(needs());
     }
     Ok(next)
-}
-
-fn duration(flag: &str, v: &str) -> Result<Duration, Error> {
-    parse_duration(v).map_err(|why| invalid(v, flag, &why))
-}
-
-fn set_print(slot: &mut Option<Print>, new: Print) -> Result<(), Error> {
-    if let Some(old) = slot {
-        return Err(Error::Usage(format!(
-            "flags {} and {} cannot be used together",
-            old.flag(),
-            new.flag()
-        )));
-    }
-    *slot = Some(new);
-    Ok(())
 }
 
 fn parse_listen_address(s: &str) -> Result<ListenAddress, &'static str> {
@@ -802,8 +1121,11 @@ mod tests {
             ("--widget.seed", "42", |c| c.sim.seed = Some(42)),
             ("--widget.seed", "0", |c| c.sim.seed = Some(0)),
             ("--widget.seed", "18446744073709551615", |c| c.sim.seed = Some(u64::MAX)),
-            ("--widget.average-window", "1h", |c| c.sim.average_window = S(3600)),
-            ("--widget.average-window", "1ns", |c| c.sim.average_window = NS(1)),
+            ("--widget.average-window", "1h", |c| c.average_window = S(3600)),
+            ("--widget.average-window", "1h2m3s", |c| c.average_window = S(3723)),
+            ("--widget.average-window", "1s", |c| c.average_window = S(1)),
+            ("--widget.average-window", "24h", |c| c.average_window = S(86_400)),
+            ("--widget.source", "simulation", |_| {}),
             ("--log.level", "debug", |c| c.log_level = Level::Debug),
             ("--log.level", "warn", |c| c.log_level = Level::Warn),
             ("--log.level", "error", |c| c.log_level = Level::Error),
@@ -872,10 +1194,10 @@ mod tests {
             (&["--widget.max-duration=50ms"], "--widget.min-duration", "--widget.min-duration (100ms) is longer than --widget.max-duration (50ms)"),
             (&["--widget.min-duration=0s"], "--widget.min-duration", "invalid value \"0s\" for --widget.min-duration: must be longer than 0s"),
             (&["--widget.min-duration=500us", "--widget.interval=0"], "--widget.interval", "--widget.min-duration (500µs) plus --widget.interval (0s) is shorter than 1ms"),
-            (&["--widget.average-window=0"], "--widget.average-window", "invalid value \"0\" for --widget.average-window: must be longer than 0s and at most 1h"),
-            (&["--widget.average-window=61m"], "--widget.average-window", "invalid value \"61m\" for --widget.average-window: must be longer than 0s and at most 1h"),
-            (&["--widget.average-window=1h", "--widget.min-duration=1ms", "--widget.interval=0"], "--widget.average-window", "--widget.average-window (1h0m0s) would hold up to 3600000 widgets"),
-            (&["--widget.average-window=101s", "--widget.min-duration=1ms", "--widget.interval=0"], "--widget.interval", "over the limit of 100000 (it keeps one entry per widget); shorten the window"),
+            (&["--widget.average-window=0"], "--widget.average-window", "invalid value \"0\" for --widget.average-window: must be from 1s to 24h"),
+            (&["--widget.average-window=999ms"], "--widget.average-window", "must be from 1s to 24h"),
+            (&["--widget.average-window=24h0m1s"], "--widget.average-window", "must be from 1s to 24h"),
+            (&["--widget.source=mtail"], "--widget.source", "invalid value \"mtail\" for --widget.source: expected simulation"),
             (&["--web.telemetry-path=metrics"], "--web.telemetry-path", "invalid value \"metrics\" for --web.telemetry-path: must start with /"),
             (&["--web.telemetry-path="], "--web.telemetry-path", "must start with /"),
             (&["--web.telemetry-path=/"], "--web.telemetry-path", "must not be / (the landing page)"),
@@ -971,13 +1293,14 @@ mod tests {
             listen_address: ListenAddress::Ip(SocketAddr::from((Ipv6Addr::LOCALHOST, 9100))),
             telemetry_path: "/widgets/metrics".to_owned(),
             systemd_socket: true,
+            source: SourceKind::Simulation,
+            average_window: MS(1500),
             sim: SimConfig {
                 min_duration: NS(1_500),
                 max_duration: S(5400),
                 interval: MS(1),
                 failure_ratio: 0.1,
                 seed: Some(7),
-                average_window: MS(1500),
             },
             log_level: Level::Warn,
             log_format: Format::Json,
@@ -1009,7 +1332,7 @@ mod tests {
             with(|c| c.sim.seed = Some(0)),
             with(|c| c.sim.interval = NS(1_000_000_001)),
             with(|c| c.sim.max_duration = NS(u64::MAX)),
-            with(|c| c.sim.average_window = NS(3_599_999_999_999)),
+            with(|c| c.average_window = NS(86_399_999_999_999)),
             with(|c| c.log_level = Level::Debug),
         ];
         for config in configs {
@@ -1021,48 +1344,68 @@ mod tests {
 
     #[test]
     fn usage_text() {
-        assert!(USAGE.starts_with("usage: widget-exporter [FLAGS]\n\n"));
-        assert!(USAGE.lines().count() < 40);
-        assert!(USAGE
+        let usage = usage();
+        assert!(usage.starts_with("usage: widget-exporter [FLAGS]\n\n"));
+        assert!(usage
             .lines()
             .all(|l| l.chars().count() <= 100 && l == l.trim_end()));
-        assert!(USAGE.lines().last().is_some_and(|l| l.contains("README")));
-        // Every flag is listed, the valued ones in the order `to_args` writes them.
-        let every = Config {
-            listen_address: ListenAddress::AllInterfaces(1),
-            telemetry_path: "/m".to_owned(),
-            systemd_socket: true,
-            sim: SimConfig {
-                seed: Some(1),
-                failure_ratio: 0.5,
-                ..SimConfig::default()
-            },
-            log_level: Level::Debug,
-            log_format: Format::Json,
-        };
-        let mut listed = USAGE
-            .lines()
-            .filter_map(|l| l.trim_start().split(['=', '[', ' ']).next());
-        for arg in every.to_args() {
-            let flag = arg.split('=').next().unwrap_or_default();
-            assert!(
-                listed.any(|l| l == flag),
-                "{flag} missing from USAGE or out of order"
-            );
+        assert!(usage.lines().last().is_some_and(|l| l.contains("README")));
+        // Every flag, in table order, with its default.
+        let mut lines = usage.lines();
+        for f in FLAGS {
+            let line = lines
+                .find(|l| l.contains(f.name))
+                .unwrap_or_else(|| panic!("{} missing from usage or out of order", f.name));
+            assert!(line.contains(f.help), "{line}");
+            if f.takes == Takes::Value && !f.default.is_empty() {
+                assert!(line.contains(&format!("(default {})", f.default)), "{line}");
+            }
         }
-        for flag in [
-            "--widget.min-duration",
-            "--widget.max-duration",
-            "--widget.interval",
-            "--widget.average-window",
-            "--print-systemd-unit",
-            "--print-systemd-socket",
-            "--print-alert-rules",
-            "-h, --help",
-            "--version",
-        ] {
-            assert!(USAGE.contains(&format!("\n  {flag}")), "{flag}");
+    }
+
+    /// The table's defaults are what the config starts with, and every flag is listed in the
+    /// README's flags table with the same default.
+    #[test]
+    fn table_defaults_and_readme() {
+        let readme = include_str!("../README.md");
+        for f in FLAGS {
+            if f.takes == Takes::Value && !f.default.is_empty() {
+                let arg = format!("{}={}", f.name, f.default);
+                assert_eq!(
+                    run(&[&arg]).ok(),
+                    Some(Command::Run(Config::default())),
+                    "{arg} is not the default"
+                );
+            }
+            // A row's first cell names the flag, alone or beside its aliases.
+            let row = readme
+                .lines()
+                .filter(|l| l.starts_with("| `-"))
+                .find(|l| {
+                    let cell = l.split('|').nth(1).unwrap_or_default();
+                    cell.split(['`', '=', '[', ',', '/', ' '])
+                        .any(|word| word == f.name)
+                })
+                .unwrap_or_else(|| panic!("README's flags table has no row for {}", f.name));
+            if f.takes == Takes::Value && !f.default.is_empty() {
+                assert!(
+                    row.contains(&format!("| `{}` |", f.default)),
+                    "README row of {} lacks default {}: {row}",
+                    f.name,
+                    f.default
+                );
+            }
         }
+    }
+
+    #[test]
+    fn flags_are_found_by_name_and_alias() {
+        for f in FLAGS {
+            assert!(f.name.starts_with("--"), "{}", f.name);
+            assert_eq!(flag(f.name).map(|g| g.name), Some(f.name));
+        }
+        assert_eq!(flag("-h").map(|f| f.name), Some("--help"));
+        assert!(flag("--nope").is_none());
     }
 
     /// Every argument list built from awkward tokens gets an answer, never a panic.

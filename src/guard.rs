@@ -533,8 +533,9 @@ mod tests {
         g.tick(t0 + Duration::from_secs(61), None, None, &m);
         assert!(closed(&mut conns[0].0));
         let s = m.snapshot(crate::process::ProcessStats::default());
-        assert_eq!(s.connections_closed[CloseReason::Slow as usize], 1);
-        assert_eq!(s.connections_closed[CloseReason::Idle as usize], 1);
+        let closed = s.http.expect("HTTP families").connections_closed;
+        assert_eq!(closed[CloseReason::Slow as usize], 1);
+        assert_eq!(closed[CloseReason::Idle as usize], 1);
     }
 
     #[test]

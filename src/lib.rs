@@ -16,4 +16,5 @@ pub mod process;
 pub mod render;
 pub mod server;
 pub mod sim;
+pub mod source;
 pub mod sys;

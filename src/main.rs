@@ -11,7 +11,7 @@ const ALERT_RULES: &str = include_str!("alerts/widget-exporter.rules.yml");
 
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => print!("{}", cli::USAGE),
+        Ok(Command::Help) => print!("{}", cli::usage()),
         Ok(Command::Version) => println!("widget-exporter {}", env!("CARGO_PKG_VERSION")),
         Ok(Command::Print(what, config)) => print!("{}", printed(what, &config)),
         Ok(Command::Run(config)) => {

@@ -4,52 +4,15 @@
 //! (that is `render`) nor where requests come from (`server`).
 //!
 //! To expose a new number: add a [`Family`] constant, a field to [`Metrics`] (if the loop
-//! updates it) and to [`Snapshot`], and one line in [`Snapshot::encode`].
+//! updates it) and to [`Snapshot`], and one line in `Snapshot`'s [`Exposition::encode`].
+//! Families that exist only with some source or output (the HTTP ones, `widgets_in_progress`)
+//! are switched on by [`Parts`] and come as an `Option` in the snapshot: `None` leaves them out.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::process::ProcessStats;
-use crate::render::{Encoder, Number};
-
-/// How a family is typed in the exposition.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Monotonic; `name` ends in `_total`.
-    Counter,
-    /// Goes up and down.
-    Gauge,
-    /// Cumulative buckets plus `_sum` and `_count`.
-    Histogram,
-    /// Constant 1 with informative labels; `name` ends in `_info` (a gauge in the text format).
-    Info,
-}
-
-/// A metric family: its sample name, HELP text and kind, declared together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Family {
-    /// The sample name as written in the text format (with `_total`/`_info` where the kind has one).
-    pub name: &'static str,
-    /// One sentence, free of `\`, `"` and newlines (checked at compile time by `family`).
-    pub help: &'static str,
-    /// The family's type.
-    pub kind: Kind,
-}
-
-/// Declares a family. Evaluated at compile time: a HELP text that would need escaping (`\`,
-/// `"` or a newline) is a build error, so the renderer can copy HELP texts as they are.
-const fn family(name: &'static str, kind: Kind, help: &'static str) -> Family {
-    let bytes = help.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        assert!(
-            !matches!(bytes[i], b'\\' | b'"' | b'\n'),
-            "HELP texts must need no escaping"
-        );
-        i += 1;
-    }
-    Family { name, help, kind }
-}
+use crate::render::{family, Encoder, Exposition, Family, Kind, Number};
 
 /// Widgets finished, successful and failed.
 pub const PROCESSED: Family = family(
@@ -253,18 +216,97 @@ impl CloseReason {
     }
 }
 
+/// Which optional families this exporter has, fixed at start by its source and outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Parts {
+    /// `widgets_in_progress`: the source knows when widgets start.
+    pub in_progress: bool,
+    /// The HTTP families (requests, self-probe, connections): HTTP is served.
+    pub http: bool,
+}
+
+impl Default for Parts {
+    fn default() -> Self {
+        Parts {
+            in_progress: true,
+            http: true,
+        }
+    }
+}
+
+/// Slots of the average window: its far edge moves in steps of a hundredth of the window.
+pub const WINDOW_SLOTS: usize = 100;
+
+/// The moving window of `average_processing_time_seconds`: a ring of [`WINDOW_SLOTS`] time
+/// slots, each holding the sum and count of the widgets that finished in it. Memory is fixed
+/// whatever the widget rate; the mean is exact over the widgets of the slots it covers, which
+/// span between 99 % and 100 % of the window (the oldest slot leaves whole).
+#[derive(Debug)]
+struct Window {
+    start: Instant,
+    slot_nanos: u128,
+    /// Slot number + 1 (0: never used), sum of durations in nanoseconds, widget count.
+    slots: [[AtomicU64; 3]; WINDOW_SLOTS],
+}
+
+impl Window {
+    fn new(width: Duration, start: Instant) -> Self {
+        Window {
+            start,
+            slot_nanos: (width.as_nanos() / WINDOW_SLOTS as u128).max(1),
+            slots: std::array::from_fn(|_| Default::default()),
+        }
+    }
+
+    /// The number of the slot `at` falls in.
+    fn slot_of(&self, at: Instant) -> u64 {
+        let since = at.saturating_duration_since(self.start).as_nanos();
+        u64::try_from(since / self.slot_nanos).unwrap_or(u64::MAX - 1)
+    }
+
+    fn record(&self, at: Instant, nanos: u64) {
+        let n = self.slot_of(at);
+        let [epoch, sum, count] = &self.slots[(n % WINDOW_SLOTS as u64) as usize];
+        let seen = epoch.load(Relaxed);
+        if seen > n + 1 {
+            return; // older than the window already
+        }
+        if seen != n + 1 {
+            epoch.store(n + 1, Relaxed);
+            sum.store(0, Relaxed);
+            count.store(0, Relaxed);
+        }
+        sum.store(sum.load(Relaxed).saturating_add(nanos), Relaxed);
+        count.fetch_add(1, Relaxed);
+    }
+
+    /// (sum, count) of the slots within the window at `now`.
+    fn totals(&self, now: Instant) -> (u64, u64) {
+        let current = self.slot_of(now) + 1;
+        let oldest = current.saturating_sub(WINDOW_SLOTS as u64 - 1);
+        let (mut total, mut widgets) = (0u64, 0u64);
+        for [epoch, sum, count] in &self.slots {
+            if (oldest..=current).contains(&epoch.load(Relaxed)) {
+                total = total.saturating_add(sum.load(Relaxed));
+                widgets += count.load(Relaxed);
+            }
+        }
+        (total, widgets)
+    }
+}
+
 /// The live values, updated by the loop with relaxed atomics (one writer; readers need no
 /// ordering beyond each value being whole).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    parts: Parts,
+    window: Window,
     processed: AtomicU64,
     failed: AtomicU64,
     in_progress: AtomicU64,
     /// Per-bucket (not cumulative) counts; the last slot is `+Inf`.
     duration_buckets: [AtomicU64; BUCKETS.len() + 1],
     duration_sum_nanos: AtomicU64,
-    window_sum_nanos: AtomicU64,
-    window_count: AtomicU64,
     last_processed_unix_nanos: AtomicU64,
     http_requests: [AtomicU64; HTTP_CODES.len()],
     self_probe_success: AtomicU64,
@@ -273,33 +315,77 @@ pub struct Metrics {
     restarts: AtomicU64,
 }
 
+impl Default for Metrics {
+    /// Every family of the simulation served over HTTP, a 60 s window starting now.
+    fn default() -> Self {
+        Metrics::new(Parts::default(), Duration::from_secs(60), Instant::now())
+    }
+}
+
 impl Metrics {
-    /// Marks a widget as started.
-    pub fn widget_started(&self) {
-        self.in_progress.store(1, Relaxed);
+    /// Metrics with the optional families of `parts`, and an average window of `window`
+    /// whose slots count from `start`.
+    #[must_use]
+    pub fn new(parts: Parts, window: Duration, start: Instant) -> Self {
+        Metrics {
+            parts,
+            window: Window::new(window, start),
+            processed: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            in_progress: AtomicU64::default(),
+            duration_buckets: Default::default(),
+            duration_sum_nanos: AtomicU64::default(),
+            last_processed_unix_nanos: AtomicU64::default(),
+            http_requests: Default::default(),
+            self_probe_success: AtomicU64::default(),
+            connections: AtomicU64::default(),
+            connections_closed: Default::default(),
+            restarts: AtomicU64::default(),
+        }
     }
 
-    /// Records a finished widget: its simulated duration, outcome and wall-clock end.
-    pub fn widget_finished(&self, duration: Duration, failed: bool, unix_nanos: u64) {
-        let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-        let slot = BUCKETS
-            .iter()
-            .position(|&(bound, _)| nanos <= bound)
-            .unwrap_or(BUCKETS.len());
-        self.duration_buckets[slot].fetch_add(1, Relaxed);
-        self.duration_sum_nanos.fetch_add(nanos, Relaxed);
+    /// The optional families this exporter has.
+    #[must_use]
+    pub fn parts(&self) -> Parts {
+        self.parts
+    }
+
+    /// Counts a widget as started (in progress until it finishes).
+    pub fn widget_started(&self) {
+        self.in_progress.fetch_add(1, Relaxed);
+    }
+
+    /// Records a finished widget: its processing time if known, its outcome, its wall-clock
+    /// end and the instant `at` that places it in the average window. A widget without a
+    /// duration (a failure logged without one) counts in the totals only, not in the
+    /// histogram or the average. In progress goes down by one, never below 0: widgets that
+    /// started before the source could see them finish too.
+    pub fn widget_finished(
+        &self,
+        duration: Option<Duration>,
+        failed: bool,
+        unix_nanos: u64,
+        at: Instant,
+    ) {
+        if let Some(duration) = duration {
+            let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+            let slot = BUCKETS
+                .iter()
+                .position(|&(bound, _)| nanos <= bound)
+                .unwrap_or(BUCKETS.len());
+            self.duration_buckets[slot].fetch_add(1, Relaxed);
+            let sum = self.duration_sum_nanos.load(Relaxed);
+            self.duration_sum_nanos
+                .store(sum.saturating_add(nanos), Relaxed);
+            self.window.record(at, nanos);
+        }
         self.processed.fetch_add(1, Relaxed);
         if failed {
             self.failed.fetch_add(1, Relaxed);
         }
-        self.in_progress.store(0, Relaxed);
+        let running = self.in_progress.load(Relaxed);
+        self.in_progress.store(running.saturating_sub(1), Relaxed);
         self.last_processed_unix_nanos.store(unix_nanos, Relaxed);
-    }
-
-    /// Publishes the moving window's sum and count.
-    pub fn set_window(&self, sum_nanos: u64, count: u64) {
-        self.window_sum_nanos.store(sum_nanos, Relaxed);
-        self.window_count.store(count, Relaxed);
     }
 
     /// Counts one answered request; codes outside [`HTTP_CODES`] are not counted.
@@ -374,29 +460,41 @@ impl Metrics {
         all
     }
 
-    /// Reads every value once into a plain snapshot.
+    /// Reads every value once into a plain snapshot, the average window as of now.
     #[must_use]
     pub fn snapshot(&self, process: ProcessStats) -> Snapshot {
+        self.snapshot_at(process, Instant::now())
+    }
+
+    /// Like [`Metrics::snapshot`], with the average window as of `now`.
+    #[must_use]
+    pub fn snapshot_at(&self, process: ProcessStats, now: Instant) -> Snapshot {
         let mut buckets = [0; BUCKETS.len() + 1];
         let mut cumulative = 0;
         for (out, count) in buckets.iter_mut().zip(&self.duration_buckets) {
             cumulative += count.load(Relaxed);
             *out = cumulative;
         }
-        let window_count = self.window_count.load(Relaxed);
+        let (window_sum, window_count) = self.window.totals(now);
         Snapshot {
             processed: self.processed.load(Relaxed),
             failed: self.failed.load(Relaxed),
-            in_progress: self.in_progress.load(Relaxed),
+            in_progress: self
+                .parts
+                .in_progress
+                .then(|| self.in_progress.load(Relaxed)),
             duration_buckets: buckets,
             duration_sum_nanos: self.duration_sum_nanos.load(Relaxed),
-            average_nanos: (window_count > 0)
-                .then(|| self.window_sum_nanos.load(Relaxed) / window_count),
+            average_nanos: (window_count > 0).then(|| window_sum / window_count),
             last_processed_unix_nanos: self.last_processed_unix_nanos.load(Relaxed),
-            http_requests: std::array::from_fn(|i| self.http_requests[i].load(Relaxed)),
-            self_probe_success: self.self_probe_success.load(Relaxed),
-            connections: self.connections.load(Relaxed),
-            connections_closed: std::array::from_fn(|i| self.connections_closed[i].load(Relaxed)),
+            http: self.parts.http.then(|| HttpSnapshot {
+                requests: std::array::from_fn(|i| self.http_requests[i].load(Relaxed)),
+                self_probe_success: self.self_probe_success.load(Relaxed),
+                connections: self.connections.load(Relaxed),
+                connections_closed: std::array::from_fn(|i| {
+                    self.connections_closed[i].load(Relaxed)
+                }),
+            }),
             restarts: self.restarts.load(Relaxed),
             process,
         }
@@ -410,8 +508,8 @@ pub struct Snapshot {
     pub processed: u64,
     /// `widgets_failed_total`.
     pub failed: u64,
-    /// `widgets_in_progress`.
-    pub in_progress: u64,
+    /// `widgets_in_progress`; `None` when the source cannot tell (left out).
+    pub in_progress: Option<u64>,
     /// Cumulative bucket counts, `+Inf` last (so the last is also `_count`).
     pub duration_buckets: [u64; BUCKETS.len() + 1],
     /// `_sum` in nanoseconds.
@@ -420,26 +518,35 @@ pub struct Snapshot {
     pub average_nanos: Option<u64>,
     /// End of the last widget, unix nanoseconds; 0 before the first.
     pub last_processed_unix_nanos: u64,
-    /// Per [`HTTP_CODES`] entry.
-    pub http_requests: [u64; HTTP_CODES.len()],
-    /// 1 when the latest self-probe came back, else 0.
-    pub self_probe_success: u64,
-    /// Open client connections.
-    pub connections: u64,
-    /// Per [`CloseReason::ALL`] entry.
-    pub connections_closed: [u64; CloseReason::ALL.len()],
+    /// The HTTP families; `None` when HTTP is not served (left out).
+    pub http: Option<HttpSnapshot>,
     /// Restarts in place so far.
     pub restarts: u64,
     /// From `/proc`; a `None` field leaves its family out.
     pub process: ProcessStats,
 }
 
-impl Snapshot {
+/// The families that only mean something while HTTP is served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSnapshot {
+    /// Per [`HTTP_CODES`] entry.
+    pub requests: [u64; HTTP_CODES.len()],
+    /// 1 when the latest self-probe came back, else 0.
+    pub self_probe_success: u64,
+    /// Open client connections.
+    pub connections: u64,
+    /// Per [`CloseReason::ALL`] entry.
+    pub connections_closed: [u64; CloseReason::ALL.len()],
+}
+
+impl Exposition for Snapshot {
     /// Writes every family, in [`FAMILIES`] order, through the format-agnostic encoder.
-    pub fn encode(&self, e: &mut Encoder<'_>) {
+    fn encode(&self, e: &mut Encoder<'_>) {
         e.counter(&PROCESSED, self.processed);
         e.counter(&FAILED, self.failed);
-        e.gauge(&IN_PROGRESS, Number::Int(self.in_progress));
+        if let Some(n) = self.in_progress {
+            e.gauge(&IN_PROGRESS, Number::Int(n));
+        }
         e.histogram(
             &DURATION,
             &BUCKETS,
@@ -456,24 +563,26 @@ impl Snapshot {
             Number::Nanos(self.last_processed_unix_nanos),
         );
         e.info(&BUILD_INFO, &[("version", env!("CARGO_PKG_VERSION"))]);
-        e.labeled_counters(
-            &HTTP_REQUESTS,
-            "code",
-            HTTP_CODES
-                .iter()
-                .zip(&self.http_requests)
-                .map(|(&(_, code), &n)| (code, n)),
-        );
-        e.gauge(&SELF_PROBE, Number::Int(self.self_probe_success));
-        e.gauge(&CONNECTIONS, Number::Int(self.connections));
-        e.labeled_counters(
-            &CONNECTIONS_CLOSED,
-            "reason",
-            CloseReason::ALL
-                .iter()
-                .zip(&self.connections_closed)
-                .map(|(r, &n)| (r.as_str(), n)),
-        );
+        if let Some(http) = &self.http {
+            e.labeled_counters(
+                &HTTP_REQUESTS,
+                "code",
+                HTTP_CODES
+                    .iter()
+                    .zip(&http.requests)
+                    .map(|(&(_, code), &n)| (code, n)),
+            );
+            e.gauge(&SELF_PROBE, Number::Int(http.self_probe_success));
+            e.gauge(&CONNECTIONS, Number::Int(http.connections));
+            e.labeled_counters(
+                &CONNECTIONS_CLOSED,
+                "reason",
+                CloseReason::ALL
+                    .iter()
+                    .zip(&http.connections_closed)
+                    .map(|(r, &n)| (r.as_str(), n)),
+            );
+        }
         e.counter(&RESTARTS, self.restarts);
         let p = &self.process;
         if let Some(v) = p.cpu_seconds {
@@ -507,7 +616,7 @@ mod tests {
             (500, false),
             (20_000, false),
         ] {
-            m.widget_finished(Duration::from_millis(ms), failed, 7);
+            m.widget_finished(Some(Duration::from_millis(ms)), failed, 7, Instant::now());
         }
         let s = m.snapshot(ProcessStats::default());
         // le=0.025 holds 25ms exactly; 26ms goes to 0.05; 20s only to +Inf.
@@ -518,7 +627,7 @@ mod tests {
         assert_eq!(s.duration_buckets[BUCKETS.len() - 1], 4);
         assert_eq!(s.duration_buckets[BUCKETS.len()], 5);
         assert_eq!(s.duration_sum_nanos, 20_651_000_000);
-        assert_eq!((s.processed, s.failed, s.in_progress), (5, 1, 0));
+        assert_eq!((s.processed, s.failed, s.in_progress), (5, 1, Some(0)));
         assert_eq!(s.last_processed_unix_nanos, 7);
     }
 
@@ -537,23 +646,87 @@ mod tests {
     }
 
     #[test]
-    fn window_average_and_requests() {
+    fn requests_by_code() {
         let m = Metrics::default();
-        assert_eq!(m.snapshot(ProcessStats::default()).average_nanos, None);
-        m.set_window(300, 2);
         m.count_request(200);
         m.count_request(200);
         m.count_request(404);
         m.count_request(999);
         let s = m.snapshot(ProcessStats::default());
-        assert_eq!(s.average_nanos, Some(150));
-        assert_eq!(s.http_requests, [2, 0, 1, 0, 0]);
+        assert_eq!(s.http.map(|h| h.requests), Some([2, 0, 1, 0, 0]));
+    }
+
+    /// The window's mean is exact over the widgets of the slots it covers, and its far edge
+    /// moves in steps of a hundredth of the window, at any widget rate.
+    #[test]
+    fn average_window_is_a_ring_of_slots() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let m = Metrics::new(Parts::default(), Duration::from_secs(10), t0);
+        let avg = |at| {
+            m.snapshot_at(ProcessStats::default(), t0 + at)
+                .average_nanos
+        };
+        let finish =
+            |nanos, at| m.widget_finished(Some(Duration::from_nanos(nanos)), false, 0, t0 + at);
+        assert_eq!(avg(ms(0)), None, "empty: NaN");
+        finish(300, ms(50));
+        finish(100, ms(150));
+        assert_eq!(avg(ms(200)), Some(200));
+        // Slots are 100 ms wide; the widget at 50 ms is in slot 0, which leaves the window
+        // when slot 100 begins (at 10 s), the one at 150 ms one slot later.
+        assert_eq!(avg(ms(9_999)), Some(200));
+        assert_eq!(avg(ms(10_000)), Some(100));
+        assert_eq!(avg(ms(10_100)), None);
+        // A million widgets in one slot cost no memory and average exactly.
+        for i in 0..1_000_000u64 {
+            finish(i % 1000, ms(20_000));
+        }
+        assert_eq!(avg(ms(20_000)), Some(499));
+        // A widget placed before the window's oldest slot does not count.
+        finish(5, ms(0));
+        assert_eq!(avg(ms(20_000)), Some(499));
+        // A failure without a duration counts in the totals, not in the window.
+        m.widget_finished(None, true, 0, t0 + ms(20_000));
+        let s = m.snapshot_at(ProcessStats::default(), t0 + ms(20_000));
+        assert_eq!(
+            (s.processed, s.failed, s.average_nanos),
+            (1_000_004, 1, Some(499))
+        );
+        // Every width from 1 s to 24 h works; the step is a hundredth of it.
+        for width in [Duration::from_secs(1), Duration::from_secs(86_400)] {
+            let m = Metrics::new(Parts::default(), width, t0);
+            m.widget_finished(Some(ms(1)), false, 0, t0);
+            let at = |d| m.snapshot_at(ProcessStats::default(), t0 + d).average_nanos;
+            assert_eq!(at(width / 100 * 99), Some(1_000_000));
+            assert_eq!(at(width), None);
+        }
+    }
+
+    #[test]
+    fn in_progress_never_goes_below_zero() {
+        let m = Metrics::default();
+        let now = Instant::now();
+        m.widget_finished(Some(Duration::from_millis(1)), false, 0, now);
+        m.widget_started();
+        m.widget_started();
+        assert_eq!(m.snapshot(ProcessStats::default()).in_progress, Some(2));
+        let m = Metrics::new(
+            Parts {
+                in_progress: false,
+                http: false,
+            },
+            Duration::from_secs(60),
+            now,
+        );
+        let s = m.snapshot(ProcessStats::default());
+        assert_eq!((s.in_progress, s.http), (None, None), "families left out");
     }
 
     #[test]
     fn counters_survive_export_and_import() {
         let a = Metrics::default();
-        a.widget_finished(Duration::from_millis(120), true, 99);
+        a.widget_finished(Some(Duration::from_millis(120)), true, 99, Instant::now());
         a.count_request(404);
         a.count_close(CloseReason::Body);
         a.set_connections(7);
@@ -564,11 +737,17 @@ mod tests {
             a.snapshot(ProcessStats::default()),
             b.snapshot(ProcessStats::default()),
         );
-        assert_eq!(sb.connections, 0, "gauges are not carried");
+        let http = |s: &Snapshot| s.http.clone().expect("HTTP families");
+        assert_eq!(http(&sb).connections, 0, "gauges are not carried");
+        assert_eq!(sb.average_nanos, None, "nor is the window");
         assert_eq!(
             sa,
             Snapshot {
-                connections: 7,
+                http: Some(HttpSnapshot {
+                    connections: 7,
+                    ..http(&sb)
+                }),
+                average_nanos: sa.average_nanos,
                 ..sb
             }
         );

@@ -1,10 +1,54 @@
-//! How numbers are spelled: the Prometheus text format 0.0.4 and OpenMetrics 1.0.0, written
-//! into one reused `String`; HELP and label-value escaping; number spelling; content types and
-//! `Accept` negotiation. It renders a [`Snapshot`] and must not touch atomics, sockets or clocks.
+//! How numbers are spelled: the exposition model (a [`Family`] of a [`Kind`], samples of a
+//! [`Number`]), the Prometheus text format 0.0.4 and OpenMetrics 1.0.0 written into one
+//! reused `String`, HELP and label-value escaping, content types and `Accept` negotiation.
+//! It renders anything that is an [`Exposition`]; it knows nothing of the crate's metrics
+//! (no import from `metrics`) and must not touch atomics, sockets or clocks.
 
 use std::fmt::Write as _;
 
-use crate::metrics::{Family, Kind, Snapshot};
+/// How a family is typed in the exposition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic; `name` ends in `_total`.
+    Counter,
+    /// Goes up and down.
+    Gauge,
+    /// Cumulative buckets plus `_sum` and `_count`.
+    Histogram,
+    /// Constant 1 with informative labels; `name` ends in `_info` (a gauge in the text format).
+    Info,
+}
+
+/// A metric family: its sample name, HELP text and kind, declared together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Family {
+    /// The sample name as written in the text format (with `_total`/`_info` where the kind has one).
+    pub name: &'static str,
+    /// One sentence, free of `\`, `"` and newlines (checked at compile time by `family`).
+    pub help: &'static str,
+    /// The family's type.
+    pub kind: Kind,
+}
+
+/// Declares a family. Evaluated at compile time: a HELP text that would need escaping (`\`,
+/// `"` or a newline) is a build error, so the renderer can copy HELP texts as they are.
+///
+/// # Panics
+///
+/// At compile time, when `help` needs escaping.
+#[must_use]
+pub const fn family(name: &'static str, kind: Kind, help: &'static str) -> Family {
+    let bytes = help.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        assert!(
+            !matches!(bytes[i], b'\\' | b'"' | b'\n'),
+            "HELP texts must need no escaping"
+        );
+        i += 1;
+    }
+    Family { name, help, kind }
+}
 
 /// An exposition format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,31 +59,105 @@ pub enum Format {
     OpenMetrics,
 }
 
-impl Format {
-    /// The `Content-Type` of a response in this format.
-    #[must_use]
-    pub fn content_type(self) -> &'static str {
+/// The name-escaping scheme a scraper asked for (Prometheus 3's `escaping=` parameter). Our
+/// metric and label names are all legacy-valid, so the body is the same under every scheme;
+/// the answer only names the scheme back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escaping {
+    /// `allow-utf-8`: names as they are.
+    AllowUtf8,
+    /// `underscores`.
+    Underscores,
+    /// `dots`.
+    Dots,
+    /// `values`.
+    Values,
+}
+
+impl Escaping {
+    fn parse(s: &str) -> Option<Escaping> {
+        Some(match s {
+            "allow-utf-8" | "allow-utf8" => Escaping::AllowUtf8,
+            "underscores" => Escaping::Underscores,
+            "dots" => Escaping::Dots,
+            "values" => Escaping::Values,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
         match self {
-            Format::Text => "text/plain; version=0.0.4; charset=utf-8",
-            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            Escaping::AllowUtf8 => "allow-utf-8",
+            Escaping::Underscores => "underscores",
+            Escaping::Dots => "dots",
+            Escaping::Values => "values",
         }
     }
 }
 
-/// Picks the format for an `Accept` header the way client_golang does: media ranges in
-/// order of preference (q-value, then position), the first we can serve wins; text when
-/// nothing matches or the header is absent. `q=0` means "not acceptable".
-#[must_use]
-pub fn negotiate(accept: Option<&str>) -> Format {
-    let Some(accept) = accept else {
-        return Format::Text;
+/// What a scrape is answered with: the format of the body, and the version and escaping
+/// its `Content-Type` names, which are always ones the scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Choice {
+    /// The body's format.
+    pub format: Format,
+    /// The version named: `0.0.4` or `1.0.0` for text, `1.0.0` or `0.0.1` for OpenMetrics.
+    /// Text 1.0.0 differs from 0.0.4 only in allowing UTF-8 names, which we never use, so
+    /// the same body is valid in both.
+    pub version: &'static str,
+    /// The escaping scheme named back, when the scraper asked for one.
+    pub escaping: Option<Escaping>,
+}
+
+impl Choice {
+    /// The default answer: text 0.0.4.
+    pub const TEXT: Choice = Choice {
+        format: Format::Text,
+        version: "0.0.4",
+        escaping: None,
     };
-    let mut best: Option<(u16, Format)> = None;
+
+    /// OpenMetrics 1.0.0 without an escaping parameter.
+    pub const OPENMETRICS: Choice = Choice {
+        format: Format::OpenMetrics,
+        version: "1.0.0",
+        escaping: None,
+    };
+
+    /// The `Content-Type` header value.
+    #[must_use]
+    pub fn content_type(self) -> String {
+        let media = match self.format {
+            Format::Text => "text/plain",
+            Format::OpenMetrics => "application/openmetrics-text",
+        };
+        let mut out = format!("{media}; version={}; charset=utf-8", self.version);
+        if let Some(e) = self.escaping {
+            out.push_str("; escaping=");
+            out.push_str(e.as_str());
+        }
+        out
+    }
+}
+
+/// Picks the answer to an `Accept` header the way client_golang does: media ranges in order
+/// of preference (q-value, then position), the first we can serve wins; text 0.0.4 when
+/// nothing matches or the header is absent (never a 406: the exposition formats say text
+/// 0.0.4 is the last resort). `q=0` means "not acceptable". Prometheus 2 asks for
+/// OpenMetrics first; Prometheus 3 adds `escaping=` and `text/plain;version=1.0.0`, and may
+/// put protobuf, which we do not serve, before them all.
+#[must_use]
+pub fn negotiate(accept: Option<&str>) -> Choice {
+    let Some(accept) = accept else {
+        return Choice::TEXT;
+    };
+    let mut best: Option<(u16, Choice)> = None;
     for range in accept.split(',') {
         let mut parts = range.split(';');
         let media = parts.next().unwrap_or("").trim();
         let mut q = 1000;
         let mut version = None;
+        let mut escaping = None;
         for param in parts {
             let Some((key, value)) = param.split_once('=') else {
                 continue;
@@ -48,27 +166,41 @@ pub fn negotiate(accept: Option<&str>) -> Format {
             match key.trim().to_ascii_lowercase().as_str() {
                 "q" => q = parse_qvalue(value).unwrap_or(0),
                 "version" => version = Some(value),
+                "escaping" => escaping = Escaping::parse(value),
                 _ => {}
             }
         }
-        let format = if media.eq_ignore_ascii_case("application/openmetrics-text") {
-            matches!(version, None | Some("1.0.0" | "0.0.1")).then_some(Format::OpenMetrics)
+        let choice = |format, version| Choice {
+            format,
+            version,
+            escaping,
+        };
+        let choice = if media.eq_ignore_ascii_case("application/openmetrics-text") {
+            match version {
+                None | Some("1.0.0") => Some(choice(Format::OpenMetrics, "1.0.0")),
+                Some("0.0.1") => Some(choice(Format::OpenMetrics, "0.0.1")),
+                Some(_) => None,
+            }
         } else if media.eq_ignore_ascii_case("text/plain") {
-            matches!(version, None | Some("0.0.4")).then_some(Format::Text)
+            match version {
+                None | Some("0.0.4") => Some(Choice::TEXT),
+                Some("1.0.0") => Some(choice(Format::Text, "1.0.0")),
+                Some(_) => None,
+            }
         } else if media == "*/*" || media.eq_ignore_ascii_case("text/*") {
-            Some(Format::Text)
+            Some(Choice::TEXT)
         } else if media.eq_ignore_ascii_case("application/*") {
-            Some(Format::OpenMetrics)
+            Some(Choice::OPENMETRICS)
         } else {
             None
         };
-        if let Some(format) = format {
+        if let Some(choice) = choice {
             if q > 0 && best.is_none_or(|(best_q, _)| q > best_q) {
-                best = Some((q, format));
+                best = Some((q, choice));
             }
         }
     }
-    best.map_or(Format::Text, |(_, f)| f)
+    best.map_or(Choice::TEXT, |(_, c)| c)
 }
 
 /// RFC 9110 qvalue, in thousandths: `0`, `0.5`, `1`, `1.000`; anything else is `None`.
@@ -173,12 +305,18 @@ fn write_escaped(out: &mut String, text: &str, quote: bool) {
     out.push_str(rest);
 }
 
-/// Renders a snapshot into `out` (cleared first). The buffer is meant to be reused: once it
+/// Something that can be rendered: it writes its families, in order, through an [`Encoder`].
+pub trait Exposition {
+    /// Writes every family through `e`, which knows the format.
+    fn encode(&self, e: &mut Encoder<'_>);
+}
+
+/// Renders `exposition` into `out` (cleared first). The buffer is meant to be reused: once it
 /// has grown to the payload's size, rendering allocates nothing.
-pub fn render(snapshot: &Snapshot, format: Format, out: &mut String) {
+pub fn render(exposition: &impl Exposition, format: Format, out: &mut String) {
     out.clear();
     let mut e = Encoder { out, format };
-    snapshot.encode(&mut e);
+    exposition.encode(&mut e);
     if format == Format::OpenMetrics {
         e.out.push_str("# EOF\n");
     }
@@ -219,7 +357,7 @@ impl Encoder<'_> {
         self.out.push_str(name);
         self.out.push(' ');
         // Family HELP texts need no escaping (a build error otherwise, see
-        // `metrics::family`), so they are copied; `write_escaped_help` is for any other.
+        // `family`), so they are copied; `write_escaped_help` is for any other.
         self.out.push_str(f.help);
         self.out.push_str("\n# TYPE ");
         self.out.push_str(name);
@@ -363,30 +501,45 @@ mod tests {
 
     #[test]
     fn negotiation() {
-        use Format::{OpenMetrics as Om, Text};
+        // What Prometheus sends: 2.x, 3.x by default, 3.x with PrometheusProto first.
+        const PROMETHEUS_2: &str = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        const PROMETHEUS_3: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+        const PROMETHEUS_3_PROTO: &str = "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+        const PROMETHEUS_3_TEXT: &str = "text/plain;version=1.0.0;escaping=underscores;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.3";
+        const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+        const OM: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
         for (accept, want) in [
-            (None, Text),
-            (Some(""), Text),
-            (Some("*/*"), Text),
-            (Some("text/plain"), Text),
-            (Some("application/openmetrics-text"), Om),
-            (Some("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"), Om),
-            (Some("application/openmetrics-text; version=0.0.1"), Om),
-            (Some("application/openmetrics-text;version=2.0.0"), Text),
-            (Some("application/openmetrics-text;q=0"), Text),
-            (Some("text/plain;q=0.5, application/openmetrics-text;q=0.9"), Om),
-            (Some("application/openmetrics-text;q=0.4, text/plain;q=0.5"), Text),
-            (Some("text/plain, application/openmetrics-text"), Text),
-            (Some("application/openmetrics-text, text/plain"), Om),
-            (Some("APPLICATION/OpenMetrics-Text"), Om),
-            (Some("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,text/plain;version=1.0.0;q=0.7"), Om),
-            (Some("application/json"), Text),
-            (Some("application/*"), Om),
-            (Some("application/openmetrics-text;q=abc"), Text),
-            (Some("application/openmetrics-text;q=1.5"), Text),
-            (Some(";;;,,,=;q="), Text),
+            (None, TEXT),
+            (Some(""), TEXT),
+            (Some("*/*"), TEXT),
+            (Some("text/plain"), TEXT),
+            (Some("application/openmetrics-text"), OM),
+            (Some(PROMETHEUS_2), OM),
+            (Some(PROMETHEUS_3), "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8"),
+            (Some(PROMETHEUS_3_PROTO), "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8"),
+            (Some(PROMETHEUS_3_TEXT), "text/plain; version=1.0.0; charset=utf-8; escaping=underscores"),
+            (Some("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited"), TEXT),
+            (Some("text/plain;version=1.0.0"), "text/plain; version=1.0.0; charset=utf-8"),
+            (Some("text/plain;version=1.0.0;escaping=bogus"), "text/plain; version=1.0.0; charset=utf-8"),
+            (Some("application/openmetrics-text; version=0.0.1"), "application/openmetrics-text; version=0.0.1; charset=utf-8"),
+            (Some("application/openmetrics-text;version=2.0.0"), TEXT),
+            (Some("application/openmetrics-text;q=0"), TEXT),
+            (Some("text/plain;q=0.5, application/openmetrics-text;q=0.9"), OM),
+            (Some("application/openmetrics-text;q=0.4, text/plain;q=0.5"), TEXT),
+            (Some("text/plain, application/openmetrics-text"), TEXT),
+            (Some("application/openmetrics-text, text/plain"), OM),
+            (Some("APPLICATION/OpenMetrics-Text"), OM),
+            (Some("application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,text/plain;version=1.0.0;q=0.7"), "text/plain; version=1.0.0; charset=utf-8"),
+            (Some("application/json"), TEXT),
+            (Some("application/*"), OM),
+            (Some("application/openmetrics-text;q=abc"), TEXT),
+            (Some("application/openmetrics-text;q=1.5"), TEXT),
+            (Some(";;;,,,=;q="), TEXT),
         ] {
-            assert_eq!(negotiate(accept), want, "{accept:?}");
+            let choice = negotiate(accept);
+            assert_eq!(choice.content_type(), want, "{accept:?}");
+            let om = want.starts_with("application/openmetrics-text");
+            assert_eq!(choice.format == Format::OpenMetrics, om, "{accept:?}");
         }
     }
 

@@ -137,10 +137,11 @@ impl Site {
         });
         let (code, result) = match route {
             Route::Telemetry => {
-                let f = render::negotiate(header_value(&request, "Accept"));
-                format = Some(f);
-                let body = self.scrape(metrics, f);
-                (200, respond(request, 200, f.content_type(), body, None))
+                let choice = render::negotiate(header_value(&request, "Accept"));
+                format = Some(choice.format);
+                let content_type = choice.content_type();
+                let body = self.scrape(metrics, choice.format);
+                (200, respond(request, 200, &content_type, body, None))
             }
             Route::Landing => (200, respond(request, 200, HTML, &self.landing, None)),
             Route::Healthy => match unhealthy {

@@ -1,12 +1,13 @@
-//! The widget simulation: a state machine that alternates "processing" (a duration drawn
-//! uniformly from the configured range) and "idle" (the configured interval), and records each
-//! finished widget in [`Metrics`]. Time and randomness are passed in, so tests drive it without
-//! clocks. It never sleeps: it tells the loop when its next event is due.
+//! The widget simulation, the default [`Source`]: a state machine that alternates
+//! "processing" (a duration drawn uniformly from the configured range) and "idle" (the
+//! configured interval), and records each finished widget in [`Metrics`]. Time is passed in
+//! and randomness comes from its own seeded generator, so tests drive it without clocks. It
+//! never sleeps: it tells the loop when its next event is due.
 
-use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::metrics::Metrics;
+use crate::source::{Source, Step};
 
 /// How the simulated widget service behaves; validated by `cli`.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,8 +22,6 @@ pub struct SimConfig {
     pub failure_ratio: f64,
     /// Seed for a reproducible sequence; `None` seeds from the OS.
     pub seed: Option<u64>,
-    /// Window of `average_processing_time_seconds`.
-    pub average_window: Duration,
 }
 
 impl Default for SimConfig {
@@ -33,7 +32,6 @@ impl Default for SimConfig {
             interval: Duration::from_secs(1),
             failure_ratio: 0.0,
             seed: None,
-            average_window: Duration::from_secs(60),
         }
     }
 }
@@ -66,14 +64,12 @@ pub struct StepReport {
     pub resynced: bool,
 }
 
-/// The widget service's state, the completion window and the wall-clock anchor.
+/// The widget service's state, its random generator and the wall-clock anchor.
 #[derive(Debug)]
 pub struct Simulator {
     config: SimConfig,
     state: State,
-    /// (end instant, duration in nanoseconds) of widgets finished within the window.
-    window: VecDeque<(Instant, u64)>,
-    window_sum_nanos: u64,
+    rng: fastrand::Rng,
     /// An instant and the unix time in nanoseconds it corresponds to.
     anchor: (Instant, u64),
 }
@@ -84,10 +80,11 @@ impl Simulator {
     #[must_use]
     pub fn new(config: SimConfig, start: Instant, start_unix_nanos: u64) -> Self {
         Simulator {
+            rng: config
+                .seed
+                .map_or_else(fastrand::Rng::new, fastrand::Rng::with_seed),
             config,
             state: State::Idle { next_start: start },
-            window: VecDeque::new(),
-            window_sum_nanos: 0,
             anchor: (start, start_unix_nanos),
         }
     }
@@ -102,9 +99,8 @@ impl Simulator {
     }
 
     /// Advances the simulation to `now`: handles every event due, each at its scheduled
-    /// instant (so a late loop does not skew durations or the schedule), then slides the
-    /// average window.
-    pub fn step(&mut self, now: Instant, rng: &mut fastrand::Rng, metrics: &Metrics) -> StepReport {
+    /// instant (so a late loop does not skew durations, the schedule or the window).
+    pub fn advance(&mut self, now: Instant, metrics: &Metrics) -> StepReport {
         let mut report = StepReport::default();
         while self.next_event() <= now {
             if report.events == MAX_EVENTS_PER_STEP {
@@ -116,12 +112,12 @@ impl Simulator {
             report.lateness = report.lateness.max(now - self.next_event());
             self.state = match self.state {
                 State::Idle { next_start } => {
-                    let duration = self.draw_duration(rng);
+                    let duration = self.draw_duration();
                     metrics.widget_started();
                     State::Processing {
                         end: next_start + duration,
                         duration,
-                        fails: rng.f64() < self.config.failure_ratio,
+                        fails: self.rng.f64() < self.config.failure_ratio,
                     }
                 }
                 State::Processing {
@@ -129,36 +125,20 @@ impl Simulator {
                     duration,
                     fails,
                 } => {
-                    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
-                    metrics.widget_finished(duration, fails, self.unix_nanos(end));
-                    self.window.push_back((end, nanos));
-                    self.window_sum_nanos = self.window_sum_nanos.saturating_add(nanos);
+                    metrics.widget_finished(Some(duration), fails, self.unix_nanos(end), end);
                     State::Idle {
                         next_start: end + self.config.interval,
                     }
                 }
             };
         }
-        self.slide_window(now, metrics);
         report
     }
 
-    fn draw_duration(&self, rng: &mut fastrand::Rng) -> Duration {
+    fn draw_duration(&mut self) -> Duration {
         let min = u64::try_from(self.config.min_duration.as_nanos()).unwrap_or(u64::MAX);
         let max = u64::try_from(self.config.max_duration.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rng.u64(min..=max.max(min)))
-    }
-
-    /// Drops widgets that finished `average_window` or longer ago and publishes the rest.
-    fn slide_window(&mut self, now: Instant, metrics: &Metrics) {
-        while let Some(&(end, nanos)) = self.window.front() {
-            if now.saturating_duration_since(end) < self.config.average_window {
-                break;
-            }
-            self.window.pop_front();
-            self.window_sum_nanos -= nanos;
-        }
-        metrics.set_window(self.window_sum_nanos, self.window.len() as u64);
+        Duration::from_nanos(self.rng.u64(min..=max.max(min)))
     }
 
     fn unix_nanos(&self, at: Instant) -> u64 {
@@ -166,6 +146,20 @@ impl Simulator {
         let since =
             u64::try_from(at.saturating_duration_since(instant).as_nanos()).unwrap_or(u64::MAX);
         unix.saturating_add(since)
+    }
+}
+
+impl Source for Simulator {
+    fn step(&mut self, now: Instant, metrics: &Metrics) -> Step {
+        let report = self.advance(now, metrics);
+        Step {
+            events: report.events,
+            lateness: report.lateness,
+        }
+    }
+
+    fn next_due(&self) -> Instant {
+        self.next_event()
     }
 }
 
@@ -183,7 +177,6 @@ mod tests {
             interval: MS * interval_ms as u32,
             failure_ratio: ratio,
             seed: Some(1),
-            average_window: Duration::from_secs(60),
         }
     }
 
@@ -191,25 +184,24 @@ mod tests {
     fn fixed_durations_follow_the_schedule() {
         let t0 = Instant::now();
         let m = Metrics::default();
-        let mut rng = fastrand::Rng::with_seed(7);
         let mut sim = Simulator::new(config(200, 200, 1000, 0.0), t0, 1_000_000_000);
         assert_eq!(sim.next_event(), t0);
-        let r = sim.step(t0, &mut rng, &m);
+        let r = sim.advance(t0, &m);
         assert_eq!(r.events, 1);
-        assert_eq!(m.snapshot(ProcessStats::default()).in_progress, 1);
+        assert_eq!(m.snapshot(ProcessStats::default()).in_progress, Some(1));
         assert_eq!(sim.next_event(), t0 + MS * 200);
         // Nothing happens before the end is due.
-        assert_eq!(sim.step(t0 + MS * 199, &mut rng, &m).events, 0);
+        assert_eq!(sim.advance(t0 + MS * 199, &m).events, 0);
         // A late step still records the simulated duration and keeps the schedule.
-        let r = sim.step(t0 + MS * 250, &mut rng, &m);
+        let r = sim.advance(t0 + MS * 250, &m);
         assert_eq!((r.events, r.lateness), (1, MS * 50));
         let s = m.snapshot(ProcessStats::default());
-        assert_eq!((s.processed, s.in_progress), (1, 0));
+        assert_eq!((s.processed, s.in_progress), (1, Some(0)));
         assert_eq!(s.duration_sum_nanos, 200_000_000);
         assert_eq!(s.last_processed_unix_nanos, 1_200_000_000);
         assert_eq!(sim.next_event(), t0 + MS * 1200);
         // Ten cycles later: ten more widgets, whatever the step size.
-        sim.step(t0 + MS * 13_200, &mut rng, &m);
+        sim.advance(t0 + MS * 13_200, &m);
         assert_eq!(m.snapshot(ProcessStats::default()).processed, 11);
     }
 
@@ -218,12 +210,15 @@ mod tests {
         let run = |seed| {
             let t0 = Instant::now();
             let m = Metrics::default();
-            let mut rng = fastrand::Rng::with_seed(seed);
-            let mut sim = Simulator::new(config(100, 500, 1, 0.3), t0, 0);
+            let cfg = SimConfig {
+                seed: Some(seed),
+                ..config(100, 500, 1, 0.3)
+            };
+            let mut sim = Simulator::new(cfg, t0, 0);
             let mut ends = Vec::new();
             for _ in 0..400 {
                 let at = sim.next_event();
-                sim.step(at, &mut rng, &m);
+                sim.advance(at, &m);
                 ends.push(at - t0);
             }
             let s = m.snapshot(ProcessStats::default());
@@ -248,11 +243,10 @@ mod tests {
         for (ratio, want) in [(0.0, 0), (1.0, 50)] {
             let t0 = Instant::now();
             let m = Metrics::default();
-            let mut rng = fastrand::Rng::with_seed(3);
             let mut sim = Simulator::new(config(1, 2, 1, ratio), t0, 0);
             while m.snapshot(ProcessStats::default()).processed < 50 {
                 let at = sim.next_event();
-                sim.step(at, &mut rng, &m);
+                sim.advance(at, &m);
             }
             assert_eq!(
                 m.snapshot(ProcessStats::default()).failed,
@@ -263,58 +257,30 @@ mod tests {
     }
 
     #[test]
-    fn average_is_a_true_mean_over_the_window() {
+    fn widgets_enter_the_window_at_their_end() {
+        // The window is the metrics'; the simulation places each widget at its scheduled end,
+        // so a late step does not shift it.
         let t0 = Instant::now();
-        let m = Metrics::default();
-        let mut rng = fastrand::Rng::with_seed(9);
-        let mut cfg = config(100, 100, 900, 0.0);
-        cfg.average_window = Duration::from_secs(5);
-        let mut sim = Simulator::new(cfg, t0, 0);
-        let avg = |m: &Metrics| m.snapshot(ProcessStats::default()).average_nanos;
-        sim.step(t0, &mut rng, &m);
-        assert_eq!(avg(&m), None, "empty window before the first widget ends");
+        let m = Metrics::new(crate::metrics::Parts::default(), Duration::from_secs(5), t0);
+        let mut sim = Simulator::new(config(100, 100, 900, 0.0), t0, 0);
+        let avg = |at| m.snapshot_at(ProcessStats::default(), at).average_nanos;
+        sim.advance(t0, &m);
+        assert_eq!(avg(t0), None, "empty window before the first widget ends");
         // Widgets end at 0.1 s, 1.1 s, 2.1 s, ... each 100 ms long.
-        sim.step(t0 + MS * 3_100, &mut rng, &m);
-        assert_eq!(avg(&m), Some(100_000_000));
+        sim.advance(t0 + MS * 3_100, &m);
+        assert_eq!(avg(t0 + MS * 3_100), Some(100_000_000));
         assert_eq!(m.snapshot(ProcessStats::default()).processed, 4);
-        // At 7.1 s the widgets that ended at 0.1, 1.1 and 2.1 s (exactly 5 s ago) are out.
-        sim.step(t0 + MS * 7_100, &mut rng, &m);
-        let s = m.snapshot(ProcessStats::default());
-        assert_eq!(s.processed, 8);
-        assert_eq!(sim.window.len(), 5);
-        // A long idle gap empties the window: NaN again, not a stale mean.
-        let mut cfg = config(100, 100, 60_000, 0.0);
-        cfg.average_window = Duration::from_secs(5);
-        let m = Metrics::default();
-        let mut sim = Simulator::new(cfg, t0, 0);
-        sim.step(t0 + MS * 100, &mut rng, &m);
-        sim.step(t0 + MS * 100, &mut rng, &m);
-        assert_eq!(avg(&m), Some(100_000_000));
-        sim.step(t0 + MS * 5_100, &mut rng, &m);
-        assert_eq!(avg(&m), None);
-    }
-
-    #[test]
-    fn mean_of_mixed_durations() {
-        let t0 = Instant::now();
-        let m = Metrics::default();
-        let mut rng = fastrand::Rng::with_seed(11);
-        let mut sim = Simulator::new(config(100, 500, 10, 0.0), t0, 0);
-        sim.step(t0 + Duration::from_secs(10), &mut rng, &m);
-        let total: u64 = sim.window.iter().map(|&(_, n)| n).sum();
-        let s = m.snapshot(ProcessStats::default());
-        assert_eq!(s.average_nanos, Some(total / sim.window.len() as u64));
-        assert_eq!(sim.window.len() as u64, s.processed);
+        // Long after the last: the window is empty again (NaN), not a stale mean.
+        assert_eq!(avg(t0 + MS * 9_000), None);
     }
 
     #[test]
     fn a_stopped_loop_resynchronises() {
         let t0 = Instant::now();
         let m = Metrics::default();
-        let mut rng = fastrand::Rng::with_seed(5);
         let mut sim = Simulator::new(config(1, 1, 0, 0.0), t0, 0);
         let later = t0 + Duration::from_secs(3600);
-        let r = sim.step(later, &mut rng, &m);
+        let r = sim.advance(later, &m);
         assert!(r.resynced);
         assert_eq!(r.events, MAX_EVENTS_PER_STEP);
         assert_eq!(sim.next_event(), later);

@@ -9,7 +9,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use widget_exporter::metrics::Metrics;
 use widget_exporter::process::ProcessReader;
@@ -94,10 +94,14 @@ fn busy_metrics() -> Metrics {
     for i in 0..500u64 {
         metrics.widget_started();
         let duration = Duration::from_micros(100_000 + (i * 7_919) % 400_000);
-        metrics.widget_finished(duration, i % 7 == 0, 1_795_757_095_000_000_000 + i);
+        metrics.widget_finished(
+            Some(duration),
+            i % 7 == 0,
+            1_795_757_095_000_000_000 + i,
+            Instant::now(),
+        );
         metrics.count_request(200);
     }
-    metrics.set_window(13_806_000_000, 46);
     metrics.count_request(404);
     metrics
 }
@@ -127,7 +131,12 @@ fn scrape_allocates_nothing_after_warm_up() {
                 // Between scrapes the loop keeps counting; the payload changes as it would.
                 metrics.count_request(200);
                 if i % 100 == 0 {
-                    metrics.widget_finished(Duration::from_millis(250), false, 1_795_757_100 + i);
+                    metrics.widget_finished(
+                        Some(Duration::from_millis(250)),
+                        false,
+                        1_795_757_100 + i,
+                        Instant::now(),
+                    );
                 }
                 std::hint::black_box(site.scrape(&metrics, format).len());
             }

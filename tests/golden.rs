@@ -2,7 +2,7 @@
 //! formats and compared with files under `tests/golden/`. `UPDATE_GOLDEN=1 cargo test --test
 //! golden` rewrites them; review their diff like code.
 
-use widget_exporter::metrics::{Snapshot, BUCKETS, HTTP_CODES};
+use widget_exporter::metrics::{HttpSnapshot, Snapshot, BUCKETS, HTTP_CODES};
 use widget_exporter::process::ProcessStats;
 use widget_exporter::render::{render, Format};
 
@@ -23,20 +23,22 @@ fn snapshot() -> Snapshot {
     Snapshot {
         processed: 13,
         failed: 2,
-        in_progress: 1,
+        in_progress: Some(1),
         duration_buckets: buckets,
         duration_sum_nanos: 4_123_456_789,
         average_nanos: Some(317_188_983),
         last_processed_unix_nanos: 1_795_757_095_250_000_000,
-        http_requests: {
-            let mut r = [0; HTTP_CODES.len()];
-            r[0] = 41;
-            r[2] = 3;
-            r
-        },
-        self_probe_success: 1,
-        connections: 3,
-        connections_closed: [12, 1, 0, 0, 2, 1],
+        http: Some(HttpSnapshot {
+            requests: {
+                let mut r = [0; HTTP_CODES.len()];
+                r[0] = 41;
+                r[2] = 3;
+                r
+            },
+            self_probe_success: 1,
+            connections: 3,
+            connections_closed: [12, 1, 0, 0, 2, 1],
+        }),
         restarts: 1,
         process: ProcessStats {
             cpu_seconds: Some(0.37),

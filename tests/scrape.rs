@@ -79,6 +79,30 @@ fn openmetrics_when_preferred() {
     assert!(r.header("Content-Type").unwrap().starts_with("text/plain"));
 }
 
+/// Prometheus 3's default Accept header, and the one with protobuf (which we do not serve)
+/// first: OpenMetrics 1.0.0 named back with the escaping asked for, never a 406. A scraper
+/// that asks for text 1.0.0 only gets it named as such (the body is valid in both).
+#[test]
+fn prometheus_3_negotiation() {
+    const OM3: &str = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.3,text/plain;version=0.0.4;q=0.2,*/*;q=0.1";
+    let e = Exporter::start(&[]);
+    for (accept, want) in [
+        (OM3.to_owned(), "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8"),
+        (format!("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited;q=0.6,{OM3}"), "application/openmetrics-text; version=1.0.0; charset=utf-8; escaping=allow-utf-8"),
+        ("text/plain;version=1.0.0;escaping=underscores".to_owned(), "text/plain; version=1.0.0; charset=utf-8; escaping=underscores"),
+        ("application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited".to_owned(), "text/plain; version=0.0.4; charset=utf-8"),
+    ] {
+        let r = e.get_with("/metrics", &format!("Accept: {accept}\r\n"));
+        assert_eq!(r.status, 200, "{accept}");
+        assert_eq!(r.header("Content-Type"), Some(want), "{accept}");
+        assert_eq!(
+            r.body.ends_with("# EOF\n"),
+            want.starts_with("application/openmetrics-text"),
+            "{accept}"
+        );
+    }
+}
+
 #[test]
 fn other_routes_and_methods() {
     let e = Exporter::start(&["--web.telemetry-path=/custom"]);
@@ -231,7 +255,9 @@ fn logs_name_the_version_and_settings() {
         "{start}"
     );
     assert!(
-        start.contains("seed=42") && start.contains("interval=1s"),
+        start.contains(" widget.seed=42 ")
+            && start.contains(" widget.interval=1s ")
+            && start.contains(" widget.source=simulation "),
         "{start}"
     );
     assert!(

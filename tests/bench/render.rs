@@ -33,10 +33,9 @@ fn snapshot() -> Snapshot {
     for i in 0..66_461u64 {
         let duration = Duration::from_micros(100_000 + (i * 7_919) % 400_000);
         end_unix_nanos += 1_300_000_000;
-        metrics.widget_finished(duration, i % 20 == 0, end_unix_nanos);
+        metrics.widget_finished(Some(duration), i % 20 == 0, end_unix_nanos, Instant::now());
     }
     metrics.widget_started();
-    metrics.set_window(13_806_000_000, 46);
     for _ in 0..5_760 {
         metrics.count_request(200);
     }
