@@ -84,6 +84,19 @@ pub struct Census {
     pub starved: usize,
 }
 
+/// An open connection, as [`Guard::open_connections`] lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Open {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// It has sent a request.
+    pub proven: bool,
+    /// Bytes wait unread in its socket (a request nobody has read yet).
+    pub unread: bool,
+    /// When a scan first saw it.
+    pub first_seen: Instant,
+}
+
 /// The connection table and its schedule.
 #[derive(Debug)]
 pub struct Guard {
@@ -404,7 +417,16 @@ impl Guard {
             .values()
             .filter(|c| c.shut.is_some_and(|(t, _)| old(t)))
             .count();
-        let orphaned_long_ago = self.orphans.values().filter(|&&t| old(t)).count();
+        // tiny_http holds two descriptors per connection: count sockets, not descriptors.
+        let mut orphaned: Vec<Option<std::path::PathBuf>> = self
+            .orphans
+            .iter()
+            .filter(|(_, &t)| old(t))
+            .map(|(fd, _)| std::fs::read_link(format!("/proc/self/fd/{fd}")).ok())
+            .collect();
+        orphaned.sort();
+        orphaned.dedup();
+        let orphaned_long_ago = orphaned.len();
         // tiny_http 0.12's thread pool can queue a new connection's task behind busy
         // keep-alive threads (it trusts a stale count of idle threads); that connection's
         // request then sits unread until some other connection closes.
@@ -423,6 +445,22 @@ impl Guard {
             stuck: shut_long_ago + orphaned_long_ago,
             starved,
         };
+    }
+
+    /// Rescans at `now` and lists the connections open and not shut down: what a drain
+    /// before a restart in place waits for (see `restart`).
+    pub fn open_connections(&mut self, now: Instant) -> Vec<Open> {
+        self.scan(now);
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.shut.is_none())
+            .map(|(peer, c)| Open {
+                peer: *peer,
+                proven: c.last_request.is_some(),
+                unread: sys::unread_bytes(c.fd).is_some_and(|n| n > 0),
+                first_seen: c.first_seen,
+            })
+            .collect()
     }
 
     /// At most one warning a minute, with what was closed since the last one.
@@ -635,6 +673,22 @@ mod tests {
         let _ = conns[0].1.read(&mut b).unwrap();
         g.tick(t0 + Duration::from_millis(1200), None, None, &m);
         assert_eq!(g.census().starved, 0, "read now");
+    }
+
+    #[test]
+    fn a_stuck_connection_counts_once_for_its_two_descriptors() {
+        let (listener, mut g, m, t0) = fixture(limits());
+        let (client, server) = pairs(&listener, 1).pop().unwrap();
+        // tiny_http reads and writes through two descriptors of the same socket.
+        let twin = server.try_clone().unwrap();
+        g.tick(t0, None, None, &m);
+        drop(client);
+        server.shutdown(Shutdown::Both).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        g.tick(t0 + Duration::from_secs(1), None, None, &m);
+        g.tick(t0 + Duration::from_secs(12), None, None, &m);
+        assert_eq!(g.census(), census(0, 1), "one connection, not two");
+        drop((server, twin));
     }
 
     #[test]
