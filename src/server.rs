@@ -85,6 +85,8 @@ pub struct Site {
     process: ProcessReader,
     /// The latest `/proc` figures and when they were read.
     process_cache: Option<(Instant, ProcessStats)>,
+    /// Answer with `Connection: close` (a restart in place is draining).
+    closing: bool,
 }
 
 /// How old the `process_*` figures in a scrape may be. Reading `/proc` costs ~50 µs, ten
@@ -102,7 +104,14 @@ impl Site {
             body: String::with_capacity(8192),
             process: ProcessReader::new(),
             process_cache: None,
+            closing: false,
         }
+    }
+
+    /// From now on, every answer says `Connection: close` and is the connection's last
+    /// (see `restart`: the drain before a restart in place).
+    pub fn close_connections(&mut self) {
+        self.closing = true;
     }
 
     /// Renders the current metrics into the reused buffer and returns it; reads `/proc` only
@@ -135,25 +144,26 @@ impl Site {
                 .to_owned();
             (request.method().to_string(), request.url().to_owned(), ua)
         });
+        let close = self.closing;
         let (code, result) = match route {
             Route::Telemetry => {
                 let choice = render::negotiate(header_value(&request, "Accept"));
                 format = Some(choice.format);
                 let content_type = choice.content_type();
                 let body = self.scrape(metrics, choice.format);
-                (200, respond(request, 200, &content_type, body, None))
+                (200, respond(request, 200, &content_type, body, None, close))
             }
-            Route::Landing => (200, respond(request, 200, HTML, &self.landing, None)),
+            Route::Landing => (200, respond(request, 200, HTML, &self.landing, None, close)),
             Route::Healthy => match unhealthy {
-                None => (200, respond(request, 200, TEXT, "OK\n", None)),
+                None => (200, respond(request, 200, TEXT, "OK\n", None, close)),
                 Some(why) => {
                     let body = format!("unhealthy: {why}\n");
-                    (503, respond(request, 503, TEXT, &body, None))
+                    (503, respond(request, 503, TEXT, &body, None, close))
                 }
             },
             Route::NotFound => (
                 404,
-                respond(request, 404, TEXT, "404 page not found\n", None),
+                respond(request, 404, TEXT, "404 page not found\n", None, close),
             ),
             Route::MethodNotAllowed => (
                 405,
@@ -163,6 +173,7 @@ impl Site {
                     TEXT,
                     "method not allowed\n",
                     Some(("Allow", "GET, HEAD")),
+                    close,
                 ),
             ),
         };
@@ -247,7 +258,8 @@ pub fn reject_body(request: Request, metrics: &Metrics) {
         400,
         TEXT,
         "a scrape request carries no body\n",
-        Some(("Connection", "close")),
+        None,
+        true,
     ) {
         log::debug("response not delivered", &[("code", &400), ("err", &e)]);
     }
@@ -265,7 +277,7 @@ pub fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r 
 
 /// Answers the loop's own probe: 200, not counted among clients' requests.
 pub fn answer_probe(request: Request) {
-    if let Err(e) = respond(request, 200, TEXT, "OK\n", None) {
+    if let Err(e) = respond(request, 200, TEXT, "OK\n", None, false) {
         log::debug("probe response not delivered", &[("err", &e)]);
     }
 }
@@ -284,7 +296,11 @@ fn respond(
     content_type: &str,
     body: &str,
     extra: Option<(&str, &str)>,
+    close: bool,
 ) -> io::Result<()> {
+    if close {
+        return respond_closing(request, code, content_type, body, extra);
+    }
     let mut headers = vec![header("Content-Type", content_type)];
     if let Some((name, value)) = extra {
         headers.push(header(name, value));
@@ -297,6 +313,59 @@ fn respond(
         None,
     );
     request.respond(response)
+}
+
+/// Writes the whole answer ourselves, with `Connection: close`: tiny_http's `Response` drops
+/// any `Connection` header it is given, and a client must learn that this answer is the
+/// connection's last before it sends another request on it.
+fn respond_closing(
+    request: Request,
+    code: u16,
+    content_type: &str,
+    body: &str,
+    extra: Option<(&str, &str)>,
+) -> io::Result<()> {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let head_only = *request.method() == Method::Head;
+    let mut head = String::with_capacity(160);
+    let _ = write!(
+        head,
+        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        StatusCode(code).default_reason_phrase(),
+        body.len()
+    );
+    if let Some((name, value)) = extra {
+        let _ = write!(head, "{name}: {value}\r\n");
+    }
+    head.push_str("\r\n");
+    // The writer waits its turn behind answers to earlier pipelined requests, like respond().
+    let mut writer = request.into_writer();
+    let written = writer
+        .write_all(head.as_bytes())
+        .and_then(|()| {
+            if head_only {
+                Ok(())
+            } else {
+                writer.write_all(body.as_bytes())
+            }
+        })
+        .and_then(|()| writer.flush());
+    // A client that already hung up is not an error, as in tiny_http's own respond().
+    match written {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::BrokenPipe
+                    | io::ErrorKind::ConnectionAborted
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 fn landing_page(telemetry_path: &str) -> String {
