@@ -6,11 +6,11 @@ mod support;
 use std::net::TcpListener;
 use std::process::Command;
 
-use support::{run, BIN};
+use support::{binary, run};
 
 #[test]
 fn help_and_version() {
-    let (ok, out, _) = run(Command::new(BIN).arg("--help"));
+    let (ok, out, _) = run(Command::new(binary()).arg("--help"));
     assert!(ok);
     assert!(out.starts_with("usage: widget-exporter"), "{out}");
     for flag in [
@@ -27,7 +27,7 @@ fn help_and_version() {
     ] {
         assert!(out.contains(flag), "--help names {flag}");
     }
-    let (ok, out, _) = run(Command::new(BIN).arg("--version"));
+    let (ok, out, _) = run(Command::new(binary()).arg("--version"));
     assert!(ok);
     assert_eq!(
         out.trim(),
@@ -58,7 +58,7 @@ fn bad_flags_exit_2_naming_the_flag_and_bind_nothing() {
         (&["--log.level"], "--log.level"),
         (&["stray"], "stray"),
     ] {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(binary());
         cmd.args(args);
         if !args.iter().any(|a| a.starts_with("--web.listen-address")) {
             cmd.arg(&listen);
@@ -83,9 +83,9 @@ fn bad_flags_exit_2_naming_the_flag_and_bind_nothing() {
 fn port_in_use_exits_1_with_a_clear_message() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap();
-    let (ok, _, err) = run(Command::new(BIN).arg(format!("--web.listen-address={addr}")));
+    let (ok, _, err) = run(Command::new(binary()).arg(format!("--web.listen-address={addr}")));
     assert!(!ok);
-    let out = Command::new(BIN)
+    let out = Command::new(binary())
         .arg(format!("--web.listen-address={addr}"))
         .output()
         .unwrap();

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use attack::{
     command, peak, sleep_until, stalls, usage, wait_for, Clock, Monitor, Scrape, Scraper, Usage,
-    FAST, RESTART_MSG,
+    RESTART_MSG,
 };
 use support::{say, Exporter};
 
@@ -89,6 +89,12 @@ impl Verdict {
             attack::log_tail(log, 30)
         );
     }
+}
+
+/// Fast widgets and debug logging, which carries one `msg="widget event" lateness_us=N` line
+/// per widget event.
+fn watched_flags() -> Vec<&'static str> {
+    support::fast(&["--log.level=debug"])
 }
 
 /// The exporter and the baseline of its usage once settled.
@@ -213,7 +219,7 @@ struct Watched {
 }
 
 fn watched(sample_every: Duration) -> Watched {
-    let (e, base) = start(&mut command(&[], FAST));
+    let (e, base) = start(&mut command(&[], &watched_flags()));
     let pid = e.child.id();
     let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
     let monitor = Monitor::start(pid, sample_every);
@@ -318,7 +324,7 @@ struct Pipelined {
 fn pipeline(addr: SocketAddr, requests: usize, hold: Duration) -> Pipelined {
     const REQUEST: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: victim\r\n\r\n";
     let end = Instant::now() + hold;
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+    let mut s = support::connect(addr, Duration::from_secs(2)).expect("connect");
     s.set_write_timeout(Some(Duration::from_millis(250)))
         .expect("write timeout");
     let data = REQUEST.repeat(requests);
@@ -368,7 +374,7 @@ fn pipelining_client_that_never_reads() {
     const SLOW_SCRAPE: Duration = Duration::from_millis(200);
     const MAX_STALL_US: u64 = 500_000;
     let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
-    let (mut e, _base) = start(&mut command(&[], FAST));
+    let (mut e, _base) = start(&mut command(&[], &watched_flags()));
     let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
     let clock = Clock::start();
     thread::sleep(Duration::from_millis(750));
@@ -531,7 +537,7 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
 /// `MemoryMax=` of the printed modern unit, in KiB: the cap systemd enforces, so the
 /// exporter's own guards must keep RSS under it.
 fn memory_max_kib() -> Option<u64> {
-    let out = Command::new(attack::binary())
+    let out = Command::new(support::binary())
         .arg("--print-systemd-unit")
         .output()
         .ok()?;
@@ -573,7 +579,7 @@ fn own_nofile(need: u64) -> u64 {
     if soft >= need {
         return soft;
     }
-    if let Some(prlimit) = attack::which("prlimit") {
+    if let Some(prlimit) = support::tool("prlimit") {
         let _ = Command::new(prlimit)
             .arg(format!("--pid={}", std::process::id()))
             .arg(format!("--nofile={hard}:{hard}"))
@@ -591,7 +597,7 @@ fn open_many(
 ) -> (Vec<TcpStream>, usize) {
     let (mut conns, mut failed) = (Vec::with_capacity(n), 0);
     while conns.len() < n && Instant::now() < deadline {
-        if let Ok(s) = TcpStream::connect_timeout(&addr, timeout) {
+        if let Ok(s) = support::connect(addr, timeout) {
             conns.push(s);
         } else {
             // A refusal is instant: pace the retries instead of spinning.
@@ -619,7 +625,7 @@ fn slowloris(addr: SocketAddr, n: usize, every: Duration) -> String {
     const START: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: victim\r\nX-Slow: ";
     let end = Instant::now() + FLOOD;
     let open = || -> Option<TcpStream> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        let mut s = support::connect(addr, Duration::from_millis(500)).ok()?;
         s.set_write_timeout(Some(Duration::from_millis(500))).ok()?;
         s.write_all(START).ok()?;
         s.set_nonblocking(true).ok()?;
@@ -708,7 +714,7 @@ fn header_line_200mb_unterminated() {
     heavy_case("header_line_200mb_unterminated", |addr| {
         const TOTAL: usize = 200 << 20;
         let end = Instant::now() + FLOOD;
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).expect("connect");
+        let mut s = support::connect(addr, Duration::from_secs(2)).expect("connect");
         s.set_write_timeout(Some(Duration::from_secs(2)))
             .expect("write timeout");
         let chunk = vec![b'a'; 1 << 16];
@@ -855,7 +861,10 @@ fn fd_limit_128_then_flood() {
     };
     let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
     let wrapper = [prlimit.into_os_string(), OsString::from("--nofile=128:128")];
-    limited_flood("fd_limit_128_then_flood", &mut command(&wrapper, FAST));
+    limited_flood(
+        "fd_limit_128_then_flood",
+        &mut command(&wrapper, &watched_flags()),
+    );
 }
 
 /// A pids cgroup of our own (v1 `pids` hierarchy or cgroup v2), removed when dropped.
@@ -863,23 +872,28 @@ fn fd_limit_128_then_flood() {
 struct PidsCgroup(PathBuf);
 
 impl PidsCgroup {
-    fn create(max: u64) -> Option<PidsCgroup> {
+    /// The group, or why none could be made (every place tried).
+    fn create(max: u64) -> Result<PidsCgroup, String> {
         let name = format!("widget-exporter-test-{}", std::process::id());
+        let mut why = Vec::new();
         for root in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup"] {
             let root = Path::new(root);
             if !root.join("cgroup.procs").exists() {
+                why.push(format!("{}: not a cgroup hierarchy", root.display()));
                 continue;
             }
             let dir = root.join(&name);
-            if std::fs::create_dir(&dir).is_err() {
+            if let Err(e) = std::fs::create_dir(&dir) {
+                why.push(format!("{}: {e}", dir.display()));
                 continue;
             }
             let cg = PidsCgroup(dir);
-            if std::fs::write(cg.0.join("pids.max"), max.to_string()).is_ok() {
-                return Some(cg);
+            match std::fs::write(cg.0.join("pids.max"), max.to_string()) {
+                Ok(()) => return Ok(cg),
+                Err(e) => why.push(format!("{}/pids.max: {e}", cg.0.display())),
             }
         }
-        None
+        Err(why.join("; "))
     }
 }
 
@@ -902,10 +916,21 @@ fn thread_limit_then_flood() {
     // connections want 400 more.
     const PIDS_MAX: u64 = 16;
     let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
-    let Some(cg) = PidsCgroup::create(PIDS_MAX) else {
-        // Not a missing tool but a host property (containers often mount cgroups read-only).
-        say("skipped: thread_limit_then_flood: no writable pids cgroup (prlimit --nproc does not bind root)");
-        return;
+    let cg = match PidsCgroup::create(PIDS_MAX) {
+        Ok(cg) => cg,
+        // Not a missing tool but a host property (containers often mount cgroups read-only,
+        // and only root may write them); CI runs as root with a writable hierarchy, so there
+        // the test must run, not skip.
+        Err(why) => {
+            assert!(
+                !support::tools_required(),
+                "thread_limit_then_flood: no writable pids cgroup and WIDGET_EXPORTER_REQUIRE_TOOLS=1: {why}"
+            );
+            say(&format!(
+                "skipped: thread_limit_then_flood: no writable pids cgroup ({why}); prlimit --nproc does not bind root"
+            ));
+            return;
+        }
     };
     // The shell joins the group, then becomes the exporter: same PID, every thread counted.
     let wrapper = [
@@ -914,7 +939,7 @@ fn thread_limit_then_flood() {
         OsString::from("echo $$ > \"$0/cgroup.procs\" && exec \"$@\""),
         cg.0.clone().into_os_string(),
     ];
-    let mut cmd = command(&wrapper, FAST);
+    let mut cmd = command(&wrapper, &watched_flags());
     limited_flood(
         &format!("thread_limit_then_flood (pids.max={PIDS_MAX})"),
         &mut cmd,

@@ -5,21 +5,19 @@
 //! from the exporter's debug log, that Prometheus negotiated OpenMetrics and never fell back
 //! to text.
 //!
-//! Prometheus is driven over raw `TcpStream`s and its JSON is read by string search: the
+//! Prometheus is driven over the support layer's raw HTTP client and its JSON is read by string search: the
 //! tests take no dev-dependencies.
 
 mod support;
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{Read, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use support::Exporter;
+use support::{Exporter, TempDir};
 
 /// Generous: Prometheus usually has everything within ~5 s of starting.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -45,8 +43,8 @@ fn prometheus_scrapes_openmetrics_and_sees_the_widgets() {
         "--widget.failure-ratio=0.2",
         "--log.level=debug",
     ]);
-    let dir = TempDir::new();
-    let mut prometheus = Prometheus::start(&bin, &dir.0, exporter.addr);
+    let dir = TempDir::new("prometheus");
+    let mut prometheus = Prometheus::start(&bin, dir.path(), exporter.addr);
     let mut api = Api::new(prometheus.addr);
 
     let deadline = started + DEADLINE;
@@ -129,31 +127,6 @@ fn fail(what: &str, api: &Api, prometheus: &Prometheus, exporter: &Exporter) -> 
 fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// A directory of its own under the system temp dir, removed when dropped (also on panic).
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!(
-            "widget-exporter-prometheus-{}-{n}",
-            std::process::id()
-        ));
-        // A leftover from a killed run whose pid was recycled.
-        let _ = fs::remove_dir_all(&path);
-        fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A Prometheus server scraping one target every second; killed when dropped.
@@ -321,55 +294,15 @@ impl Api {
     }
 }
 
-/// One GET on a fresh connection (`Connection: close`), read to EOF; a chunked body is
-/// decoded (Go's server chunks answers it cannot buffer whole).
+/// One GET on a fresh connection (`Connection: close`); a chunked body is decoded (Go's
+/// server chunks answers it cannot buffer whole).
 fn http_get(addr: SocketAddr, target: &str) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))
-        .map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .and_then(|()| s.set_write_timeout(Some(Duration::from_secs(10))))
-        .map_err(|e| format!("set timeouts: {e}"))?;
-    write!(
-        s,
-        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    support::try_request(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        Duration::from_secs(10),
     )
-    .map_err(|e| format!("send: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8(buf).map_err(|e| format!("not UTF-8: {e}"))?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no end of headers in {text:?}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    let chunked = head.lines().skip(1).any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    let body = if chunked {
-        dechunk(body).ok_or_else(|| format!("bad chunked body {body:?}"))?
-    } else {
-        body.to_string()
-    };
-    Ok((status, body))
-}
-
-fn dechunk(mut rest: &str) -> Option<String> {
-    let mut body = String::new();
-    loop {
-        let (size, after) = rest.split_once("\r\n")?;
-        let size = usize::from_str_radix(size.split(';').next()?.trim(), 16).ok()?;
-        if size == 0 {
-            return Some(body);
-        }
-        body.push_str(after.get(..size)?);
-        rest = after.get(size..)?.strip_prefix("\r\n")?;
-    }
+    .map(|r| (r.status, r.body))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -493,8 +426,8 @@ fn helpers_parse_what_prometheus_and_the_exporter_write() {
         "up%7Bjob%3D%22a%20b%22%7D%5B5m%5D"
     );
     assert_eq!(
-        dechunk("5\r\nhello\r\n1;x=y\r\n!\r\n0\r\n\r\n").as_deref(),
-        Some("hello!")
+        support::dechunk(b"5\r\nhello\r\n1;x=y\r\n!\r\n0\r\n\r\n").map(|(body, _)| body),
+        Some(b"hello!".to_vec())
     );
     let targets = r#"{"status":"success","data":{"activeTargets":[{"labels":{"job":"other"},"lastError":"x \"}\""},{"health":"up","labels":{"job":"widget-exporter"},"lastError":""}],"droppedTargets":[]}}"#;
     let objects = json_array_objects(targets, "activeTargets");

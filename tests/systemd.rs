@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
@@ -14,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{run, say, Exporter, BIN};
+use support::{binary, run, say, Exporter, TempDir};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -24,23 +23,6 @@ fn unique(name: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// A temp directory removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let dir = std::env::temp_dir().join(unique("dir"));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Receives datagrams until `deadline`, returning (arrival, text) pairs.
@@ -70,7 +52,7 @@ fn notify_env(cmd: &mut Command, notify_socket: &str, watchdog_usec: u64) {
 
 fn check_ready_and_watchdog(sock: &UnixDatagram, notify_socket: &str) {
     let exec = Instant::now();
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(binary());
     notify_env(&mut cmd, notify_socket, 400_000);
     let e = Exporter::start_with(&mut cmd);
     let got = receive_until(sock, Instant::now() + Duration::from_secs(2));
@@ -101,8 +83,8 @@ fn check_ready_and_watchdog(sock: &UnixDatagram, notify_socket: &str) {
 
 #[test]
 fn notify_ready_and_watchdog_on_a_path_socket() {
-    let dir = TempDir::new();
-    let path = dir.0.join("notify.sock");
+    let dir = TempDir::new("systemd");
+    let path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     check_ready_and_watchdog(&sock, path.to_str().unwrap());
 }
@@ -118,7 +100,7 @@ fn notify_ready_and_watchdog_on_an_abstract_socket() {
 #[test]
 fn no_notify_socket_means_silence() {
     let e = Exporter::start_with(
-        Command::new(BIN)
+        Command::new(binary())
             .env_remove("NOTIFY_SOCKET")
             .env("WATCHDOG_USEC", "1000000"),
     );
@@ -138,13 +120,13 @@ fn watchdog_stops_when_the_http_path_dies() {
     let Some(prlimit) = support::require_tool("prlimit") else {
         return;
     };
-    let dir = TempDir::new();
-    let path = dir.0.join("notify.sock");
+    let dir = TempDir::new("systemd");
+    let path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&path).unwrap();
     // 48 descriptors: tiny_http spends two per connection, so ~20 idle connections exhaust
     // them and its accept thread gets EMFILE and exits for good.
     let mut cmd = Command::new(prlimit);
-    cmd.args(["--nofile=48:48", BIN]);
+    cmd.arg("--nofile=48:48").arg(binary());
     notify_env(&mut cmd, path.to_str().unwrap(), 1_000_000);
     let mut e = Exporter::start_with(&mut cmd);
     let healthy = receive_until(&sock, Instant::now() + Duration::from_millis(1500));
@@ -203,17 +185,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+fn http_get(addr: SocketAddr, path: &str) -> Option<support::Response> {
+    support::try_request(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        Duration::from_secs(5),
     )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    .ok()
 }
 
 #[test]
@@ -223,7 +201,9 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
     };
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut child = Command::new(activate)
-        .args(["-l", &addr.to_string(), BIN, "--web.systemd-socket"])
+        .args(["-l", &addr.to_string()])
+        .arg(binary())
+        .arg("--web.systemd-socket")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -232,7 +212,7 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut answer = None;
     while Instant::now() < deadline && answer.is_none() {
-        answer = http_get(addr, "/metrics").filter(|r| r.starts_with("HTTP/1.1 200"));
+        answer = http_get(addr, "/metrics").filter(|r| r.status == 200);
         if answer.is_none() {
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -241,7 +221,7 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
     let mut probed = false;
     while Instant::now() < deadline && !probed {
         probed = http_get(addr, "/metrics")
-            .is_some_and(|r| r.contains("\nwidget_exporter_self_probe_success 1\n"));
+            .is_some_and(|r| r.body.contains("\nwidget_exporter_self_probe_success 1\n"));
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
@@ -260,7 +240,7 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
 
 #[test]
 fn systemd_socket_flag_without_a_socket_exits_1() {
-    let out = Command::new(BIN)
+    let out = Command::new(binary())
         .arg("--web.systemd-socket")
         .env_remove("LISTEN_PID")
         .env_remove("LISTEN_FDS")
@@ -277,10 +257,12 @@ fn systemd_socket_flag_without_a_socket_exits_1() {
 /// Prints a unit with the given flags and writes it where `systemd-analyze` can read it, with
 /// `ExecStart=` pointing at the binary under test (verify checks that it exists).
 fn write_unit(dir: &TempDir, file: &str, args: &[&str]) -> PathBuf {
-    let (ok, text, err) = run(Command::new(BIN).args(args));
+    let (ok, text, err) = run(Command::new(binary()).args(args));
     assert!(ok, "{args:?}: {err}");
-    let path = dir.0.join(file);
-    std::fs::write(&path, text.replace("/usr/local/bin/widget-exporter", BIN)).unwrap();
+    let path = dir.join(file);
+    let bin = binary();
+    let bin = bin.to_str().expect("a UTF-8 path to the binary");
+    std::fs::write(&path, text.replace("/usr/local/bin/widget-exporter", bin)).unwrap();
     path
 }
 
@@ -289,7 +271,7 @@ fn printed_units_pass_systemd_analyze_verify() {
     let Some(analyze) = support::require_tool("systemd-analyze") else {
         return;
     };
-    let dir = TempDir::new();
+    let dir = TempDir::new("systemd");
     let flags = [
         "--widget.interval=2s",
         "--web.listen-address=127.0.0.1:9123",
@@ -333,7 +315,7 @@ fn modern_unit_scores_ok_or_better_in_systemd_analyze_security() {
     let Some(analyze) = support::require_tool("systemd-analyze") else {
         return;
     };
-    let dir = TempDir::new();
+    let dir = TempDir::new("systemd");
     let unit = write_unit(&dir, "widget-exporter.service", &["--print-systemd-unit"]);
     let (_, out, err) = run(Command::new(analyze)
         .args(["security", "--offline=true"])
@@ -359,7 +341,7 @@ fn modern_unit_scores_ok_or_better_in_systemd_analyze_security() {
 
 #[test]
 fn printed_alert_rules_are_the_shipped_file() {
-    let (ok, out, _) = run(Command::new(BIN).arg("--print-alert-rules"));
+    let (ok, out, _) = run(Command::new(binary()).arg("--print-alert-rules"));
     assert!(ok);
     let file = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -1,6 +1,7 @@
-//! Shared by the reliability suite (`hostile.rs`, `soak.rs`): which binary to attack, the
-//! single-request killers as bytes, a scraper with a hard 1 s timeout, `/proc` sampling of the
-//! exporter, and the loop lateness the exporter logs at debug. Std only and loopback only: a
+//! Shared by the reliability suite (`hostile.rs`, `soak.rs`), on top of `support` (which
+//! binary, the HTTP client): the binary behind a wrapper, the single-request killers as
+//! bytes, a scraper with a hard 1 s timeout, `/proc` sampling of the exporter, and the loop
+//! lateness the exporter logs at debug. Std only and loopback only: a
 //! user's clone has no attack scripts, so the attacks live here, every loop bounded in count
 //! and time.
 #![allow(dead_code)] // each test crate uses its own subset
@@ -9,54 +10,19 @@ use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Once, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use crate::support;
 
-/// Fast widgets (an event every few milliseconds, so a stalled loop shows at once) and debug
-/// logging, which carries one `msg="widget event" lateness_us=N` line per widget event.
-pub const FAST: &[&str] = &[
-    "--log.level=debug",
-    "--widget.min-duration=5ms",
-    "--widget.max-duration=10ms",
-    "--widget.interval=5ms",
-];
-
 /// The scraper's whole budget per scrape: connect, send, read.
 pub const SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The log line a re-exec in place leaves (same PID, listening socket kept, counters reset).
+/// The log line a re-exec in place leaves (same PID, listening socket and counters kept).
 pub const RESTART_MSG: &str = "msg=\"restarting in place\"";
-
-/// The binary under test: `$WIDGET_EXPORTER_BIN` (CI points it at the release build; a
-/// relative path is taken from the package root), else the debug binary cargo built.
-pub fn binary() -> PathBuf {
-    static SAID: Once = Once::new();
-    let path = match std::env::var_os("WIDGET_EXPORTER_BIN") {
-        Some(p) if !p.is_empty() => {
-            let p = PathBuf::from(p);
-            let p = if p.is_relative() {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
-            } else {
-                p
-            };
-            assert!(
-                p.is_file(),
-                "WIDGET_EXPORTER_BIN: {} is not a file",
-                p.display()
-            );
-            p
-        }
-        _ => PathBuf::from(support::BIN),
-    };
-    SAID.call_once(|| support::say(&format!("reliability suite: binary {}", path.display())));
-    path
-}
 
 /// A command that runs the binary under test with `flags`, behind `wrapper` (`prlimit …`,
 /// `sh -c …`) when given; the wrapper must end by executing the binary, so the child's PID
@@ -65,20 +31,13 @@ pub fn command(wrapper: &[OsString], flags: &[&str]) -> Command {
     let mut cmd = match wrapper.split_first() {
         Some((first, rest)) => {
             let mut cmd = Command::new(first);
-            cmd.args(rest).arg(binary());
+            cmd.args(rest).arg(support::binary());
             cmd
         }
-        None => Command::new(binary()),
+        None => Command::new(support::binary()),
     };
     cmd.args(flags);
     cmd
-}
-
-/// Finds `name` on `PATH` without the skip message of `support::require_tool`.
-pub fn which(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
 }
 
 /// Sleeps until `t` (no-op when it has passed).
@@ -313,17 +272,15 @@ pub fn tally(scrapes: &[&Scrape]) -> (usize, usize, Duration, Vec<String>) {
 /// One `GET /metrics` on a fresh connection, all of it within `timeout`; the value of
 /// `widgets_processed_total`.
 pub fn scrape_once(addr: SocketAddr, timeout: Duration) -> Result<u64, String> {
-    let deadline = Instant::now() + timeout;
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
-    s.set_write_timeout(Some(left(deadline)?))
-        .map_err(|e| format!("set timeout: {e}"))?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: scraper\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("send: {e}"))?;
-    let (status, body) = read_response(&mut s, &mut Vec::new(), deadline)?;
-    if status != 200 {
-        return Err(format!("status {status}"));
+    let r = support::try_request(
+        addr,
+        "GET /metrics HTTP/1.1\r\nHost: scraper\r\nConnection: close\r\n\r\n",
+        timeout,
+    )?;
+    if r.status != 200 {
+        return Err(format!("status {}", r.status));
     }
-    processed_total(&body).ok_or_else(|| "no widgets_processed_total sample".to_owned())
+    processed_total(&r.body).ok_or_else(|| "no widgets_processed_total sample".to_owned())
 }
 
 /// `widgets_processed_total` in an exposition (either format).
@@ -332,119 +289,6 @@ pub fn processed_total(body: &str) -> Option<u64> {
         .find_map(|l| l.strip_prefix("widgets_processed_total "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .map(|v| v as u64)
-}
-
-/// Time left before `deadline`, or an error once it has passed.
-fn left(deadline: Instant) -> Result<Duration, String> {
-    let d = deadline.saturating_duration_since(Instant::now());
-    if d.is_zero() {
-        Err("timed out".to_owned())
-    } else {
-        Ok(d)
-    }
-}
-
-/// Reads one response from `s` by `Content-Length` (or chunked, or until EOF), using and
-/// keeping `pending` for what arrives past it (kept-alive connections); (status, body).
-pub fn read_response(
-    s: &mut TcpStream,
-    pending: &mut Vec<u8>,
-    deadline: Instant,
-) -> Result<(u16, String), String> {
-    let mut eof = false;
-    loop {
-        if let Some(end) = find(pending, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-            let status = head
-                .split(' ')
-                .nth(1)
-                .and_then(|c| c.parse().ok())
-                .ok_or_else(|| format!("bad status line {:?}", head.lines().next()))?;
-            let header = |name: &str| {
-                head.lines().skip(1).find_map(|l| {
-                    let (k, v) = l.split_once(':')?;
-                    k.trim()
-                        .eq_ignore_ascii_case(name)
-                        .then(|| v.trim().to_owned())
-                })
-            };
-            let body_start = end + 4;
-            if let Some(len) = header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-                if pending.len() >= body_start + len {
-                    let rest = pending.split_off(body_start + len);
-                    let body = String::from_utf8_lossy(&pending[body_start..]).into_owned();
-                    *pending = rest;
-                    return Ok((status, body));
-                }
-            } else if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-                if let Some((body, used)) = dechunk(&pending[body_start..]) {
-                    let rest = pending.split_off(body_start + used);
-                    *pending = rest;
-                    return Ok((status, String::from_utf8_lossy(&body).into_owned()));
-                }
-            } else if eof {
-                let body = String::from_utf8_lossy(&pending[body_start..]).into_owned();
-                pending.clear();
-                return Ok((status, body));
-            }
-        }
-        if eof {
-            return Err(format!(
-                "connection closed after {} bytes of a response",
-                pending.len()
-            ));
-        }
-        let timed_out = |pending: &[u8]| {
-            if pending.is_empty() {
-                "timed out".to_owned()
-            } else {
-                format!(
-                    "timed out with part of a response ({} bytes)",
-                    pending.len()
-                )
-            }
-        };
-        let Ok(wait) = left(deadline) else {
-            return Err(timed_out(pending));
-        };
-        s.set_read_timeout(Some(wait))
-            .map_err(|e| format!("set timeout: {e}"))?;
-        let mut chunk = [0u8; 16384];
-        match s.read(&mut chunk) {
-            Ok(0) => eof = true,
-            Ok(n) => pending.extend_from_slice(&chunk[..n]),
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                return Err(timed_out(pending))
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read: {e}")),
-        }
-    }
-}
-
-/// A complete chunked body at the start of `buf`: (body, bytes used), or `None` if incomplete.
-fn dechunk(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
-    let (mut at, mut body) = (0, Vec::new());
-    loop {
-        let line_end = at + find(&buf[at..], b"\r\n")?;
-        let size_text = String::from_utf8_lossy(&buf[at..line_end]);
-        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
-        at = line_end + 2;
-        if size == 0 {
-            // No trailers from tiny_http: the empty line ends the body.
-            return (buf.len() >= at + 2).then_some((body, at + 2));
-        }
-        if buf.len() < at + size + 2 {
-            return None;
-        }
-        body.extend_from_slice(&buf[at..at + size]);
-        at += size + 2;
-    }
-}
-
-/// Where `needle` first occurs in `hay`.
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -579,7 +423,7 @@ pub fn killer(name: &str) -> Killer {
 pub fn send(addr: SocketAddr, k: &Killer) -> (Vec<TcpStream>, Vec<String>) {
     let (mut conns, mut errors) = (Vec::new(), Vec::new());
     for _ in 0..k.copies {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        match support::connect(addr, Duration::from_secs(2)) {
             Ok(mut s) => {
                 let _ = s.set_write_timeout(Some(Duration::from_secs(2)));
                 if let Err(e) = s.write_all(&k.payload) {
@@ -587,7 +431,7 @@ pub fn send(addr: SocketAddr, k: &Killer) -> (Vec<TcpStream>, Vec<String>) {
                 }
                 conns.push(s);
             }
-            Err(e) => errors.push(format!("connect: {e}")),
+            Err(e) => errors.push(e),
         }
     }
     errors.dedup();

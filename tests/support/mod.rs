@@ -1,17 +1,61 @@
-//! Shared test support: spawn the real binary on `127.0.0.1:0`, read the bound address from
-//! its log, talk to it over raw `TcpStream`s, and find (or visibly skip) outside tools.
+//! Shared test support, the one layer every test file uses: which binary to run
+//! ([`binary`], honouring `WIDGET_EXPORTER_BIN`) and its fast flags ([`FAST`]), spawning it
+//! on `127.0.0.1:0` and reading the bound address from its log, the one raw HTTP client
+//! ([`request`], [`KeepAlive`], both on [`read_response`]), outside tools found or visibly
+//! skipped ([`require_tool`]), [`TempDir`], and the seeded [`Rng`] of the property tests.
+//! It asserts nothing about the exporter; the test files do.
 #![allow(dead_code)] // each test crate uses its own subset
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Path of the binary under test, built by cargo for integration tests.
+/// The binary cargo built for integration tests; [`binary`] falls back to it.
 pub const BIN: &str = env!("CARGO_BIN_EXE_widget-exporter");
+
+/// The binary under test: `$WIDGET_EXPORTER_BIN` (CI points it at the release build; a
+/// relative path is taken from the package root), else the debug binary cargo built. Every
+/// test that runs the exporter runs this one.
+pub fn binary() -> PathBuf {
+    static SAID: Once = Once::new();
+    let path = match std::env::var_os("WIDGET_EXPORTER_BIN") {
+        Some(p) if !p.is_empty() => {
+            let p = PathBuf::from(p);
+            let p = if p.is_relative() {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(p)
+            } else {
+                p
+            };
+            assert!(
+                p.is_file(),
+                "WIDGET_EXPORTER_BIN: {} is not a file",
+                p.display()
+            );
+            p
+        }
+        _ => PathBuf::from(BIN),
+    };
+    SAID.call_once(|| say(&format!("binary under test: {}", path.display())));
+    path
+}
+
+/// Fast widgets (an event every few milliseconds, so counters move within a test's patience
+/// and a stalled loop shows at once), half of them failing.
+pub const FAST: &[&str] = &[
+    "--widget.min-duration=5ms",
+    "--widget.max-duration=10ms",
+    "--widget.interval=5ms",
+    "--widget.failure-ratio=0.5",
+];
+
+/// [`FAST`] followed by `extra` flags.
+pub fn fast(extra: &[&'static str]) -> Vec<&'static str> {
+    FAST.iter().chain(extra).copied().collect()
+}
 
 /// Whether a missing outside tool must fail the test instead of skipping it.
 pub fn tools_required() -> bool {
@@ -24,14 +68,18 @@ pub fn say(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
+/// Finds `name` on `PATH`, quietly: for a tool that only improves a test when present. A
+/// test that needs the tool uses [`require_tool`].
+pub fn tool(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Finds `name` on `PATH`; when absent prints `skipped: NAME not found` and returns `None`,
 /// or panics under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`.
 pub fn require_tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file())
-    });
+    let found = tool(name);
     if found.is_none() {
         assert!(
             !tools_required(),
@@ -75,7 +123,7 @@ pub struct Exporter {
 impl Exporter {
     /// Starts the binary on `127.0.0.1:0` with extra flags and waits for its "listening" line.
     pub fn start(args: &[&str]) -> Exporter {
-        Self::start_with(Command::new(BIN).args(args))
+        Self::start_with(Command::new(binary()).args(args))
     }
 
     /// Like [`Exporter::start`] with a prepared command (env, wrappers); the listen address is added.
@@ -188,102 +236,266 @@ impl Response {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Whether the server said this answer is the connection's last (`Connection: close`).
+    pub fn closes(&self) -> bool {
+        self.header("Connection")
+            .is_some_and(|v| v.to_ascii_lowercase().contains("close"))
+    }
 }
 
-/// Sends raw bytes on a fresh connection and reads one response until the server closes.
+// ---------------------------------------------------------------------------------------
+// The raw HTTP client: every test that speaks HTTP goes through `read_response`.
+
+/// Connects within `timeout`.
+pub fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, String> {
+    TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))
+}
+
+/// Sends raw bytes on a fresh connection and reads one response, all within `timeout`.
+pub fn try_request(addr: SocketAddr, raw: &str, timeout: Duration) -> Result<Response, String> {
+    let deadline = Instant::now() + timeout;
+    let mut s = connect(addr, timeout)?;
+    s.set_write_timeout(Some(left(deadline)?))
+        .map_err(|e| format!("set timeout: {e}"))?;
+    s.write_all(raw.as_bytes())
+        .map_err(|e| format!("send: {e}"))?;
+    read_response(&mut s, &mut Vec::new(), deadline, raw.starts_with("HEAD "))
+}
+
+/// Sends raw bytes on a fresh connection and reads one response; panics when that fails.
 pub fn request(addr: SocketAddr, raw: &str) -> Response {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(raw.as_bytes()).expect("send request");
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).expect("read response");
-    parse_response(&buf).unwrap_or_else(|| {
-        panic!(
-            "unparsable response to {raw:?}: {:?}",
-            String::from_utf8_lossy(&buf)
-        )
-    })
+    try_request(addr, raw, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("no response to {raw:?}: {e}"))
 }
 
-/// Parses one response (the first one in `buf`), honouring Content-Length when present; a
-/// shorter body (a HEAD response) is taken as it is.
+/// Parses one complete response at the start of `buf` (by `Content-Length`, else all of
+/// it): for bytes read to the end of a connection.
 pub fn parse_response(buf: &[u8]) -> Option<Response> {
-    let text = std::str::from_utf8(buf).ok()?;
-    let (head, rest) = text.split_once("\r\n\r\n")?;
-    let mut lines = head.split("\r\n");
-    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect();
-    let len = headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-        .and_then(|(_, v)| v.parse::<usize>().ok())
-        .unwrap_or(rest.len());
+    let end = find(buf, b"\r\n\r\n")?;
+    let (status, headers) = parse_head(&String::from_utf8_lossy(&buf[..end]))?;
+    let rest = &buf[end + 4..];
+    let len = header_in(&headers, "content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(rest.len())
+        .min(rest.len());
     Some(Response {
         status,
         headers,
-        body: rest.get(..len).unwrap_or(rest).to_string(),
+        body: String::from_utf8_lossy(&rest[..len]).into_owned(),
     })
 }
 
-/// A kept-alive connection for several requests in a row.
+fn parse_head(head: &str) -> Option<(u16, Vec<(String, String)>)> {
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Some((status, headers))
+}
+
+fn header_in<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Time left before `deadline`, or an error once it has passed.
+fn left(deadline: Instant) -> Result<Duration, String> {
+    let d = deadline.saturating_duration_since(Instant::now());
+    if d.is_zero() {
+        Err("timed out".to_owned())
+    } else {
+        Ok(d)
+    }
+}
+
+/// Reads one response from `s` by `Content-Length` (none for the answer to a HEAD), chunked,
+/// or until EOF, before `deadline`; `pending` holds what arrived past it (kept-alive
+/// connections, pipelining) and is used first.
+pub fn read_response(
+    s: &mut TcpStream,
+    pending: &mut Vec<u8>,
+    deadline: Instant,
+    head_request: bool,
+) -> Result<Response, String> {
+    let mut eof = false;
+    loop {
+        if let Some(end) = find(pending, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let (status, headers) = parse_head(&head)
+                .ok_or_else(|| format!("bad status line {:?}", head.lines().next()))?;
+            let body_start = end + 4;
+            let done = |body: &[u8], used: usize, pending: &mut Vec<u8>| {
+                let body = String::from_utf8_lossy(body).into_owned();
+                pending.drain(..used);
+                Response {
+                    status,
+                    headers: headers.clone(),
+                    body,
+                }
+            };
+            let length: Option<usize> =
+                header_in(&headers, "content-length").and_then(|v| v.parse().ok());
+            if head_request {
+                return Ok(done(&[], body_start, pending));
+            } else if let Some(len) = length {
+                if pending.len() >= body_start + len {
+                    let body = pending[body_start..body_start + len].to_vec();
+                    return Ok(done(&body, body_start + len, pending));
+                }
+            } else if header_in(&headers, "transfer-encoding")
+                .is_some_and(|v| v.contains("chunked"))
+            {
+                if let Some((body, used)) = dechunk(&pending[body_start..]) {
+                    return Ok(done(&body, body_start + used, pending));
+                }
+            } else if eof {
+                let body = pending[body_start..].to_vec();
+                let used = pending.len();
+                return Ok(done(&body, used, pending));
+            }
+        }
+        if eof {
+            return Err(format!(
+                "connection closed after {} bytes of a response",
+                pending.len()
+            ));
+        }
+        let timed_out = |pending: &[u8]| {
+            if pending.is_empty() {
+                "timed out".to_owned()
+            } else {
+                format!(
+                    "timed out with part of a response ({} bytes)",
+                    pending.len()
+                )
+            }
+        };
+        let Ok(wait) = left(deadline) else {
+            return Err(timed_out(pending));
+        };
+        s.set_read_timeout(Some(wait))
+            .map_err(|e| format!("set timeout: {e}"))?;
+        let mut chunk = [0u8; 16384];
+        match s.read(&mut chunk) {
+            Ok(0) => eof = true,
+            Ok(n) => pending.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(timed_out(pending))
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e}")),
+        }
+    }
+}
+
+/// A complete chunked body at the start of `buf`: (body, bytes used), or `None` if incomplete.
+pub fn dechunk(buf: &[u8]) -> Option<(Vec<u8>, usize)> {
+    let (mut at, mut body) = (0, Vec::new());
+    loop {
+        let line_end = at + find(&buf[at..], b"\r\n")?;
+        let size_text = String::from_utf8_lossy(&buf[at..line_end]);
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        at = line_end + 2;
+        if size == 0 {
+            // Trailers, if any, end with an empty line.
+            let end = at + find(&buf[at..], b"\r\n")?;
+            if end == at {
+                return Some((body, at + 2));
+            }
+            let trailers_end = at + find(&buf[at..], b"\r\n\r\n")?;
+            return Some((body, trailers_end + 4));
+        }
+        if buf.len() < at + size + 2 {
+            return None;
+        }
+        body.extend_from_slice(&buf[at..at + size]);
+        at += size + 2;
+    }
+}
+
+/// A kept-alive connection for several requests in a row. It behaves like an HTTP/1.1
+/// client must: after an answer that says `Connection: close` it opens a new connection for
+/// the next request instead of reusing the old one.
 pub struct KeepAlive {
+    addr: SocketAddr,
     stream: TcpStream,
     pending: Vec<u8>,
+    /// The server said the last answer was the connection's last.
+    closing: bool,
+    /// Connections opened, the first included.
+    pub connects: u64,
+    /// Answers read on the current connection.
+    pub served: u64,
 }
 
 impl KeepAlive {
+    /// Connects, or panics.
     pub fn connect(addr: SocketAddr) -> KeepAlive {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        KeepAlive {
-            stream,
-            pending: Vec::new(),
-        }
+        Self::try_connect(addr, Duration::from_secs(5)).expect("connect")
     }
 
-    /// Sends one request and reads exactly one response (by Content-Length).
+    /// Connects within `timeout`.
+    pub fn try_connect(addr: SocketAddr, timeout: Duration) -> Result<KeepAlive, String> {
+        Ok(KeepAlive {
+            addr,
+            stream: connect(addr, timeout)?,
+            pending: Vec::new(),
+            closing: false,
+            connects: 1,
+            served: 0,
+        })
+    }
+
+    /// Sends one request and reads exactly one response; panics on failure, and when the
+    /// server closes the connection without having said so.
     pub fn send(&mut self, raw: &str) -> Response {
-        self.stream.write_all(raw.as_bytes()).expect("send");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(end) = find(&self.pending, b"\r\n\r\n") {
-                let head = String::from_utf8_lossy(&self.pending[..end]).to_string();
-                let len = head
-                    .lines()
-                    .filter_map(|l| l.split_once(':'))
-                    .find(|(k, _)| k.trim().eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.trim().parse::<usize>().ok())
-                    .unwrap_or(0);
-                let body_len = if raw.starts_with("HEAD ") { 0 } else { len };
-                if self.pending.len() >= end + 4 + body_len {
-                    let rest = self.pending.split_off(end + 4 + body_len);
-                    let parsed = parse_response(&self.pending).expect("parsable response");
-                    self.pending = rest;
-                    return Response {
-                        body: if body_len == 0 {
-                            String::new()
-                        } else {
-                            parsed.body
-                        },
-                        ..parsed
-                    };
-                }
-            }
-            assert!(Instant::now() < deadline, "response timed out");
-            let mut chunk = [0u8; 16384];
-            let n = self.stream.read(&mut chunk).expect("read");
-            assert!(n > 0, "server closed a kept-alive connection");
-            self.pending.extend_from_slice(&chunk[..n]);
+        self.try_send(raw, Duration::from_secs(10))
+            .unwrap_or_else(|e| panic!("kept-alive request {raw:?}: {e}"))
+    }
+
+    /// Sends one request and reads one response within `timeout` (reconnecting first if
+    /// the last answer said `Connection: close`).
+    pub fn try_send(&mut self, raw: &str, timeout: Duration) -> Result<Response, String> {
+        let deadline = Instant::now() + timeout;
+        if self.closing {
+            self.stream = connect(self.addr, timeout)?;
+            self.pending.clear();
+            self.closing = false;
+            self.connects += 1;
+            self.served = 0;
         }
+        self.stream
+            .set_write_timeout(Some(left(deadline)?))
+            .map_err(|e| format!("set timeout: {e}"))?;
+        self.stream
+            .write_all(raw.as_bytes())
+            .map_err(|e| format!("send: {e}"))?;
+        let r = read_response(
+            &mut self.stream,
+            &mut self.pending,
+            deadline,
+            raw.starts_with("HEAD "),
+        )
+        .map_err(|e| {
+            if e.starts_with("connection closed after 0 bytes") {
+                "server closed a kept-alive connection (connection closed after 0 bytes)".to_owned()
+            } else {
+                e
+            }
+        })?;
+        self.served += 1;
+        self.closing = r.closes();
+        Ok(r)
     }
 }
 
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+/// Where `needle` first occurs in `hay`.
+pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
