@@ -6,7 +6,6 @@
 
 use std::env;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::cli::{format_duration, Config, ListenAddress};
@@ -17,6 +16,7 @@ use crate::metrics::{CloseReason, Metrics};
 use crate::notify::{self, Notifier};
 use crate::probe::{self, SelfProbe};
 use crate::process::ProcessReader;
+use crate::restart::{self, Restarts};
 use crate::server::{self, Site, UnreadBody};
 use crate::source::{self, Source};
 use crate::sys;
@@ -71,8 +71,14 @@ fn listener(config: &Config) -> Result<TcpListener, Error> {
         std::process::id(),
     );
     let adopt = || {
-        sys::adopt_listener(notify::LISTEN_FDS_START)
-            .map_err(|e| Error::io("adopting the socket passed by systemd", e))
+        let listener = sys::adopt_listener(notify::LISTEN_FDS_START)
+            .map_err(|e| Error::io("adopting the socket passed by systemd", e))?;
+        // Passed non-blocking (systemd's NonBlocking=), tiny_http's accept thread would exit
+        // at its first empty backlog.
+        listener
+            .set_nonblocking(false)
+            .map_err(|e| Error::io("making the passed socket blocking", e))?;
+        Ok(listener)
     };
     match passed {
         Ok(Some(count)) => {
@@ -107,24 +113,11 @@ fn listener(config: &Config) -> Result<TcpListener, Error> {
     }
 }
 
-/// Resident memory that a quiet exporter should be under (it idles at about 2 MiB). A
-/// connection flood leaves more behind: glibc keeps the stacks of a thousand finished
-/// tiny_http threads cached and arenas fragmented. Past this, with no connections left, the
-/// exporter restarts in place to hand the memory back.
-pub const QUIET_RSS_MAX: u64 = 8 << 20;
-
-/// How long memory must stay above [`QUIET_RSS_MAX`] while quiet before that restart.
-pub const QUIET_RSS_GRACE: Duration = Duration::from_secs(3);
-
-/// Environment variable carrying the counters across a restart in place.
-const STATE_VAR: &str = "WIDGET_EXPORTER_STATE";
-
 /// Runs the exporter until it cannot serve any more; returns why.
 pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     log::init(config.log_level, config.log_format);
     // Taken while this is the only thread: the environment is not safe to change later.
-    let carried = env::var_os(STATE_VAR);
-    env::remove_var(STATE_VAR);
+    let carried = restart::Carried::take_from_env();
     sys::tune_malloc();
     raise_fd_limit();
     let listener = listener(config)?;
@@ -132,7 +125,8 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     let address = listener
         .local_addr()
         .map_err(|e| Error::io("reading the bound address", e))?;
-    // Kept to hand the listening socket to a re-executed image (see `restart_in_place`).
+    // Kept to pause tiny_http's accepting and to hand the listening socket to a re-executed
+    // image (see `restart`).
     let kept = listener
         .try_clone()
         .map_err(|e| Error::io("duplicating the listening socket", e))?;
@@ -150,8 +144,8 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
 
     let started = Instant::now();
     let metrics = Metrics::new(source::parts(config), config.average_window, started);
-    if let Some(state) = carried {
-        if metrics.import_counters(&state.to_string_lossy()) {
+    if let Some(state) = &carried.counters {
+        if metrics.import_counters(state) {
             log::info("restarted in place; counters carried over", &[]);
         }
     }
@@ -171,7 +165,7 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         own: ProcessReader::new(),
         next_ping: started,
         started,
-        bloated_since: None,
+        restarts: Restarts::new(&carried, started),
         metrics,
         systemd,
         kept,
@@ -191,11 +185,10 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
                 Ok(Some(request)) => state.serve(request, Instant::now()),
                 Ok(None) => break,
                 Err(e) => {
-                    // tiny_http's accept thread hands over one error and exits: the port is
-                    // dead for good. Exiting lets the supervisor restart us instead of idling deaf.
-                    return Err(Error::Fatal(format!(
-                        "the HTTP server stopped accepting connections: {e}"
-                    )));
+                    // tiny_http's accept thread hands over one error and exits: a drain's
+                    // pause, or a port dead for good (then we exit).
+                    state.restarts.accept_failed(&e)?;
+                    break;
                 }
             }
             if drained == MAX_DRAIN {
@@ -218,8 +211,8 @@ struct Loop {
     systemd: Systemd,
     next_ping: Instant,
     started: Instant,
-    /// Since when the exporter has been quiet but holding more than [`QUIET_RSS_MAX`].
-    bloated_since: Option<Instant>,
+    /// When to restart in place (or give up), and the drain before it.
+    restarts: Restarts,
     /// The listening socket, kept to hand to a re-executed image.
     kept: TcpListener,
     /// Its address.
@@ -242,7 +235,7 @@ impl Loop {
                 &self.metrics,
             );
             let census = self.guard.census();
-            if census.starved > 0 {
+            if census.starved > 0 && !self.restarts.draining() {
                 log::debug(
                     "rescuing starved connections",
                     &[("starved", &census.starved)],
@@ -251,28 +244,27 @@ impl Loop {
                     probe::kick(self.address);
                 }
             }
-            if census.stuck > 0 {
-                let why = format!("{} connections stuck inside tiny_http", census.stuck);
-                return Err(restart_in_place(&self.kept, &self.metrics, &why));
+            let seen = restart::Observation {
+                now,
+                rss: stats.resident_memory_bytes,
+                threads: stats.threads,
+                open: census.open,
+                stuck: census.stuck,
+                last_close: self.guard.last_close(),
+            };
+            self.restarts.observe(&seen, &self.kept, self.address)?;
+            if self.restarts.draining() {
+                self.site.close_connections();
             }
-            // Quiet: hardly any connections, and none shut down lately (a flood is over).
-            let quiet = census.open <= 2
-                && self
-                    .guard
-                    .last_close()
-                    .is_none_or(|t| now.saturating_duration_since(t) >= QUIET_RSS_GRACE);
-            let bloated = quiet
-                && stats
-                    .resident_memory_bytes
-                    .is_some_and(|r| r > QUIET_RSS_MAX);
-            self.bloated_since = bloated.then(|| self.bloated_since.unwrap_or(now));
-            if self
-                .bloated_since
-                .is_some_and(|t| now.saturating_duration_since(t) >= QUIET_RSS_GRACE)
-            {
-                let why = "memory left behind by a connection flood";
-                return Err(restart_in_place(&self.kept, &self.metrics, why));
-            }
+        }
+        if self.restarts.wants_look(now) {
+            let open = self.guard.open_connections(now);
+            self.restarts
+                .finish(now, &open, &self.kept, &self.metrics)?;
+        }
+        if let Some(look) = self.restarts.next_deadline() {
+            // Draining: the probe's connection would wait in the backlog for the next image.
+            return Ok(look.min(self.source.next_due()));
         }
         self.probe.tick(now);
         self.metrics.set_self_probe(self.probe.ok());
@@ -320,6 +312,7 @@ impl Loop {
     fn serve(&mut self, request: tiny_http::Request, now: Instant) {
         let peer = request.remote_addr().copied();
         self.guard.request_from(peer, now);
+        self.restarts.served(peer, now);
         let is_probe = server::header_value(&request, probe::HEADER)
             .is_some_and(|token| self.probe.answer(token, now).is_some());
         if is_probe {
@@ -360,7 +353,8 @@ impl Loop {
 /// makes the drain see EOF at once; an absurd length never reaches the drain at all: the 400
 /// goes straight to the socket and the request is deliberately leaked. Its tiny_http thread
 /// then waits forever for that request, so the guard counts the connection as stuck and the
-/// loop restarts in place.
+/// loop restarts in place (see `restart`: tiny_http 0.12 offers no way to drop such a request
+/// without that allocation, nor to free its thread without dropping it).
 fn reject_body(
     request: tiny_http::Request,
     body: UnreadBody,
@@ -385,32 +379,6 @@ fn reject_body(
     );
     metrics.count_request(400);
     std::mem::forget(request);
-}
-
-/// Replaces this process's image with a fresh one of the same binary, same PID and flags,
-/// handing over the listening socket (as systemd would, at fd 3) and the counters. It is how
-/// the exporter sheds what tiny_http can leak but never free: threads deadlocked on its own
-/// channels (an `HTTP/2.0` request line does that), the requests we had to leak, and memory a
-/// flood left behind. Exec ends every thread and closes every other descriptor; connections
-/// waiting in the listen backlog are kept, and systemd sees the same main PID. It takes a few
-/// milliseconds. Returns only if exec failed.
-fn restart_in_place(listener: &TcpListener, metrics: &Metrics, why: &str) -> Error {
-    log::warn("restarting in place", &[("reason", &why)]);
-    metrics.count_restart();
-    if let Err(e) = sys::pass_listener_at_fd3(listener) {
-        return Error::io("handing the listening socket to the new image", e);
-    }
-    let mut argv = env::args_os();
-    let program = argv.next().unwrap_or_else(|| "widget-exporter".into());
-    let e = std::process::Command::new("/proc/self/exe")
-        .arg0(program)
-        .args(argv)
-        .env("LISTEN_PID", std::process::id().to_string())
-        .env("LISTEN_FDS", "1")
-        .env_remove("LISTEN_FDNAMES")
-        .env(STATE_VAR, metrics.export_counters())
-        .exec();
-    Error::io("restarting in place (exec)", e)
 }
 
 /// The systemd side: the notify socket, if any, and the watchdog ping interval, if any.

@@ -14,6 +14,7 @@ pub mod notify;
 pub mod probe;
 pub mod process;
 pub mod render;
+pub mod restart;
 pub mod server;
 pub mod sim;
 pub mod source;

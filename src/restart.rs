@@ -109,7 +109,10 @@ impl Cause {
             Cause::Memory {
                 rss,
                 fruitless: false,
-            } => format!("memory left behind by a connection flood ({} KiB)", rss >> 10),
+            } => format!(
+                "memory left behind by a connection flood ({} KiB)",
+                rss >> 10
+            ),
             Cause::Memory {
                 rss,
                 fruitless: true,
@@ -371,10 +374,7 @@ impl Restarts {
                         // Without a pause the drain still answers with `Connection: close`
                         // and ends at DRAIN_MAX; a connection accepted at the last moment
                         // may lose its request.
-                        log::warn(
-                            "cannot pause accepting for the drain",
-                            &[("err", &e)],
-                        );
+                        log::warn("cannot pause accepting for the drain", &[("err", &e)]);
                         true
                     }
                 };
@@ -493,7 +493,9 @@ fn exec(listener: &TcpListener, metrics: &Metrics, history: &str) -> Error {
         return Error::io("handing the listening socket to the new image", e);
     }
     let mut argv = env::args_os();
-    let program = argv.next().unwrap_or_else(|| OsString::from("widget-exporter"));
+    let program = argv
+        .next()
+        .unwrap_or_else(|| OsString::from("widget-exporter"));
     let e = std::process::Command::new("/proc/self/exe")
         .arg0(program)
         .args(argv)
@@ -630,7 +632,13 @@ mod tests {
             match d {
                 Decision::Restart(cause) => {
                     assert!(
-                        matches!(cause, Cause::Memory { fruitless: true, .. }),
+                        matches!(
+                            cause,
+                            Cause::Memory {
+                                fruitless: true,
+                                ..
+                            }
+                        ),
                         "{cause:?}"
                     );
                     rule.restarting(cause, t);
@@ -650,8 +658,9 @@ mod tests {
             "{outcome:?}"
         );
         // Outside the window the history no longer counts.
-        let later = Rule::new(&carried, t + FRUITLESS_WINDOW);
-        assert_eq!(later.grace(t + FRUITLESS_WINDOW), QUIET_RSS_GRACE);
+        let rule = Rule::new(&carried, t);
+        assert_eq!(rule.grace(t), QUIET_RSS_GRACE * 8);
+        assert_eq!(rule.grace(t + FRUITLESS_WINDOW), QUIET_RSS_GRACE);
     }
 
     #[test]

@@ -133,12 +133,25 @@ pub fn tune_malloc() {
 /// Puts a duplicate of `listener` at descriptor 3 without close-on-exec, so that an image
 /// executed next inherits it the way systemd passes sockets. Whatever was at 3 is closed.
 pub fn pass_listener_at_fd3(listener: &TcpListener) -> io::Result<()> {
-    // A fresh duplicate is never at 3 while `listener` or anything else holds 3, and dup2
-    // onto a different number always clears close-on-exec (dup2(3, 3) would keep it).
-    let fresh = listener.try_clone()?;
+    // dup2 onto a different number always clears close-on-exec (dup2(3, 3) would keep it).
+    // A fresh duplicate lands at 3 when 3 is free (a drain stopped tiny_http's accept
+    // thread, which held it); then a second duplicate replaces that one.
+    let mut fresh = listener.try_clone()?;
+    let at_three = if fresh.as_raw_fd() == 3 {
+        let other = listener.try_clone()?;
+        Some(std::mem::replace(&mut fresh, other))
+    } else {
+        None
+    };
     // SAFETY: dup2 only manipulates the descriptor table; it is called right before exec,
-    // and the descriptor it may replace belongs to a thread the exec is about to end.
-    if unsafe { dup2(fresh.as_raw_fd(), 3) } == 3 {
+    // and the descriptor it may replace belongs to a thread the exec is about to end (or is
+    // `at_three`, which is forgotten below instead of closed).
+    let ok = unsafe { dup2(fresh.as_raw_fd(), 3) } == 3;
+    if let Some(three) = at_three {
+        // Descriptor 3 is the new duplicate now: it must survive into the next image.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(three);
+    }
+    if ok {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
