@@ -308,6 +308,20 @@ fn assess(run: &Run) {
             decreases.first()
         ));
     }
+    // A kept-alive request that fails is a failed Prometheus scrape (it reuses its
+    // connection); before the drain, every restart in place cost one on each connection.
+    let kept_alive_failed: u64 = by_kind
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("first request on a connection") && !k.starts_with("connect:")
+        })
+        .map(|(_, n)| n)
+        .sum();
+    if kept_alive_failed > 0 {
+        failures.push(format!(
+            "no kept-alive request fails, restarts included: {kept_alive_failed} failed with {restarts} re-exec(s) ({errors:?})"
+        ));
+    }
     let total = ok + failed;
     if total == 0 || ok * 100 < total * 99 {
         failures.push(format!(
