@@ -19,3 +19,4 @@ pub mod server;
 pub mod sim;
 pub mod source;
 pub mod sys;
+pub mod textfile;

@@ -1,0 +1,430 @@
+//! The textfile output: keeps one file up to date for node_exporter's textfile collector, for
+//! hosts that allow no new port. It owns the file's life: checking where it goes, removing
+//! temporary files a crash left behind, the atomic replace (a temporary file in the same
+//! directory, fsync, mode 0644, rename, fsync of the directory), the write schedule and the
+//! one-log-line-per-failure-streak rule. It writes bytes it is handed and must not know what
+//! they say (that is `metrics` and `render`), nor touch sockets.
+//!
+//! node_exporter reads only `*.prom`, so the temporary file `.FILE.PID.tmp` is never read
+//! half-written; the rename makes a reader see either the old file or the new one. The file
+//! is left in place on exit: node_exporter's `node_textfile_mtime_seconds` shows its age, and
+//! the shipped alert rule fires when it goes stale.
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{self, Write as _};
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::log;
+
+/// node_exporter runs as another user and must read the file; the unit's `UMask=0077` alone
+/// would leave it 0600.
+const MODE: u32 = 0o644;
+
+/// One file kept up to date, with its buffer and schedule.
+#[derive(Debug)]
+pub struct Textfile {
+    path: PathBuf,
+    dir: PathBuf,
+    temp: PathBuf,
+    buf: String,
+    interval: Duration,
+    next: Instant,
+    /// Inside a failure streak: the first failure was logged, the rest are not.
+    failing: bool,
+}
+
+/// How a write went, as far as the failure streak is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Written, as the previous one was.
+    Written,
+    /// Written after one or more failures (logged at info).
+    Recovered,
+    /// Failed; `first` when it starts a streak (only that one is logged at warn).
+    Failed {
+        /// Whether this failure starts a streak.
+        first: bool,
+    },
+}
+
+impl Outcome {
+    /// Whether the file now holds what was rendered.
+    #[must_use]
+    pub fn ok(self) -> bool {
+        !matches!(self, Outcome::Failed { .. })
+    }
+}
+
+impl Textfile {
+    /// Prepares to keep `path` up to date every `interval`, the first write due at `now`.
+    /// Refuses a path whose directory does not exist or which is a directory itself (the
+    /// error is a reason that reads after "invalid value …: "), and removes our temporary
+    /// files that a crash left in that directory.
+    pub fn open(path: &Path, interval: Duration, now: Instant) -> Result<Textfile, String> {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("expected a path ending in a file name")?;
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        match fs::metadata(&dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(format!("directory {} does not exist", dir.display()))
+            }
+            Err(e) => return Err(format!("cannot use directory {}: {e}", dir.display())),
+        }
+        if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+            return Err("is a directory, expected a file name in it".to_owned());
+        }
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        remove_stale(&dir, name);
+        Ok(Textfile {
+            path: path.to_path_buf(),
+            dir,
+            temp,
+            buf: String::new(),
+            interval,
+            next: now,
+            failing: false,
+        })
+    }
+
+    /// When the next write is due.
+    #[must_use]
+    pub fn next_due(&self) -> Instant {
+        self.next
+    }
+
+    /// The file this writes.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Renders with `fill` into the reused buffer (cleared first) and replaces the file with
+    /// it, then schedules the next write one interval on (skipping intervals the loop slept
+    /// through). A failure leaves the previous file and no temporary file behind; only the
+    /// first of a streak is logged (warn), and the recovery (info).
+    pub fn write(&mut self, now: Instant, fill: impl FnOnce(&mut String)) -> Outcome {
+        self.next += self.interval;
+        if self.next <= now {
+            self.next = now + self.interval;
+        }
+        self.buf.clear();
+        fill(&mut self.buf);
+        let outcome = match (self.replace(), self.failing) {
+            (Ok(()), false) => Outcome::Written,
+            (Ok(()), true) => {
+                log::info("textfile written again", &[("path", &self.path.display())]);
+                Outcome::Recovered
+            }
+            (Err(e), failing) => {
+                if failing {
+                    log::debug(
+                        "cannot write the textfile",
+                        &[("path", &self.path.display()), ("err", &e)],
+                    );
+                } else {
+                    log::warn(
+                        "cannot write the textfile; keeping the previous one and retrying every interval",
+                        &[("path", &self.path.display()), ("err", &e)],
+                    );
+                }
+                Outcome::Failed { first: !failing }
+            }
+        };
+        self.failing = !outcome.ok();
+        outcome
+    }
+
+    /// Size of the last rendering, in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether the last rendering was empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The atomic replace. On failure the temporary file is removed, whatever step failed.
+    fn replace(&self) -> io::Result<()> {
+        let result = self.write_temp().and_then(|()| {
+            fs::rename(&self.temp, &self.path)
+                .map_err(|e| context(&e, "renaming the temporary file over it"))
+        });
+        if result.is_err() {
+            let _ = fs::remove_file(&self.temp);
+            return result;
+        }
+        // Makes the rename itself durable (old ext4 without auto_da_alloc could otherwise
+        // lose it in a crash). Some filesystems cannot sync a directory; the file is
+        // already in place then, so that is no failure.
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    fn write_temp(&self) -> io::Result<()> {
+        // A leftover of ours (a crash of this same PID after a restart in place) would make
+        // `create_new` fail; `create_new` is kept so that a symlink planted under our
+        // temporary name in a shared directory is never followed.
+        let _ = fs::remove_file(&self.temp);
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(MODE)
+            .open(&self.temp)
+            .map_err(|e| context(&e, "creating the temporary file"))?;
+        file.set_permissions(Permissions::from_mode(MODE))
+            .map_err(|e| context(&e, "setting the temporary file's mode"))?;
+        file.write_all(self.buf.as_bytes())
+            .map_err(|e| context(&e, "writing the temporary file"))?;
+        file.sync_all()
+            .map_err(|e| context(&e, "syncing the temporary file"))
+    }
+}
+
+/// Our temporary name for `name` is `.NAME.PID.tmp`; any PID's is ours (an earlier run's).
+fn is_our_temp(entry: &str, name: &str) -> bool {
+    entry
+        .strip_prefix('.')
+        .and_then(|e| e.strip_prefix(name))
+        .and_then(|e| e.strip_prefix('.'))
+        .and_then(|e| e.strip_suffix(".tmp"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Removes the temporary files an earlier run left when it died between create and rename.
+fn remove_stale(dir: &Path, name: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        if !file_name.to_str().is_some_and(|e| is_our_temp(e, name)) {
+            continue;
+        }
+        let path = entry.path();
+        match fs::remove_file(&path) {
+            Ok(()) => log::info(
+                "removed a temporary file left by an earlier run",
+                &[("path", &path.display())],
+            ),
+            Err(e) => log::warn(
+                "cannot remove a temporary file left by an earlier run",
+                &[("path", &path.display()), ("err", &e)],
+            ),
+        }
+    }
+}
+
+/// Keeps the error's kind, adds the step.
+fn context(e: &io::Error, step: &str) -> io::Error {
+    io::Error::new(e.kind(), format!("{step}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt as _;
+
+    /// A fresh directory under the temp dir, removed on drop.
+    struct Dir(PathBuf);
+
+    impl Dir {
+        fn new(tag: &str) -> Dir {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static NEXT: AtomicUsize = AtomicUsize::new(0);
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!(
+                "widget-exporter-textfile-{tag}-{}-{n}",
+                std::process::id()
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("create test dir");
+            Dir(dir)
+        }
+    }
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .expect("read test dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn open(path: &Path) -> Textfile {
+        Textfile::open(path, Duration::from_secs(15), Instant::now()).expect("open")
+    }
+
+    #[test]
+    fn replaces_the_file_whole_with_mode_0644_and_no_leftovers() {
+        let dir = Dir::new("replace");
+        let path = dir.0.join("widgets.prom");
+        let mut t = open(&path);
+        let now = Instant::now();
+        for body in ["a 1\n", "a 2\nb 3\n"] {
+            assert_eq!(t.write(now, |b| b.push_str(body)), Outcome::Written);
+            assert_eq!(fs::read_to_string(&path).expect("read"), body);
+            assert_eq!(t.len(), body.len());
+        }
+        let meta = fs::metadata(&path).expect("stat");
+        assert_eq!(meta.mode() & 0o777, 0o644);
+        assert_eq!(entries(&dir.0), ["widgets.prom"]);
+    }
+
+    #[test]
+    fn a_directory_removed_under_it_is_one_streak_then_a_recovery() {
+        let dir = Dir::new("removed");
+        let path = dir.0.join("widgets.prom");
+        let mut t = open(&path);
+        let now = Instant::now();
+        assert!(t.write(now, |b| b.push_str("a 1\n")).ok());
+        fs::remove_dir_all(&dir.0).expect("remove the directory");
+        assert_eq!(
+            t.write(now, |b| b.push_str("a 2\n")),
+            Outcome::Failed { first: true }
+        );
+        assert_eq!(
+            t.write(now, |b| b.push_str("a 3\n")),
+            Outcome::Failed { first: false }
+        );
+        fs::create_dir_all(&dir.0).expect("recreate the directory");
+        assert_eq!(t.write(now, |b| b.push_str("a 4\n")), Outcome::Recovered);
+        assert_eq!(t.write(now, |b| b.push_str("a 5\n")), Outcome::Written);
+        assert_eq!(fs::read_to_string(&path).expect("read"), "a 5\n");
+        assert_eq!(entries(&dir.0), ["widgets.prom"]);
+    }
+
+    /// A failure after the temporary file was written and synced: the final name has become
+    /// a non-empty directory, so the rename fails for root too (EISDIR).
+    #[test]
+    fn a_failed_rename_removes_the_temporary_file() {
+        let dir = Dir::new("rename");
+        let path = dir.0.join("widgets.prom");
+        let mut t = open(&path);
+        fs::create_dir(&path).expect("occupy the name");
+        fs::write(path.join("keep"), "x").expect("fill it");
+        let outcome = t.write(Instant::now(), |b| b.push_str("a 1\n"));
+        assert_eq!(outcome, Outcome::Failed { first: true });
+        assert_eq!(entries(&dir.0), ["widgets.prom"]);
+        assert_eq!(fs::read_to_string(path.join("keep")).expect("kept"), "x");
+    }
+
+    /// A failure before anything is written (the temporary name is taken by a directory,
+    /// which root cannot open for writing either): the previous file stays as it was.
+    #[test]
+    fn a_failed_write_keeps_the_previous_file() {
+        let dir = Dir::new("keep");
+        let path = dir.0.join("widgets.prom");
+        let mut t = open(&path);
+        let now = Instant::now();
+        assert!(t.write(now, |b| b.push_str("old 1\n")).ok());
+        fs::create_dir(&t.temp).expect("occupy the temporary name");
+        assert!(!t.write(now, |b| b.push_str("new 2\n")).ok());
+        assert_eq!(fs::read_to_string(&path).expect("read"), "old 1\n");
+        fs::remove_dir(&t.temp).expect("free the temporary name");
+        assert_eq!(t.write(now, |b| b.push_str("new 3\n")), Outcome::Recovered);
+        assert_eq!(fs::read_to_string(&path).expect("read"), "new 3\n");
+    }
+
+    /// A directory nobody may create files in. Root ignores a 0555 mode, so under root
+    /// (as in CI) the test uses sysfs, where file creation is refused to root too; it runs
+    /// the 0555 case as well when not root.
+    #[test]
+    fn an_unwritable_directory_fails_without_leftovers() {
+        let dir = Dir::new("readonly");
+        let mut cases = vec![PathBuf::from("/sys/widget-exporter-test.prom")];
+        let is_root = fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0);
+        if !is_root {
+            fs::set_permissions(&dir.0, Permissions::from_mode(0o555)).expect("chmod");
+            cases.push(dir.0.join("widgets.prom"));
+        }
+        for path in cases {
+            if !path.parent().is_some_and(Path::is_dir) {
+                continue;
+            }
+            let mut t = open(&path);
+            let outcome = t.write(Instant::now(), |b| b.push_str("a 1\n"));
+            assert_eq!(
+                outcome,
+                Outcome::Failed { first: true },
+                "{}",
+                path.display()
+            );
+            assert!(!path.exists() && !t.temp.exists(), "{}", path.display());
+        }
+        let _ = fs::set_permissions(&dir.0, Permissions::from_mode(0o755));
+    }
+
+    #[test]
+    fn open_refuses_what_cannot_be_the_file_and_removes_stale_temporaries() {
+        let dir = Dir::new("open");
+        let now = Instant::now();
+        let interval = Duration::from_secs(1);
+        let missing = dir.0.join("nope/widgets.prom");
+        let err = Textfile::open(&missing, interval, now).expect_err("missing directory");
+        assert!(err.contains("does not exist"), "{err}");
+        let err = Textfile::open(&dir.0, interval, now).expect_err("a directory");
+        assert!(err.contains("is a directory"), "{err}");
+        fs::write(dir.0.join("plain"), "").expect("file");
+        let err = Textfile::open(&dir.0.join("plain/widgets.prom"), interval, now)
+            .expect_err("a file as directory");
+        assert!(err.contains("is not a directory"), "{err}");
+
+        for name in [
+            ".widgets.prom.123.tmp",
+            ".widgets.prom.1.tmp",
+            ".widgets.prom.tmp",
+            ".widgets.prom.12a.tmp",
+            ".other.prom.5.tmp",
+            "widgets.prom",
+            "widgets.prom.5.tmp",
+        ] {
+            fs::write(dir.0.join(name), "").expect("seed");
+        }
+        open(&dir.0.join("widgets.prom"));
+        assert_eq!(
+            entries(&dir.0),
+            [
+                ".other.prom.5.tmp",
+                ".widgets.prom.12a.tmp",
+                ".widgets.prom.tmp",
+                "plain",
+                "widgets.prom",
+                "widgets.prom.5.tmp",
+            ]
+        );
+    }
+
+    #[test]
+    fn schedule_keeps_the_cadence_and_skips_missed_intervals() {
+        let dir = Dir::new("schedule");
+        let start = Instant::now();
+        let s = Duration::from_secs;
+        let mut t = Textfile::open(&dir.0.join("w.prom"), s(15), start).expect("open");
+        assert_eq!(t.next_due(), start);
+        for (at, want) in [(0, 15), (16, 30), (30, 45), (100, 115)] {
+            t.write(start + s(at), |b| b.push('\n'));
+            assert_eq!(t.next_due(), start + s(want), "write at {at}s");
+        }
+    }
+}
