@@ -118,8 +118,18 @@ impl Textfile {
         }
         self.buf.clear();
         fill(&mut self.buf);
+        let began = Instant::now();
         let outcome = match (self.replace(), self.failing) {
-            (Ok(()), false) => Outcome::Written,
+            (Ok(()), false) => {
+                // The figure behind the README's write-time claim: render excluded, two
+                // fsyncs and the rename included.
+                let micros = began.elapsed().as_micros();
+                log::debug(
+                    "textfile written",
+                    &[("bytes", &self.buf.len()), ("write_us", &micros)],
+                );
+                Outcome::Written
+            }
             (Ok(()), true) => {
                 log::info("textfile written again", &[("path", &self.path.display())]);
                 Outcome::Recovered
@@ -141,18 +151,6 @@ impl Textfile {
         };
         self.failing = !outcome.ok();
         outcome
-    }
-
-    /// Size of the last rendering, in bytes.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.buf.len()
-    }
-
-    /// Whether the last rendering was empty.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
     }
 
     /// The atomic replace. On failure the temporary file is removed, whatever step failed.
@@ -284,7 +282,6 @@ mod tests {
         for body in ["a 1\n", "a 2\nb 3\n"] {
             assert_eq!(t.write(now, |b| b.push_str(body)), Outcome::Written);
             assert_eq!(fs::read_to_string(&path).expect("read"), body);
-            assert_eq!(t.len(), body.len());
         }
         let meta = fs::metadata(&path).expect("stat");
         assert_eq!(meta.mode() & 0o777, 0o644);
