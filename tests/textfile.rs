@@ -159,7 +159,7 @@ fn check_through_node_exporter(dir: &TempDir, file: &Path, http: bool, log: &dyn
     assert!(ours.ends_with('\n'), "{ours}");
     let (node, addr) = node_exporter(&node, dir);
     let first = scrape(addr);
-    std::thread::sleep(Duration::from_millis(1000));
+    std::thread::sleep(Duration::from_secs(1));
     let second = scrape(addr);
     let context = || {
         format!(
@@ -261,7 +261,7 @@ fn the_file_passes_promtool_check_metrics_and_stays_on_exit() {
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
         .expect("read dir")
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .filter(|n| n.ends_with(".tmp"))
+        .filter(|n| n.starts_with(".widget-exporter.prom."))
         .collect();
     // SIGKILL may land between create and rename; the next start removes such a file.
     say(&format!(
@@ -381,14 +381,14 @@ fn with_http_off_ready_follows_the_first_write_and_the_watchdog_stops_with_the_w
     std::fs::remove_dir_all(&data).expect("remove the directory under it");
     // The next write (within 100 ms) fails; a ping already due may still go out.
     let _ = receive(Duration::from_millis(500));
-    let failing = receive(Duration::from_millis(1000));
+    let failing = receive(Duration::from_secs(1));
     assert!(
         !failing.iter().any(|(_, m)| m == "WATCHDOG=1"),
         "pings went on while writes failed: {failing:?}\nlog:\n{}",
         p.log()
     );
     std::fs::create_dir(&data).expect("recreate");
-    let recovered = receive(Duration::from_millis(1000));
+    let recovered = receive(Duration::from_secs(1));
     assert!(
         recovered.iter().any(|(_, m)| m == "WATCHDOG=1"),
         "no pings after recovery: {recovered:?}\nlog:\n{}",
