@@ -20,6 +20,7 @@ use crate::restart::{self, Restarts};
 use crate::server::{self, Site, UnreadBody};
 use crate::source::{self, Source};
 use crate::sys;
+use crate::textfile::{Outcome, Textfile};
 
 /// Most requests answered back to back before the source is stepped again, so a flood of
 /// scrapes cannot starve the widgets.
@@ -49,6 +50,9 @@ pub fn bind(address: &ListenAddress) -> Result<TcpListener, Error> {
     };
     match *address {
         ListenAddress::Ip(addr) => bind(addr),
+        ListenAddress::Off => Err(Error::Fatal(
+            "--web.listen-address=none: there is no address to listen on".to_owned(),
+        )),
         ListenAddress::AllInterfaces(port) => {
             match bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port))) {
                 Err(Error::Bind { source, .. })
@@ -118,23 +122,28 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     log::init(config.log_level, config.log_format);
     // Taken while this is the only thread: the environment is not safe to change later.
     let carried = restart::Carried::take_from_env();
-    sys::tune_malloc();
-    raise_fd_limit();
-    let listener = listener(config)?;
-    server::tune_listener(&listener).map_err(|e| Error::io("tuning the listening socket", e))?;
-    let address = listener
-        .local_addr()
-        .map_err(|e| Error::io("reading the bound address", e))?;
-    // Kept to pause tiny_http's accepting and to hand the listening socket to a re-executed
-    // image (see `restart`).
-    let kept = listener
-        .try_clone()
-        .map_err(|e| Error::io("duplicating the listening socket", e))?;
-    let http = tiny_http::Server::from_listener(listener, None)
-        .map_err(|e| Error::Fatal(format!("cannot start the HTTP server: {e}")))?;
+    let started = Instant::now();
+    // Before any socket: a textfile that cannot be is a usage error (exit 2).
+    let textfile = match &config.textfile_path {
+        Some(path) => Some(
+            Textfile::open(path, config.textfile_interval, started).map_err(|why| {
+                Error::Usage(format!("invalid value {path:?} for --textfile.path: {why}"))
+            })?,
+        ),
+        None => None,
+    };
+    let systemd = Systemd::from_env();
+    let (web, http) = if config.serves_http() {
+        let (web, http) = Web::start(config, &carried, systemd.watchdog, started)?;
+        (Some(web), Some(http))
+    } else {
+        (None, None)
+    };
 
     log_start(config);
-    log::info("listening", &[("address", &address)]);
+    if let Some(web) = &web {
+        log::info("listening", &[("address", &web.address)]);
+    }
     if running_as_root() {
         log::warn(
             "running as root; the exporter needs no privileges, run it as an unprivileged user",
@@ -142,7 +151,6 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         );
     }
 
-    let started = Instant::now();
     let metrics = Metrics::new(source::parts(config), config.average_window, started);
     if let Some(state) = &carried.counters {
         if metrics.import_counters(state) {
@@ -153,31 +161,33 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
     let source = source::open(config, started, start_unix)?;
-    let systemd = Systemd::from_env();
-    let probe_interval = systemd
-        .watchdog
-        .map_or(PROBE_INTERVAL, |ping| PROBE_INTERVAL.min(ping / 2));
     let mut state = Loop {
         source,
-        site: Site::new(&config.telemetry_path),
-        probe: SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, started),
-        guard: Guard::new(address.port(), guard::Limits::default(), started),
-        own: ProcessReader::new(),
+        web,
+        textfile,
         next_ping: started,
         started,
-        restarts: Restarts::new(&carried, started),
         metrics,
         systemd,
-        kept,
-        address,
+        ready: false,
     };
-    state
-        .systemd
-        .notify(&format!("READY=1\nSTATUS=serving on {address}"));
+    if let Some(web) = &state.web {
+        state.ready = true;
+        state
+            .systemd
+            .notify(&format!("READY=1\nSTATUS=serving on {}", web.address));
+    }
 
     loop {
         let deadline = state.wake(Instant::now())?;
-        let mut next = http.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+        let timeout = deadline.saturating_duration_since(Instant::now());
+        let Some(http) = &http else {
+            // With HTTP off nothing else can come due: park until the next source event or
+            // write (a source with a waker thread, like a log tail, would unpark us early).
+            std::thread::park_timeout(timeout);
+            continue;
+        };
+        let mut next = http.recv_timeout(timeout);
         // Answer what is waiting, at most MAX_DRAIN in a row; whatever is taken from the
         // queue is answered (a dropped request would go out as a bare 500).
         for drained in 1..=MAX_DRAIN {
@@ -187,7 +197,9 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
                 Err(e) => {
                     // tiny_http's accept thread hands over one error and exits: a drain's
                     // pause, or a port dead for good (then we exit).
-                    state.restarts.accept_failed(&e)?;
+                    if let Some(web) = &mut state.web {
+                        web.restarts.accept_failed(&e)?;
+                    }
                     break;
                 }
             }
@@ -203,14 +215,25 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
 struct Loop {
     metrics: Metrics,
     source: Box<dyn Source>,
+    /// The HTTP output, unless `--web.listen-address=none`.
+    web: Option<Web>,
+    /// The textfile output, with `--textfile.path`.
+    textfile: Option<Textfile>,
+    systemd: Systemd,
+    next_ping: Instant,
+    started: Instant,
+    /// `READY=1` was sent.
+    ready: bool,
+}
+
+/// The HTTP output's side of the loop: routing, the self-probe, the connection guard and
+/// the restart rule.
+struct Web {
     site: Site,
     probe: SelfProbe,
     guard: Guard,
     /// Reads our own RSS and threads for the guard.
     own: ProcessReader,
-    systemd: Systemd,
-    next_ping: Instant,
-    started: Instant,
     /// When to restart in place (or give up), and the drain before it.
     restarts: Restarts,
     /// The listening socket, kept to hand to a re-executed image.
@@ -219,21 +242,58 @@ struct Loop {
     address: SocketAddr,
 }
 
-impl Loop {
-    /// Runs whatever is due at `now` (source, self-probe, guard, watchdog) and returns
-    /// when the loop must wake next, or why it must stop.
-    fn wake(&mut self, now: Instant) -> Result<Instant, Error> {
-        self.step(now);
+impl Web {
+    /// Binds (or adopts) the listener and starts tiny_http on it, probing often enough for
+    /// systemd's watchdog, if there is one.
+    fn start(
+        config: &Config,
+        carried: &restart::Carried,
+        watchdog: Option<Duration>,
+        now: Instant,
+    ) -> Result<(Web, tiny_http::Server), Error> {
+        sys::tune_malloc();
+        raise_fd_limit();
+        let listener = listener(config)?;
+        server::tune_listener(&listener)
+            .map_err(|e| Error::io("tuning the listening socket", e))?;
+        let address = listener
+            .local_addr()
+            .map_err(|e| Error::io("reading the bound address", e))?;
+        // Kept to pause tiny_http's accepting and to hand the listening socket to a
+        // re-executed image (see `restart`).
+        let kept = listener
+            .try_clone()
+            .map_err(|e| Error::io("duplicating the listening socket", e))?;
+        let http = tiny_http::Server::from_listener(listener, None)
+            .map_err(|e| Error::Fatal(format!("cannot start the HTTP server: {e}")))?;
+        let probe_interval = watchdog.map_or(PROBE_INTERVAL, |ping| PROBE_INTERVAL.min(ping / 2));
+        let web = Web {
+            site: Site::new(&config.telemetry_path),
+            probe: SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, now),
+            guard: Guard::new(address.port(), guard::Limits::default(), now),
+            own: ProcessReader::new(),
+            restarts: Restarts::new(carried, now),
+            kept,
+            address,
+        };
+        Ok((web, http))
+    }
+
+    /// Runs the guard, the restart rule and the self-probe when due; returns when they are
+    /// due next, or why the exporter must stop. `source_due` bounds a drain's wait.
+    fn wake(
+        &mut self,
+        now: Instant,
+        metrics: &Metrics,
+        started: Instant,
+        source_due: Instant,
+    ) -> Result<Instant, Error> {
         // The guard scans before the probe sends, so it never finds the probe's own
         // connection still waiting for its request.
         if now >= self.guard.next_deadline() {
             let stats = self.own.read();
-            self.guard.tick(
-                now,
-                stats.resident_memory_bytes,
-                stats.threads,
-                &self.metrics,
-            );
+            self.guard
+                .tick(now, stats.resident_memory_bytes, stats.threads, metrics);
             let census = self.guard.census();
             if census.starved > 0 && !self.restarts.draining() {
                 log::debug(
@@ -259,16 +319,15 @@ impl Loop {
         }
         if self.restarts.wants_look(now) {
             let open = self.guard.open_connections(now);
-            self.restarts
-                .finish(now, &open, &self.kept, &self.metrics)?;
+            self.restarts.finish(now, &open, &self.kept, metrics)?;
         }
         if let Some(look) = self.restarts.next_deadline() {
             // Draining: the probe's connection would wait in the backlog for the next image.
-            return Ok(look.min(self.source.next_due()));
+            return Ok(look.min(source_due));
         }
         self.probe.tick(now);
-        self.metrics.set_self_probe(self.probe.ok());
-        let failing = self.probe.failing_for(self.started, now);
+        metrics.set_self_probe(self.probe.ok());
+        let failing = self.probe.failing_for(started, now);
         if failing >= PROBE_GIVE_UP {
             return Err(Error::Fatal(format!(
                 "the HTTP server has not answered the self-probe for {} s ({}); exiting so that the supervisor restarts the exporter",
@@ -277,15 +336,40 @@ impl Loop {
             )));
         }
         self.guard.scan_quietly_at(self.probe.next_send());
-        let mut deadline = self
-            .source
-            .next_due()
-            .min(self.probe.next_deadline())
-            .min(self.guard.next_deadline());
+        Ok(self.probe.next_deadline().min(self.guard.next_deadline()))
+    }
+}
+
+impl Loop {
+    /// Runs whatever is due at `now` (source, outputs, watchdog) and returns when the loop
+    /// must wake next, or why it must stop.
+    fn wake(&mut self, now: Instant) -> Result<Instant, Error> {
+        step(&mut *self.source, &self.metrics, now);
+        let mut deadline = self.source.next_due();
+        if let Some(web) = &mut self.web {
+            deadline = deadline.min(web.wake(now, &self.metrics, self.started, deadline)?);
+        }
+        if let Some(textfile) = &mut self.textfile {
+            if textfile.tick(now, &self.metrics).is_some_and(Outcome::ok) && !self.ready {
+                // With HTTP off, the first file is what proves the exporter up.
+                self.ready = true;
+                self.systemd.notify(&format!(
+                    "READY=1\nSTATUS=writing {}",
+                    textfile.path().display()
+                ));
+            }
+            deadline = deadline.min(textfile.next_due());
+        }
         if let Some(ping) = self.systemd.watchdog {
             if now >= self.next_ping {
-                // Only a proven HTTP path keeps systemd's watchdog fed.
-                if self.probe.succeeded_within(ping, now) {
+                // Only a proven output keeps systemd's watchdog fed: the HTTP path when it
+                // is served, else the latest textfile write.
+                let alive = match (&self.web, &self.textfile) {
+                    (Some(web), _) => web.probe.succeeded_within(ping, now),
+                    (None, Some(textfile)) => textfile.last_ok(),
+                    (None, None) => false,
+                };
+                if alive {
                     self.systemd.notify("WATCHDOG=1");
                 }
                 self.next_ping = now + ping;
@@ -295,47 +379,37 @@ impl Loop {
         Ok(deadline)
     }
 
-    /// Advances the source to `now`, logging at debug how late its events ran (the
-    /// benchmark reads these lines).
-    fn step(&mut self, now: Instant) {
-        let report = self.source.step(now, &self.metrics);
-        if report.events > 0 && log::enabled(log::Level::Debug) {
-            let lateness_us = report.lateness.as_micros();
-            log::debug(
-                "widget event",
-                &[("events", &report.events), ("lateness_us", &lateness_us)],
-            );
-        }
-    }
-
     /// Answers one request: the self-probe's, one with a body we refuse, or a client's.
     fn serve(&mut self, request: tiny_http::Request, now: Instant) {
+        let Some(web) = &mut self.web else {
+            return;
+        };
         let peer = request.remote_addr().copied();
-        self.guard.request_from(peer, now);
-        self.restarts.served(peer, now);
+        web.guard.request_from(peer, now);
+        web.restarts.served(peer, now);
         let is_probe = server::header_value(&request, probe::HEADER)
-            .is_some_and(|token| self.probe.answer(token, now).is_some());
+            .is_some_and(|token| web.probe.answer(token, now).is_some());
         if is_probe {
             self.metrics.set_self_probe(true);
             server::answer_probe(request);
             return;
         }
-        self.guard.note_activity(now);
+        web.guard.note_activity(now);
         if let Some(body) = server::unread_body(&request) {
-            reject_body(request, body, &mut self.guard, &self.metrics, now);
-        } else if self.guard.is_shut(peer) {
+            reject_body(request, body, &mut web.guard, &self.metrics, now);
+        } else if web.guard.is_shut(peer) {
             // Pipelined behind a request that got its connection cut: the answer could not
             // be delivered, so do not render it. (Dropping answers 500 into a closed socket.)
             drop(request);
         } else {
             // Each scrape sees the source as of now, not as of the last wake-up.
-            self.step(now);
-            if self
+            step(&mut *self.source, &self.metrics, now);
+            if web
                 .site
-                .handle(request, &self.metrics, self.probe.last_error())
+                .handle(request, &self.metrics, web.probe.last_error())
             {
                 // The client stopped reading: one bounded stall, then no more.
-                self.guard.cut(
+                web.guard.cut(
                     peer,
                     Shutdown::Both,
                     CloseReason::WriteTimeout,
@@ -344,6 +418,19 @@ impl Loop {
                 );
             }
         }
+    }
+}
+
+/// Advances the source to `now`, logging at debug how late its events ran (the benchmark
+/// reads these lines).
+fn step(source: &mut dyn Source, metrics: &Metrics, now: Instant) {
+    let report = source.step(now, metrics);
+    if report.events > 0 && log::enabled(log::Level::Debug) {
+        let lateness_us = report.lateness.as_micros();
+        log::debug(
+            "widget event",
+            &[("events", &report.events), ("lateness_us", &lateness_us)],
+        );
     }
 }
 

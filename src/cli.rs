@@ -13,6 +13,7 @@
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -34,6 +35,8 @@ pub enum ListenAddress {
     AllInterfaces(u16),
     /// `IPV4:PORT`, `[IPV6]:PORT` or `localhost:PORT` (which means `127.0.0.1`).
     Ip(SocketAddr),
+    /// `none`: no HTTP at all (the textfile is the only output).
+    Off,
 }
 
 impl fmt::Display for ListenAddress {
@@ -42,6 +45,7 @@ impl fmt::Display for ListenAddress {
         match self {
             ListenAddress::AllInterfaces(port) => write!(f, ":{port}"),
             ListenAddress::Ip(addr) => write!(f, "{addr}"),
+            ListenAddress::Off => f.write_str("none"),
         }
     }
 }
@@ -101,6 +105,10 @@ pub struct Config {
     pub average_window: Duration,
     /// The simulation's flags.
     pub sim: SimConfig,
+    /// `--textfile.path`: the file kept up to date for node_exporter, if any.
+    pub textfile_path: Option<PathBuf>,
+    /// `--textfile.interval`: more than 0.
+    pub textfile_interval: Duration,
     /// `--log.level`.
     pub log_level: Level,
     /// `--log.format`.
@@ -116,6 +124,8 @@ impl Default for Config {
             source: SourceKind::Simulation,
             average_window: Duration::from_secs(60),
             sim: SimConfig::default(),
+            textfile_path: None,
+            textfile_interval: Duration::from_secs(15),
             log_level: Level::Info,
             log_format: Format::Logfmt,
         }
@@ -126,7 +136,7 @@ impl Config {
     /// Whether the exporter serves HTTP.
     #[must_use]
     pub fn serves_http(&self) -> bool {
-        true
+        self.listen_address != ListenAddress::Off
     }
 
     /// Every setting that applies to this config, as (flag name without `--`, value), in
@@ -180,6 +190,8 @@ pub enum Scope {
     General,
     /// The HTTP output.
     Web,
+    /// The textfile output.
+    Textfile,
     /// The simulation source.
     Simulation,
     /// Printing a file and exiting.
@@ -199,7 +211,14 @@ impl Scope {
             })
         };
         match self {
-            Scope::General | Scope::Web | Scope::Print => None,
+            Scope::General | Scope::Print => None,
+            Scope::Web => (!config.serves_http()).then(|| {
+                "is for the HTTP output, which --web.listen-address=none turns off".into()
+            }),
+            Scope::Textfile => config
+                .textfile_path
+                .is_none()
+                .then(|| "is for the textfile output; give --textfile.path too".into()),
             Scope::Simulation => source(SourceKind::Simulation),
         }
     }
@@ -308,8 +327,9 @@ pub const FLAGS: &[Flag] = &[
         takes: Takes::Value,
         syntax: "[HOST]:PORT",
         default: ":8000",
-        help: "where to listen; HOST an IP or localhost",
-        scope: Scope::Web,
+        help: "where to listen (HOST: IP or localhost) or none",
+        // General, not Web: it is the switch that turns the HTTP output off.
+        scope: Scope::General,
         apply: |p, v| {
             p.config.listen_address = parse_listen_address(given(v))?;
             Ok(())
@@ -356,6 +376,46 @@ pub const FLAGS: &[Flag] = &[
             Ok(())
         },
         show: |c| c.systemd_socket.then(|| "true".to_owned()),
+    },
+    Flag {
+        name: "--textfile.path",
+        short: None,
+        takes: Takes::Value,
+        syntax: "FILE",
+        default: "",
+        help: "write the metrics to FILE (*.prom) for node_exporter",
+        scope: Scope::Textfile,
+        apply: |p, v| {
+            let path = Path::new(given(v));
+            // The directory is checked at start (`textfile::Textfile::open`): parsing stays pure.
+            if given(v).ends_with('/') || path.file_name().is_none() {
+                return Err("expected a path ending in a file name".into());
+            }
+            p.config.textfile_path = Some(path.to_path_buf());
+            Ok(())
+        },
+        show: |c| Some(c.textfile_path.as_ref()?.display().to_string()),
+    },
+    Flag {
+        name: "--textfile.interval",
+        short: None,
+        takes: Takes::Value,
+        syntax: "DURATION",
+        default: "15s",
+        help: "how often to rewrite --textfile.path",
+        scope: Scope::Textfile,
+        apply: |p, v| {
+            p.config.textfile_interval = parse_duration(given(v))?;
+            if p.config.textfile_interval.is_zero() {
+                return Err("must be longer than 0s".into());
+            }
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.textfile_interval, &defaults().textfile_interval, || {
+                format_duration(c.textfile_interval)
+            })
+        },
     },
     Flag {
         name: "--widget.min-duration",
@@ -705,6 +765,9 @@ where
         }
     }
     validate(&config)?;
+    if let Some(print) = print {
+        check_print(print, &config)?;
+    }
     Ok(match print {
         Some(print) => Command::Print(print, config),
         None => Command::Run(config),
@@ -714,6 +777,13 @@ where
 /// The checks that need more than one flag, in flag order. Each flag's own limits were
 /// checked as it was read, so that the message can quote what the operator wrote.
 fn validate(config: &Config) -> Result<(), Error> {
+    if !config.serves_http() && config.textfile_path.is_none() {
+        return Err(Error::Usage(
+            "--web.listen-address=none needs --textfile.path: with no HTTP and no textfile the \
+             metrics would go nowhere"
+                .to_owned(),
+        ));
+    }
     let sim = &config.sim;
     let (min, max, interval) = (sim.min_duration, sim.max_duration, sim.interval);
     let fmt = format_duration;
@@ -735,6 +805,38 @@ fn validate(config: &Config) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+/// What a printed file cannot say for this config.
+fn check_print(print: Print, config: &Config) -> Result<(), Error> {
+    match (print, &config.textfile_path) {
+        (Print::SystemdSocket, _) if !config.serves_http() => Err(Error::Usage(
+            "--print-systemd-socket: there is no socket with --web.listen-address=none \
+             (the textfile output needs no .socket unit)"
+                .to_owned(),
+        )),
+        (Print::SystemdUnit(_), Some(path)) => {
+            let text = path.display().to_string();
+            if !path.is_absolute() {
+                Err(invalid(
+                    &text,
+                    "--textfile.path",
+                    "a systemd unit needs an absolute path",
+                ))
+            } else if text
+                .contains(|c: char| c.is_whitespace() || c.is_control() || "\"'\\".contains(c))
+            {
+                Err(invalid(
+                    &text,
+                    "--textfile.path",
+                    "a systemd unit cannot name a path with whitespace, quotes or backslashes",
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 fn invalid(value: &str, flag: &str, why: &str) -> Error {
@@ -775,6 +877,9 @@ fn value(
 
 fn parse_listen_address(s: &str) -> Result<ListenAddress, &'static str> {
     const SHAPE: &str = "expected [HOST]:PORT with HOST an IP address or localhost";
+    if s == "none" {
+        return Ok(ListenAddress::Off);
+    }
     let (host, port) = s.rsplit_once(':').ok_or(SHAPE)?;
     // Digits only: `u16::from_str` would also take "+80".
     if port.is_empty() || !port.bytes().all(|b| b.is_ascii_digit()) {
@@ -1190,6 +1295,15 @@ mod tests {
             (&["--web.listen-address=:70000"], "--web.listen-address", "expected a port from 0 to 65535"),
             (&["--web.systemd-socket=yes"], "--web.systemd-socket", "invalid value \"yes\" for --web.systemd-socket: expected true or false"),
             (&["--web.systemd-socket", "true"], "true", "unexpected argument \"true\""),
+            (&["--web.listen-address=none"], "--textfile.path", "--web.listen-address=none needs --textfile.path"),
+            (&["--textfile.path=w.prom", "--textfile.interval=0"], "--textfile.interval", "invalid value \"0\" for --textfile.interval: must be longer than 0s"),
+            (&["--textfile.interval=1s"], "--textfile.interval", "flag --textfile.interval is for the textfile output; give --textfile.path too"),
+            (&["--textfile.path=dir/"], "--textfile.path", "invalid value \"dir/\" for --textfile.path: expected a path ending in a file name"),
+            (&["--textfile.path=.."], "--textfile.path", "expected a path ending in a file name"),
+            (&["--web.listen-address=none", "--textfile.path=w.prom", "--web.telemetry-path=/x"], "--web.telemetry-path", "flag --web.telemetry-path is for the HTTP output, which --web.listen-address=none turns off"),
+            (&["--web.listen-address=none", "--textfile.path=/w.prom", "--print-systemd-socket"], "--print-systemd-socket", "there is no socket with --web.listen-address=none"),
+            (&["--textfile.path=w.prom", "--print-systemd-unit"], "--textfile.path", "a systemd unit needs an absolute path"),
+            (&["--textfile.path=/a b/w.prom", "--print-systemd-unit=legacy"], "--textfile.path", "cannot name a path with whitespace"),
             (&["--widget.min-duration=600ms"], "--widget.max-duration", "--widget.min-duration (600ms) is longer than --widget.max-duration (500ms)"),
             (&["--widget.max-duration=50ms"], "--widget.min-duration", "--widget.min-duration (100ms) is longer than --widget.max-duration (50ms)"),
             (&["--widget.min-duration=0s"], "--widget.min-duration", "invalid value \"0s\" for --widget.min-duration: must be longer than 0s"),
@@ -1302,6 +1416,8 @@ mod tests {
                 failure_ratio: 0.1,
                 seed: Some(7),
             },
+            textfile_path: Some("/var/lib/node/w.prom".into()),
+            textfile_interval: S(60),
             log_level: Level::Warn,
             log_format: Format::Json,
         };
@@ -1309,6 +1425,8 @@ mod tests {
             "--web.listen-address=[::1]:9100",
             "--web.telemetry-path=/widgets/metrics",
             "--web.systemd-socket=true",
+            "--textfile.path=/var/lib/node/w.prom",
+            "--textfile.interval=1m0s",
             "--widget.min-duration=1.5µs",
             "--widget.max-duration=1h30m0s",
             "--widget.interval=1ms",
@@ -1334,6 +1452,11 @@ mod tests {
             with(|c| c.sim.max_duration = NS(u64::MAX)),
             with(|c| c.average_window = NS(86_399_999_999_999)),
             with(|c| c.log_level = Level::Debug),
+            with(|c| {
+                c.listen_address = ListenAddress::Off;
+                c.textfile_path = Some("w.prom".into());
+                c.textfile_interval = NS(1);
+            }),
         ];
         for config in configs {
             let args = config.to_args();
@@ -1369,11 +1492,23 @@ mod tests {
     fn table_defaults_and_readme() {
         let readme = include_str!("../README.md");
         for f in FLAGS {
+            // A flag refused without its companion (--textfile.interval without a path) is
+            // checked with the companion given.
+            let companion = match f.scope {
+                Scope::Textfile if f.name != "--textfile.path" => Some("--textfile.path=w.prom"),
+                _ => None,
+            };
             if f.takes == Takes::Value && !f.default.is_empty() {
                 let arg = format!("{}={}", f.name, f.default);
+                let mut want = Config::default();
+                let mut args = vec![arg.as_str()];
+                if let Some(c) = companion {
+                    want.textfile_path = Some("w.prom".into());
+                    args.push(c);
+                }
                 assert_eq!(
-                    run(&[&arg]).ok(),
-                    Some(Command::Run(Config::default())),
+                    run(&args).ok(),
+                    Some(Command::Run(want)),
                     "{arg} is not the default"
                 );
             }

@@ -34,16 +34,26 @@ fn main() -> ExitCode {
 
 /// The text of a `--print-*` flag, filled in with the other flags given.
 fn printed(what: Print, config: &Config) -> String {
-    match what {
-        Print::SystemdUnit(UnitFlavor::Modern) => {
-            notify::fill_args(notify::SERVICE_UNIT, &config.to_args())
+    // `cli` made sure a textfile path here is absolute and plain enough for a unit file.
+    let writes = config.textfile_path.as_ref().and_then(|p| p.parent());
+    let unit = |text: &str, directive: &str| {
+        let unit = notify::fill_args(text, &config.to_args());
+        match writes {
+            Some(dir) => notify::allow_writes(&unit, directive, &dir.display().to_string()),
+            None => unit,
         }
+    };
+    match what {
+        Print::SystemdUnit(UnitFlavor::Modern) => unit(notify::SERVICE_UNIT, "ReadWritePaths"),
+        // systemd 219 knows only the older name (newer ones read it as ReadWritePaths=).
         Print::SystemdUnit(UnitFlavor::Legacy) => {
-            notify::fill_args(notify::LEGACY_SERVICE_UNIT, &config.to_args())
+            unit(notify::LEGACY_SERVICE_UNIT, "ReadWriteDirectories")
         }
         Print::SystemdSocket => notify::socket_unit(&match config.listen_address {
             ListenAddress::AllInterfaces(port) => port.to_string(),
             ListenAddress::Ip(addr) => addr.to_string(),
+            // Refused by `cli`: there is no socket to describe.
+            ListenAddress::Off => String::new(),
         }),
         Print::AlertRules => ALERT_RULES.to_owned(),
     }

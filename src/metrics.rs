@@ -86,6 +86,18 @@ pub const RESTARTS: Family = family(
     Kind::Counter,
     "Times the exporter re-executed itself in place (same PID and socket) to shed threads, descriptors or memory that tiny_http could not free.",
 );
+/// Writes of the textfile, by result.
+pub const TEXTFILE_WRITES: Family = family(
+    "widget_exporter_textfile_writes_total",
+    Kind::Counter,
+    "Writes of the --textfile.path file for node_exporter, by result (ok or error).",
+);
+/// When the textfile was last written.
+pub const TEXTFILE_LAST_WRITE: Family = family(
+    "widget_exporter_textfile_last_write_timestamp_seconds",
+    Kind::Gauge,
+    "Unix time of the latest successful write of the --textfile.path file, 0 before the first.",
+);
 /// Standard process metrics, worded as the official clients word them.
 pub const PROCESS_CPU: Family = family(
     "process_cpu_seconds_total",
@@ -137,6 +149,8 @@ pub const FAMILIES: &[Family] = &[
     CONNECTIONS,
     CONNECTIONS_CLOSED,
     RESTARTS,
+    TEXTFILE_WRITES,
+    TEXTFILE_LAST_WRITE,
     PROCESS_CPU,
     PROCESS_RSS,
     PROCESS_VSIZE,
@@ -223,6 +237,8 @@ pub struct Parts {
     pub in_progress: bool,
     /// The HTTP families (requests, self-probe, connections): HTTP is served.
     pub http: bool,
+    /// The textfile families: `--textfile.path` is written.
+    pub textfile: bool,
 }
 
 impl Default for Parts {
@@ -230,6 +246,7 @@ impl Default for Parts {
         Parts {
             in_progress: true,
             http: true,
+            textfile: false,
         }
     }
 }
@@ -313,6 +330,9 @@ pub struct Metrics {
     connections: AtomicU64,
     connections_closed: [AtomicU64; CloseReason::ALL.len()],
     restarts: AtomicU64,
+    /// Textfile writes that succeeded and that failed.
+    textfile_writes: [AtomicU64; 2],
+    textfile_last_write_unix_nanos: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -341,6 +361,8 @@ impl Metrics {
             connections: AtomicU64::default(),
             connections_closed: Default::default(),
             restarts: AtomicU64::default(),
+            textfile_writes: Default::default(),
+            textfile_last_write_unix_nanos: AtomicU64::default(),
         }
     }
 
@@ -410,6 +432,28 @@ impl Metrics {
         self.connections_closed[reason as usize].fetch_add(1, Relaxed);
     }
 
+    /// Counts one write of the textfile, and when it succeeded.
+    pub fn count_textfile_write(&self, ok: bool, unix_nanos: u64) {
+        self.textfile_writes[usize::from(!ok)].fetch_add(1, Relaxed);
+        if ok {
+            self.textfile_last_write_unix_nanos
+                .store(unix_nanos, Relaxed);
+        }
+    }
+
+    /// What the textfile written at `now` (`unix_nanos`) says: no `process_*` families
+    /// (node_exporter has its own, and duplicates fail its scrape), and the textfile families
+    /// as if this write succeeded, which is true whenever anyone reads the file.
+    #[must_use]
+    pub fn textfile_snapshot(&self, now: Instant, unix_nanos: u64) -> Snapshot {
+        let mut s = self.snapshot_at(ProcessStats::default(), now);
+        if let Some(t) = &mut s.textfile {
+            t.writes[0] += 1;
+            t.last_write_unix_nanos = unix_nanos;
+        }
+        s
+    }
+
     /// Counts a restart in place (call before exporting the counters for it).
     pub fn count_restart(&self) {
         self.restarts.fetch_add(1, Relaxed);
@@ -457,6 +501,8 @@ impl Metrics {
         all.extend(&self.duration_buckets);
         all.extend(&self.http_requests);
         all.extend(&self.connections_closed);
+        all.extend(&self.textfile_writes);
+        all.push(&self.textfile_last_write_unix_nanos);
         all
     }
 
@@ -496,6 +542,10 @@ impl Metrics {
                 }),
             }),
             restarts: self.restarts.load(Relaxed),
+            textfile: self.parts.textfile.then(|| TextfileSnapshot {
+                writes: std::array::from_fn(|i| self.textfile_writes[i].load(Relaxed)),
+                last_write_unix_nanos: self.textfile_last_write_unix_nanos.load(Relaxed),
+            }),
             process,
         }
     }
@@ -522,6 +572,8 @@ pub struct Snapshot {
     pub http: Option<HttpSnapshot>,
     /// Restarts in place so far.
     pub restarts: u64,
+    /// The textfile families; `None` without `--textfile.path` (left out).
+    pub textfile: Option<TextfileSnapshot>,
     /// From `/proc`; a `None` field leaves its family out.
     pub process: ProcessStats,
 }
@@ -537,6 +589,15 @@ pub struct HttpSnapshot {
     pub connections: u64,
     /// Per [`CloseReason::ALL`] entry.
     pub connections_closed: [u64; CloseReason::ALL.len()],
+}
+
+/// The families of the textfile output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextfileSnapshot {
+    /// Writes that succeeded, then writes that failed.
+    pub writes: [u64; 2],
+    /// When the latest successful write happened, unix nanoseconds; 0 before the first.
+    pub last_write_unix_nanos: u64,
 }
 
 impl Exposition for Snapshot {
@@ -584,6 +645,14 @@ impl Exposition for Snapshot {
             );
         }
         e.counter(&RESTARTS, self.restarts);
+        if let Some(t) = &self.textfile {
+            e.labeled_counters(
+                &TEXTFILE_WRITES,
+                "result",
+                [("ok", t.writes[0]), ("error", t.writes[1])],
+            );
+            e.gauge(&TEXTFILE_LAST_WRITE, Number::Nanos(t.last_write_unix_nanos));
+        }
         let p = &self.process;
         if let Some(v) = p.cpu_seconds {
             e.counter_number(&PROCESS_CPU, Number::Float(v));
@@ -715,12 +784,77 @@ mod tests {
             Parts {
                 in_progress: false,
                 http: false,
+                textfile: false,
             },
             Duration::from_secs(60),
             now,
         );
         let s = m.snapshot(ProcessStats::default());
         assert_eq!((s.in_progress, s.http), (None, None), "families left out");
+    }
+
+    /// The textfile holds the widget families and the exporter's own, never `process_*`
+    /// (node_exporter's), and the HTTP ones only while HTTP is served; it counts the write
+    /// that produced it.
+    #[test]
+    fn textfile_families() {
+        use crate::render::{render, Format};
+        let names = |text: &str| -> Vec<String> {
+            text.lines()
+                .filter_map(|l| Some(l.strip_prefix("# TYPE ")?.split(' ').next()?.to_owned()))
+                .collect()
+        };
+        let http_only = [HTTP_REQUESTS, SELF_PROBE, CONNECTIONS, CONNECTIONS_CLOSED];
+        let process = [
+            PROCESS_CPU,
+            PROCESS_RSS,
+            PROCESS_VSIZE,
+            PROCESS_START,
+            PROCESS_OPEN_FDS,
+            PROCESS_MAX_FDS,
+        ];
+        let now = Instant::now();
+        for http in [false, true] {
+            let parts = Parts {
+                http,
+                textfile: true,
+                ..Parts::default()
+            };
+            let m = Metrics::new(parts, Duration::from_secs(60), now);
+            m.count_textfile_write(true, 5_000_000_000);
+            m.count_textfile_write(false, 6_000_000_000);
+            let mut out = String::new();
+            render(
+                &m.textfile_snapshot(now, 7_500_000_000),
+                Format::Text,
+                &mut out,
+            );
+            let got = names(&out);
+            for f in FAMILIES {
+                let want = !process.contains(f) && (http || !http_only.contains(f));
+                assert_eq!(
+                    got.iter().any(|n| n == f.name),
+                    want,
+                    "{} http={http}",
+                    f.name
+                );
+            }
+            assert!(out.contains("\nwidget_exporter_textfile_writes_total{result=\"ok\"} 2\n"));
+            assert!(out.contains("\nwidget_exporter_textfile_writes_total{result=\"error\"} 1\n"));
+            assert!(out.contains("\nwidget_exporter_textfile_last_write_timestamp_seconds 7.5\n"));
+            // The live counters are not moved by rendering.
+            let live = m
+                .snapshot(ProcessStats::default())
+                .textfile
+                .expect("textfile part");
+            assert_eq!(live.writes, [1, 1]);
+            assert_eq!(live.last_write_unix_nanos, 5_000_000_000);
+        }
+        let without = Metrics::default().snapshot(ProcessStats::default());
+        assert_eq!(
+            without.textfile, None,
+            "no textfile families without --textfile.path"
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub fn parts(config: &Config) -> Parts {
     Parts {
         in_progress,
         http: config.serves_http(),
+        textfile: config.textfile_path.is_some(),
     }
 }
 

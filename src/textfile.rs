@@ -2,8 +2,9 @@
 //! hosts that allow no new port. It owns the file's life: checking where it goes, removing
 //! temporary files a crash left behind, the atomic replace (a temporary file in the same
 //! directory, fsync, mode 0644, rename, fsync of the directory), the write schedule and the
-//! one-log-line-per-failure-streak rule. It writes bytes it is handed and must not know what
-//! they say (that is `metrics` and `render`), nor touch sockets.
+//! one-log-line-per-failure-streak rule. What goes into the file is `metrics`'s choice
+//! ([`Metrics::textfile_snapshot`]) and how it is spelled is `render`'s; this file must not
+//! know the families, nor touch sockets.
 //!
 //! node_exporter reads only `*.prom`, so the temporary file `.FILE.PID.tmp` is never read
 //! half-written; the rename makes a reader see either the old file or the new one. The file
@@ -14,9 +15,11 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::log;
+use crate::metrics::Metrics;
+use crate::render::{render, Format};
 
 /// node_exporter runs as another user and must read the file; the unit's `UMask=0077` alone
 /// would leave it 0600.
@@ -33,6 +36,8 @@ pub struct Textfile {
     next: Instant,
     /// Inside a failure streak: the first failure was logged, the rest are not.
     failing: bool,
+    /// The latest write succeeded.
+    last_ok: bool,
 }
 
 /// How a write went, as far as the failure streak is concerned.
@@ -92,6 +97,7 @@ impl Textfile {
             interval,
             next: now,
             failing: false,
+            last_ok: false,
         })
     }
 
@@ -99,6 +105,28 @@ impl Textfile {
     #[must_use]
     pub fn next_due(&self) -> Instant {
         self.next
+    }
+
+    /// Whether the latest write succeeded (false before the first): what proves the
+    /// exporter alive to systemd's watchdog when there is no HTTP.
+    #[must_use]
+    pub fn last_ok(&self) -> bool {
+        self.last_ok
+    }
+
+    /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`] gives,
+    /// in the text format, counted in `metrics`. `None` when it was not due.
+    pub fn tick(&mut self, now: Instant, metrics: &Metrics) -> Option<Outcome> {
+        if now < self.next {
+            return None;
+        }
+        let unix_nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let snapshot = metrics.textfile_snapshot(now, unix_nanos);
+        let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
+        metrics.count_textfile_write(outcome.ok(), unix_nanos);
+        Some(outcome)
     }
 
     /// The file this writes.
@@ -150,6 +178,7 @@ impl Textfile {
             }
         };
         self.failing = !outcome.ok();
+        self.last_ok = outcome.ok();
         outcome
     }
 

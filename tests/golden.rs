@@ -40,6 +40,7 @@ fn snapshot() -> Snapshot {
             connections_closed: [12, 1, 0, 0, 2, 1],
         }),
         restarts: 1,
+        textfile: None,
         process: ProcessStats {
             cpu_seconds: Some(0.37),
             resident_memory_bytes: Some(1_679_360),
