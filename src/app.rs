@@ -355,7 +355,7 @@ impl Loop {
                 self.ready = true;
                 self.systemd.notify(&format!(
                     "READY=1\nSTATUS=writing {}",
-                    textfile.path().display()
+                    textfile.path()
                 ));
             }
             deadline = deadline.min(textfile.next_due());

@@ -13,7 +13,6 @@
 use std::ffi::OsString;
 use std::fmt::{self, Write as _};
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -106,7 +105,7 @@ pub struct Config {
     /// The simulation's flags.
     pub sim: SimConfig,
     /// `--textfile.path`: the file kept up to date for node_exporter, if any.
-    pub textfile_path: Option<PathBuf>,
+    pub textfile_path: Option<String>,
     /// `--textfile.interval`: more than 0.
     pub textfile_interval: Duration,
     /// `--log.level`.
@@ -386,15 +385,15 @@ pub const FLAGS: &[Flag] = &[
         help: "write the metrics to FILE (*.prom) for node_exporter",
         scope: Scope::Textfile,
         apply: |p, v| {
-            let path = Path::new(given(v));
             // The directory is checked at start (`textfile::Textfile::open`): parsing stays pure.
-            if given(v).ends_with('/') || path.file_name().is_none() {
+            let name = given(v).rsplit('/').next().unwrap_or_default();
+            if matches!(name, "" | "." | "..") {
                 return Err("expected a path ending in a file name".into());
             }
-            p.config.textfile_path = Some(path.to_path_buf());
+            p.config.textfile_path = Some(given(v).to_owned());
             Ok(())
         },
-        show: |c| Some(c.textfile_path.as_ref()?.display().to_string()),
+        show: |c| c.textfile_path.clone(),
     },
     Flag {
         name: "--textfile.interval",
@@ -816,24 +815,14 @@ fn check_print(print: Print, config: &Config) -> Result<(), Error> {
                 .to_owned(),
         )),
         (Print::SystemdUnit(_), Some(path)) => {
-            let text = path.display().to_string();
-            if !path.is_absolute() {
-                Err(invalid(
-                    &text,
-                    "--textfile.path",
-                    "a systemd unit needs an absolute path",
-                ))
-            } else if text
-                .contains(|c: char| c.is_whitespace() || c.is_control() || "\"'\\".contains(c))
-            {
-                Err(invalid(
-                    &text,
-                    "--textfile.path",
-                    "a systemd unit cannot name a path with whitespace, quotes or backslashes",
-                ))
+            let why = if !path.starts_with('/') {
+                "a systemd unit needs an absolute path"
+            } else if path.bytes().any(|b| b <= b' ' || b"\"'\\\x7f".contains(&b)) {
+                "a systemd unit cannot name a path with whitespace, quotes or backslashes"
             } else {
-                Ok(())
-            }
+                return Ok(());
+            };
+            Err(invalid(path, "--textfile.path", why))
         }
         _ => Ok(()),
     }

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use widget_exporter::cli::{self, Command, Config, ListenAddress, Print, UnitFlavor};
-use widget_exporter::{app, log, notify};
+use widget_exporter::{app, log, notify, textfile};
 
 /// Alerting rules for operators, a real file packagers can read.
 const ALERT_RULES: &str = include_str!("alerts/widget-exporter.rules.yml");
@@ -35,11 +35,11 @@ fn main() -> ExitCode {
 /// The text of a `--print-*` flag, filled in with the other flags given.
 fn printed(what: Print, config: &Config) -> String {
     // `cli` made sure a textfile path here is absolute and plain enough for a unit file.
-    let writes = config.textfile_path.as_ref().and_then(|p| p.parent());
+    let writes = config.textfile_path.as_deref().map(textfile::dir_of);
     let unit = |text: &str, directive: &str| {
         let unit = notify::fill_args(text, &config.to_args());
         match writes {
-            Some(dir) => notify::allow_writes(&unit, directive, &dir.display().to_string()),
+            Some(dir) => notify::allow_writes(&unit, directive, dir),
             None => unit,
         }
     };

@@ -174,23 +174,16 @@ pub fn socket_unit(listen_stream: &str) -> String {
     )
 }
 
-/// Returns `unit` allowed to write `dir` and nothing else: `DIRECTIVE=dir` after its
+/// Returns `unit` allowed to write `dir` and nothing else: `DIRECTIVE=dir` just before its
 /// `ProtectSystem=` line (which makes everything else read-only). `%` is doubled (a unit
 /// specifier otherwise); the caller refuses whitespace, quotes and backslashes.
 #[must_use]
 pub fn allow_writes(unit: &str, directive: &str, dir: &str) -> String {
-    let Some(at) = unit
-        .find("\nProtectSystem=")
-        .and_then(|i| unit[i + 1..].find('\n').map(|j| i + 1 + j + 1))
-    else {
-        return unit.to_owned();
-    };
-    format!(
-        "{}# --textfile.path: the one directory it may write.\n{directive}={}\n{}",
-        &unit[..at],
-        dir.replace('%', "%%"),
-        &unit[at..]
-    )
+    let line = format!(
+        "\n# --textfile.path: the one directory it may write.\n{directive}={}\nProtectSystem=",
+        dir.replace('%', "%%")
+    );
+    unit.replacen("\nProtectSystem=", &line, 1)
 }
 
 /// Appends one `ExecStart=` word that systemd reads back as `word`.

@@ -14,7 +14,7 @@
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::log;
@@ -28,6 +28,8 @@ const MODE: u32 = 0o644;
 /// One file kept up to date, with its buffer and schedule.
 #[derive(Debug)]
 pub struct Textfile {
+    /// The path as given, for the log.
+    shown: String,
     path: PathBuf,
     dir: PathBuf,
     temp: PathBuf,
@@ -62,37 +64,41 @@ impl Outcome {
     }
 }
 
+/// The directory of `path` as written: `.` for a bare file name, `/` for a file in the root.
+#[must_use]
+pub fn dir_of(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) => "/",
+        Some(i) => &path[..i],
+        None => ".",
+    }
+}
+
 impl Textfile {
     /// Prepares to keep `path` up to date every `interval`, the first write due at `now`.
     /// Refuses a path whose directory does not exist or which is a directory itself (the
     /// error is a reason that reads after "invalid value …: "), and removes our temporary
     /// files that a crash left in that directory.
-    pub fn open(path: &Path, interval: Duration, now: Instant) -> Result<Textfile, String> {
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or("expected a path ending in a file name")?;
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        match fs::metadata(&dir) {
+    pub fn open(path: &str, interval: Duration, now: Instant) -> Result<Textfile, String> {
+        let dir = dir_of(path);
+        let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
+        match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
-            Ok(_) => return Err(format!("{} is not a directory", dir.display())),
+            Ok(_) => return Err(format!("{dir} is not a directory")),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(format!("directory {} does not exist", dir.display()))
+                return Err(format!("directory {dir} does not exist"))
             }
-            Err(e) => return Err(format!("cannot use directory {}: {e}", dir.display())),
+            Err(e) => return Err(format!("cannot use directory {dir}: {e}")),
         }
-        if fs::metadata(path).is_ok_and(|m| m.is_dir()) {
+        if name.is_empty() || fs::metadata(path).is_ok_and(|m| m.is_dir()) {
             return Err("is a directory, expected a file name in it".to_owned());
         }
-        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        remove_stale(&dir, name);
+        remove_stale(dir, name);
         Ok(Textfile {
-            path: path.to_path_buf(),
-            dir,
-            temp,
+            shown: path.to_owned(),
+            path: PathBuf::from(path),
+            dir: PathBuf::from(dir),
+            temp: PathBuf::from(format!("{dir}/.{name}.{}.tmp", std::process::id())),
             buf: String::new(),
             interval,
             next: now,
@@ -114,6 +120,12 @@ impl Textfile {
         self.last_ok
     }
 
+    /// The file this writes, as given.
+    #[must_use]
+    pub fn path(&self) -> &str {
+        &self.shown
+    }
+
     /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`] gives,
     /// in the text format, counted in `metrics`. `None` when it was not due.
     pub fn tick(&mut self, now: Instant, metrics: &Metrics) -> Option<Outcome> {
@@ -129,12 +141,6 @@ impl Textfile {
         Some(outcome)
     }
 
-    /// The file this writes.
-    #[must_use]
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Renders with `fill` into the reused buffer (cleared first) and replaces the file with
     /// it, then schedules the next write one interval on (skipping intervals the loop slept
     /// through). A failure leaves the previous file and no temporary file behind; only the
@@ -147,31 +153,28 @@ impl Textfile {
         self.buf.clear();
         fill(&mut self.buf);
         let began = Instant::now();
-        let outcome = match (self.replace(), self.failing) {
-            (Ok(()), false) => {
-                // The figure behind the README's write-time claim: render excluded, two
-                // fsyncs and the rename included.
-                let micros = began.elapsed().as_micros();
+        let result = self.replace();
+        // The figure behind the README's write-time claim: render excluded, both fsyncs
+        // and the rename included.
+        let micros = began.elapsed().as_micros();
+        let outcome = match (result, self.failing) {
+            (Ok(()), failing) => {
                 log::debug(
                     "textfile written",
                     &[("bytes", &self.buf.len()), ("write_us", &micros)],
                 );
-                Outcome::Written
-            }
-            (Ok(()), true) => {
-                log::info("textfile written again", &[("path", &self.path.display())]);
-                Outcome::Recovered
-            }
-            (Err(e), failing) => {
                 if failing {
-                    log::debug(
-                        "cannot write the textfile",
-                        &[("path", &self.path.display()), ("err", &e)],
-                    );
+                    log::info("textfile written again", &[("path", &self.shown)]);
+                    Outcome::Recovered
                 } else {
+                    Outcome::Written
+                }
+            }
+            (Err((step, e)), failing) => {
+                if !failing {
                     log::warn(
                         "cannot write the textfile; keeping the previous one and retrying every interval",
-                        &[("path", &self.path.display()), ("err", &e)],
+                        &[("path", &self.shown), ("step", &step), ("err", &e)],
                     );
                 }
                 Outcome::Failed { first: !failing }
@@ -182,12 +185,12 @@ impl Textfile {
         outcome
     }
 
-    /// The atomic replace. On failure the temporary file is removed, whatever step failed.
-    fn replace(&self) -> io::Result<()> {
-        let result = self.write_temp().and_then(|()| {
-            fs::rename(&self.temp, &self.path)
-                .map_err(|e| context(&e, "renaming the temporary file over it"))
-        });
+    /// The atomic replace; on failure, which step failed. The temporary file is removed
+    /// whatever step failed.
+    fn replace(&self) -> Result<(), (&'static str, io::Error)> {
+        let result = self
+            .write_temp()
+            .and_then(|()| fs::rename(&self.temp, &self.path).map_err(|e| ("rename", e)));
         if result.is_err() {
             let _ = fs::remove_file(&self.temp);
             return result;
@@ -201,7 +204,7 @@ impl Textfile {
         Ok(())
     }
 
-    fn write_temp(&self) -> io::Result<()> {
+    fn write_temp(&self) -> Result<(), (&'static str, io::Error)> {
         // A leftover of ours (a crash of this same PID after a restart in place) would make
         // `create_new` fail; `create_new` is kept so that a symlink planted under our
         // temporary name in a shared directory is never followed.
@@ -211,13 +214,12 @@ impl Textfile {
             .create_new(true)
             .mode(MODE)
             .open(&self.temp)
-            .map_err(|e| context(&e, "creating the temporary file"))?;
+            .map_err(|e| ("create", e))?;
         file.set_permissions(Permissions::from_mode(MODE))
-            .map_err(|e| context(&e, "setting the temporary file's mode"))?;
+            .map_err(|e| ("chmod", e))?;
         file.write_all(self.buf.as_bytes())
-            .map_err(|e| context(&e, "writing the temporary file"))?;
-        file.sync_all()
-            .map_err(|e| context(&e, "syncing the temporary file"))
+            .map_err(|e| ("write", e))?;
+        file.sync_all().map_err(|e| ("fsync", e))
     }
 }
 
@@ -232,38 +234,28 @@ fn is_our_temp(entry: &str, name: &str) -> bool {
 }
 
 /// Removes the temporary files an earlier run left when it died between create and rename.
-fn remove_stale(dir: &Path, name: &str) {
+fn remove_stale(dir: &str, name: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let file_name = entry.file_name();
-        if !file_name.to_str().is_some_and(|e| is_our_temp(e, name)) {
+        let Some(file) = file_name.to_str().filter(|e| is_our_temp(e, name)) else {
             continue;
-        }
-        let path = entry.path();
-        match fs::remove_file(&path) {
-            Ok(()) => log::info(
-                "removed a temporary file left by an earlier run",
-                &[("path", &path.display())],
-            ),
-            Err(e) => log::warn(
-                "cannot remove a temporary file left by an earlier run",
-                &[("path", &path.display()), ("err", &e)],
-            ),
-        }
+        };
+        let removed = fs::remove_file(entry.path());
+        log::info(
+            "removing a temporary file left by an earlier run",
+            &[("dir", &dir), ("file", &file), ("ok", &removed.is_ok())],
+        );
     }
-}
-
-/// Keeps the error's kind, adds the step.
-fn context(e: &io::Error, step: &str) -> io::Error {
-    io::Error::new(e.kind(), format!("{step}: {e}"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt as _;
+    use std::path::Path;
 
     /// A fresh directory under the temp dir, removed on drop.
     struct Dir(PathBuf);
@@ -298,8 +290,25 @@ mod tests {
         names
     }
 
+    fn utf8(path: &Path) -> &str {
+        path.to_str().expect("test paths are UTF-8")
+    }
+
     fn open(path: &Path) -> Textfile {
-        Textfile::open(path, Duration::from_secs(15), Instant::now()).expect("open")
+        Textfile::open(utf8(path), Duration::from_secs(15), Instant::now()).expect("open")
+    }
+
+    #[test]
+    fn directory_of_a_path() {
+        for (path, dir) in [
+            ("w.prom", "."),
+            ("/w.prom", "/"),
+            ("/var/lib/node/w.prom", "/var/lib/node"),
+            ("rel/w.prom", "rel"),
+            ("./w.prom", "."),
+        ] {
+            assert_eq!(dir_of(path), dir, "{path}");
+        }
     }
 
     #[test]
@@ -407,12 +416,12 @@ mod tests {
         let now = Instant::now();
         let interval = Duration::from_secs(1);
         let missing = dir.0.join("nope/widgets.prom");
-        let err = Textfile::open(&missing, interval, now).expect_err("missing directory");
+        let err = Textfile::open(utf8(&missing), interval, now).expect_err("missing directory");
         assert!(err.contains("does not exist"), "{err}");
-        let err = Textfile::open(&dir.0, interval, now).expect_err("a directory");
+        let err = Textfile::open(utf8(&dir.0), interval, now).expect_err("a directory");
         assert!(err.contains("is a directory"), "{err}");
         fs::write(dir.0.join("plain"), "").expect("file");
-        let err = Textfile::open(&dir.0.join("plain/widgets.prom"), interval, now)
+        let err = Textfile::open(utf8(&dir.0.join("plain/widgets.prom")), interval, now)
             .expect_err("a file as directory");
         assert!(err.contains("is not a directory"), "{err}");
 
@@ -446,7 +455,7 @@ mod tests {
         let dir = Dir::new("schedule");
         let start = Instant::now();
         let s = Duration::from_secs;
-        let mut t = Textfile::open(&dir.0.join("w.prom"), s(15), start).expect("open");
+        let mut t = Textfile::open(utf8(&dir.0.join("w.prom")), s(15), start).expect("open");
         assert_eq!(t.next_due(), start);
         for (at, want) in [(0, 15), (16, 30), (30, 45), (100, 115)] {
             t.write(start + s(at), |b| b.push('\n'));
