@@ -353,10 +353,8 @@ impl Loop {
             if textfile.tick(now, &self.metrics).is_some_and(Outcome::ok) && !self.ready {
                 // With HTTP off, the first file is what proves the exporter up.
                 self.ready = true;
-                self.systemd.notify(&format!(
-                    "READY=1\nSTATUS=writing {}",
-                    textfile.path()
-                ));
+                self.systemd
+                    .notify(&format!("READY=1\nSTATUS=writing {}", textfile.path()));
             }
             deadline = deadline.min(textfile.next_due());
         }

@@ -386,7 +386,7 @@ pub const FLAGS: &[Flag] = &[
         scope: Scope::Textfile,
         apply: |p, v| {
             // The directory is checked at start (`textfile::Textfile::open`): parsing stays pure.
-            let name = given(v).rsplit('/').next().unwrap_or_default();
+            let name = &given(v)[given(v).rfind('/').map_or(0, |i| i + 1)..];
             if matches!(name, "" | "." | "..") {
                 return Err("expected a path ending in a file name".into());
             }
@@ -817,8 +817,11 @@ fn check_print(print: Print, config: &Config) -> Result<(), Error> {
         (Print::SystemdUnit(_), Some(path)) => {
             let why = if !path.starts_with('/') {
                 "a systemd unit needs an absolute path"
-            } else if path.bytes().any(|b| b <= b' ' || b"\"'\\\x7f".contains(&b)) {
-                "a systemd unit cannot name a path with whitespace, quotes or backslashes"
+            } else if path
+                .bytes()
+                .any(|b| b <= b' ' || b"\"'\\%\x7f".contains(&b))
+            {
+                "a systemd unit cannot name a path with whitespace, quotes, backslashes or %"
             } else {
                 return Ok(());
             };

@@ -591,6 +591,15 @@ pub struct HttpSnapshot {
     pub connections_closed: [u64; CloseReason::ALL.len()],
 }
 
+/// The `result` label values of the textfile writes, shaped like [`HTTP_CODES`] so that both
+/// families share one copy of the encoder's code (the binary is size-bound).
+const TEXTFILE_RESULTS: [(u16, &str); 2] = [(0, "ok"), (1, "error")];
+
+/// A (label value, count) pair from a table row and its counter.
+fn labeled((&(_, label), &n): (&(u16, &'static str), &u64)) -> (&'static str, u64) {
+    (label, n)
+}
+
 /// The families of the textfile output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextfileSnapshot {
@@ -628,10 +637,7 @@ impl Exposition for Snapshot {
             e.labeled_counters(
                 &HTTP_REQUESTS,
                 "code",
-                HTTP_CODES
-                    .iter()
-                    .zip(&http.requests)
-                    .map(|(&(_, code), &n)| (code, n)),
+                HTTP_CODES.iter().zip(&http.requests).map(labeled),
             );
             e.gauge(&SELF_PROBE, Number::Int(http.self_probe_success));
             e.gauge(&CONNECTIONS, Number::Int(http.connections));
@@ -649,7 +655,7 @@ impl Exposition for Snapshot {
             e.labeled_counters(
                 &TEXTFILE_WRITES,
                 "result",
-                [("ok", t.writes[0]), ("error", t.writes[1])],
+                TEXTFILE_RESULTS.iter().zip(&t.writes).map(labeled),
             );
             e.gauge(&TEXTFILE_LAST_WRITE, Number::Nanos(t.last_write_unix_nanos));
         }

@@ -175,13 +175,12 @@ pub fn socket_unit(listen_stream: &str) -> String {
 }
 
 /// Returns `unit` allowed to write `dir` and nothing else: `DIRECTIVE=dir` just before its
-/// `ProtectSystem=` line (which makes everything else read-only). `%` is doubled (a unit
-/// specifier otherwise); the caller refuses whitespace, quotes and backslashes.
+/// `ProtectSystem=` line (which makes everything else read-only). The caller refuses what
+/// the unit parser would read differently: whitespace, quotes, backslashes, `%`.
 #[must_use]
 pub fn allow_writes(unit: &str, directive: &str, dir: &str) -> String {
     let line = format!(
-        "\n# --textfile.path: the one directory it may write.\n{directive}={}\nProtectSystem=",
-        dir.replace('%', "%%")
+        "\n# --textfile.path: the one directory it may write.\n{directive}={dir}\nProtectSystem="
     );
     unit.replacen("\nProtectSystem=", &line, 1)
 }

@@ -85,10 +85,8 @@ impl Textfile {
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(format!("{dir} is not a directory")),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(format!("directory {dir} does not exist"))
-            }
-            Err(e) => return Err(format!("cannot use directory {dir}: {e}")),
+            // "No such file or directory" for one that does not exist.
+            Err(e) => return Err(format!("directory {dir}: {e}")),
         }
         if name.is_empty() || fs::metadata(path).is_ok_and(|m| m.is_dir()) {
             return Err("is a directory, expected a file name in it".to_owned());
@@ -243,7 +241,7 @@ fn remove_stale(dir: &str, name: &str) {
         let Some(file) = file_name.to_str().filter(|e| is_our_temp(e, name)) else {
             continue;
         };
-        let removed = fs::remove_file(entry.path());
+        let removed = fs::remove_file(format!("{dir}/{file}"));
         log::info(
             "removing a temporary file left by an earlier run",
             &[("dir", &dir), ("file", &file), ("ok", &removed.is_ok())],
@@ -417,7 +415,7 @@ mod tests {
         let interval = Duration::from_secs(1);
         let missing = dir.0.join("nope/widgets.prom");
         let err = Textfile::open(utf8(&missing), interval, now).expect_err("missing directory");
-        assert!(err.contains("does not exist"), "{err}");
+        assert!(err.contains("No such file or directory"), "{err}");
         let err = Textfile::open(utf8(&dir.0), interval, now).expect_err("a directory");
         assert!(err.contains("is a directory"), "{err}");
         fs::write(dir.0.join("plain"), "").expect("file");

@@ -291,7 +291,7 @@ fn flag_errors_that_need_the_filesystem_exit_2_naming_the_flag() {
     let cases: [(Vec<String>, &str); 5] = [
         (
             vec![format!("--textfile.path={}", missing.display())],
-            "does not exist",
+            "No such file or directory",
         ),
         (vec![format!("--textfile.path={as_dir}")], "is a directory"),
         (
