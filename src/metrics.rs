@@ -235,7 +235,8 @@ impl CloseReason {
 pub struct Parts {
     /// `widgets_in_progress`: the source knows when widgets start.
     pub in_progress: bool,
-    /// The HTTP families (requests, self-probe, connections): HTTP is served.
+    /// The HTTP families (requests, self-probe, connections, restarts in place): HTTP is
+    /// served.
     pub http: bool,
     /// The textfile families: `--textfile.path` is written.
     pub textfile: bool,
@@ -570,7 +571,7 @@ pub struct Snapshot {
     pub last_processed_unix_nanos: u64,
     /// The HTTP families; `None` when HTTP is not served (left out).
     pub http: Option<HttpSnapshot>,
-    /// Restarts in place so far.
+    /// Restarts in place so far (written with the HTTP families: only HTTP restarts).
     pub restarts: u64,
     /// The textfile families; `None` without `--textfile.path` (left out).
     pub textfile: Option<TextfileSnapshot>,
@@ -649,8 +650,9 @@ impl Exposition for Snapshot {
                     .zip(&http.connections_closed)
                     .map(|(r, &n)| (r.as_str(), n)),
             );
+            // Restarts in place shed what tiny_http leaks: without HTTP there are none.
+            e.counter(&RESTARTS, self.restarts);
         }
-        e.counter(&RESTARTS, self.restarts);
         if let Some(t) = &self.textfile {
             e.labeled_counters(
                 &TEXTFILE_WRITES,
@@ -810,7 +812,13 @@ mod tests {
                 .filter_map(|l| Some(l.strip_prefix("# TYPE ")?.split(' ').next()?.to_owned()))
                 .collect()
         };
-        let http_only = [HTTP_REQUESTS, SELF_PROBE, CONNECTIONS, CONNECTIONS_CLOSED];
+        let http_only = [
+            HTTP_REQUESTS,
+            SELF_PROBE,
+            CONNECTIONS,
+            CONNECTIONS_CLOSED,
+            RESTARTS,
+        ];
         let process = [
             PROCESS_CPU,
             PROCESS_RSS,

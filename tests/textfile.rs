@@ -129,11 +129,12 @@ const TEXTFILE_FAMILIES: [&str; 2] = [
     "widget_exporter_textfile_writes_total",
     "widget_exporter_textfile_last_write_timestamp_seconds",
 ];
-const HTTP_FAMILIES: [&str; 4] = [
+const HTTP_FAMILIES: [&str; 5] = [
     "widget_exporter_http_requests_total",
     "widget_exporter_self_probe_success",
     "widget_exporter_connections",
     "widget_exporter_connections_closed_total",
+    "widget_exporter_restarts_in_place_total",
 ];
 
 /// Starts the exporter with HTTP off and waits for its first file.
