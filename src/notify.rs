@@ -356,6 +356,33 @@ mod tests {
     }
 
     #[test]
+    fn allow_writes_opens_one_directory_in_each_unit() {
+        for (unit, directive, protect) in [
+            (SERVICE_UNIT, "ReadWritePaths", "ProtectSystem=strict"),
+            (
+                LEGACY_SERVICE_UNIT,
+                "ReadWriteDirectories",
+                "ProtectSystem=full",
+            ),
+        ] {
+            let out = allow_writes(unit, directive, "/var/lib/node");
+            let want = format!("\n{directive}=/var/lib/node\n{protect}\n");
+            assert_eq!(out.matches(&want).count(), 1, "{out}");
+            assert_eq!(out.matches("ReadWrite").count(), 1, "{out}");
+            assert_eq!(
+                out.replace(&want, &format!("\n{protect}\n"))
+                    .lines()
+                    .count(),
+                unit.lines().count() + 1
+            );
+        }
+        assert_eq!(
+            allow_writes("[Service]\n", "ReadWritePaths", "/d"),
+            "[Service]\n"
+        );
+    }
+
+    #[test]
     fn fill_args_quotes_for_exec_start() {
         let unit = "ExecStart=/usr/local/bin/widget-exporter @ARGS@\n";
         #[rustfmt::skip]
