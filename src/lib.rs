@@ -19,4 +19,6 @@ pub mod server;
 pub mod sim;
 pub mod source;
 pub mod sys;
+pub mod tail;
+pub mod template;
 pub mod textfile;
