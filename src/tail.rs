@@ -1,0 +1,711 @@
+//! Following a log (issue 8): a path tailed across rename and truncate rotation, or a stream
+//! (`-`, a FIFO) read as it comes. Owns opening, rotation detection, draining a renamed file,
+//! splitting bytes into lines and the line-length limit. Never blocks (reads are on regular
+//! files or `O_NONBLOCK` streams) and does a bounded amount of work per [`Tail::step`]; the
+//! clock is an argument. It knows nothing of templates or metrics: it hands out lines and
+//! rotation events, and logs each trouble once per streak.
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::log;
+
+/// Longest line kept, without its `\n`; longer ones are skipped to their end and reported.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// Most bytes read per step, so a backlog never holds up a scrape for long.
+pub const STEP_BUDGET: usize = 1 << 20;
+
+/// Bytes per `read` call.
+const CHUNK: usize = 64 * 1024;
+
+/// How long a renamed-away file must stay quiet before it is closed: the writer keeps writing
+/// to it until its postrotate signal arrives and it reopens the path.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(5);
+
+/// `O_NONBLOCK` on Linux (every architecture we build for), spelled here to stay free of libc.
+const O_NONBLOCK: i32 = 0o4000;
+
+/// What a step found, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A complete line without its `\n` (and `\r`).
+    Line(&'a [u8]),
+    /// A line longer than [`MAX_LINE`] was skipped.
+    TooLong,
+    /// The path now names another file; the old one is still drained.
+    Renamed,
+    /// The file shrank under us (copytruncate): read again from its start.
+    Truncated,
+}
+
+/// Where a carried position points: the file (device, inode) and the offset of the first
+/// byte not yet handed out as part of a complete line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// `st_dev` of the file.
+    pub dev: u64,
+    /// `st_ino` of the file.
+    pub ino: u64,
+    /// Byte offset.
+    pub offset: u64,
+}
+
+/// Why the path cannot be read right now (one warning per streak).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Trouble {
+    Missing,
+    Unreadable,
+    StreamEnded,
+}
+
+/// What the line splitter does with the bytes up to the next `\n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Keep,
+    /// Skipping a line over the limit; reported when its end arrives.
+    SkipLong,
+    /// Skipping the tail of a line that began before we started reading.
+    SkipSilent,
+}
+
+/// Why a read stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The step's byte budget is spent.
+    Budget,
+    /// A stream has nothing more for now.
+    Wait,
+    /// End of file (for a stream: no writer).
+    End,
+}
+
+/// An open file (or stream) and the partial line it owes.
+struct Reader {
+    file: File,
+    dev: u64,
+    ino: u64,
+    /// Bytes read so far from the start of the file.
+    offset: u64,
+    partial: Vec<u8>,
+    mode: Mode,
+    last_data: Instant,
+}
+
+impl Reader {
+    fn new(file: File, meta: &std::fs::Metadata, now: Instant) -> Reader {
+        Reader {
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            offset: 0,
+            partial: Vec::with_capacity(MAX_LINE),
+            mode: Mode::Keep,
+            last_data: now,
+        }
+    }
+
+    /// Splits `data` into lines, carrying an unfinished one to the next call.
+    fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+        let mut rest = data;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let piece = &rest[..nl];
+            rest = &rest[nl + 1..];
+            match self.mode {
+                Mode::SkipLong => on(Event::TooLong),
+                Mode::SkipSilent => {}
+                Mode::Keep if self.partial.len() + piece.len() > MAX_LINE => on(Event::TooLong),
+                Mode::Keep if self.partial.is_empty() => on(Event::Line(strip_cr(piece))),
+                Mode::Keep => {
+                    self.partial.extend_from_slice(piece);
+                    on(Event::Line(strip_cr(&self.partial)));
+                }
+            }
+            self.partial.clear();
+            self.mode = Mode::Keep;
+        }
+        if self.mode == Mode::Keep {
+            if self.partial.len() + rest.len() > MAX_LINE {
+                self.partial.clear();
+                self.mode = Mode::SkipLong;
+            } else {
+                self.partial.extend_from_slice(rest);
+            }
+        }
+    }
+
+    /// Hands out a final line without its `\n` (a stream that ended).
+    fn flush(&mut self, on: &mut impl FnMut(Event<'_>)) {
+        match self.mode {
+            Mode::Keep if !self.partial.is_empty() => on(Event::Line(strip_cr(&self.partial))),
+            Mode::SkipLong => on(Event::TooLong),
+            _ => {}
+        }
+        self.partial.clear();
+        self.mode = Mode::Keep;
+    }
+
+    /// Reads up to `budget` bytes. Returns the bytes read and why reading stopped.
+    fn read(
+        &mut self,
+        chunk: &mut [u8],
+        budget: &mut usize,
+        now: Instant,
+        on: &mut impl FnMut(Event<'_>),
+    ) -> std::io::Result<(usize, Stop)> {
+        let mut total = 0;
+        while *budget > 0 {
+            let want = chunk.len().min(*budget);
+            let n = match self.file.read(&mut chunk[..want]) {
+                Ok(0) => return Ok((total, Stop::End)),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok((total, Stop::Wait)),
+                Err(e) => return Err(e),
+            };
+            *budget -= n;
+            total += n;
+            self.offset += n as u64;
+            self.last_data = now;
+            self.feed(&chunk[..n], on);
+        }
+        Ok((total, Stop::Budget))
+    }
+
+    fn same_file(&self, meta: &std::fs::Metadata) -> bool {
+        self.dev == meta.dev() && self.ino == meta.ino()
+    }
+}
+
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// A followed path, or a stream.
+pub struct Tail {
+    path: PathBuf,
+    stream: bool,
+    cur: Option<Reader>,
+    /// The renamed-away file, drained until quiet.
+    old: Option<Reader>,
+    chunk: Box<[u8]>,
+    trouble: Option<Trouble>,
+}
+
+impl Tail {
+    /// Starts following `path` (`-` is standard input): an existing file from its end, a FIFO
+    /// or `-` as a stream. A missing or unreadable path is not an error (it is warned about and
+    /// checked again at each step); a directory is, since it can never become a log.
+    pub fn open(path: &Path, now: Instant) -> Result<Tail, String> {
+        let stdin = path == Path::new("-");
+        let meta = if stdin {
+            None
+        } else {
+            std::fs::metadata(path).ok()
+        };
+        if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
+            return Err(format!("{} is a directory, not a log file", path.display()));
+        }
+        let stream = stdin || meta.as_ref().is_some_and(|m| m.file_type().is_fifo());
+        let mut tail = Tail {
+            path: path.to_owned(),
+            stream,
+            cur: None,
+            old: None,
+            chunk: vec![0; CHUNK].into_boxed_slice(),
+            trouble: None,
+        };
+        if stream {
+            tail.open_stream(now);
+        } else {
+            tail.open_file(now, true);
+        }
+        Ok(tail)
+    }
+
+    /// Whether the log is open and was readable at the last step.
+    pub fn readable(&self) -> bool {
+        self.cur.is_some() && self.trouble.is_none()
+    }
+
+    /// The position to carry across a restart in place (regular files only).
+    pub fn position(&self) -> Option<Position> {
+        let cur = self.cur.as_ref().filter(|_| !self.stream)?;
+        let held = if cur.mode == Mode::Keep {
+            cur.partial.len() as u64
+        } else {
+            0
+        };
+        Some(Position {
+            dev: cur.dev,
+            ino: cur.ino,
+            offset: cur.offset - held,
+        })
+    }
+
+    /// Resumes at a carried position if the path still names that file and it is not shorter.
+    pub fn resume(&mut self, at: Position) -> bool {
+        let Some(cur) = self.cur.as_mut().filter(|_| !self.stream) else {
+            return false;
+        };
+        let fits = cur.dev == at.dev
+            && cur.ino == at.ino
+            && cur.file.metadata().is_ok_and(|m| m.len() >= at.offset);
+        if !fits || cur.file.seek(SeekFrom::Start(at.offset)).is_err() {
+            return false;
+        }
+        cur.offset = at.offset;
+        cur.partial.clear();
+        cur.mode = Mode::Keep;
+        true
+    }
+
+    /// Reads what the log gained (at most [`STEP_BUDGET`] bytes) and checks the path for
+    /// rotation. Returns whether bytes are left over that the budget did not cover.
+    pub fn step(&mut self, now: Instant, mut on: impl FnMut(Event<'_>)) -> bool {
+        let mut budget = STEP_BUDGET;
+        if self.stream {
+            self.step_stream(now, &mut budget, &mut on);
+            return budget == 0;
+        }
+        // The old file first: its lines were written before the new file's.
+        if let Some(old) = self.old.as_mut() {
+            match old.read(&mut self.chunk, &mut budget, now, &mut on) {
+                Ok((_, Stop::End)) if now.duration_since(old.last_data) >= DRAIN_QUIET => {
+                    log::debug("closed the rotated log file after it went quiet", &[]);
+                    self.old = None;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    log::warn(
+                        "cannot read the rotated log file; dropping it",
+                        &[("error", &e)],
+                    );
+                    self.old = None;
+                }
+            }
+        }
+        self.read_cur(now, &mut budget, &mut on);
+        self.check_path(now, &mut on);
+        if self.cur.is_some() && budget > 0 {
+            self.read_cur(now, &mut budget, &mut on);
+        }
+        budget == 0
+    }
+
+    /// The earliest instant at which a drained old file may be closed, if one is open.
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        self.old.as_ref().map(|old| old.last_data + DRAIN_QUIET)
+    }
+
+    fn read_cur(&mut self, now: Instant, budget: &mut usize, on: &mut impl FnMut(Event<'_>)) {
+        let Some(cur) = self.cur.as_mut() else { return };
+        if let Err(e) = cur.read(&mut self.chunk, budget, now, on) {
+            self.cur = None;
+            self.trouble(Trouble::Unreadable, &e);
+        }
+    }
+
+    /// Compares what the path names now with the open file.
+    fn check_path(&mut self, now: Instant, on: &mut impl FnMut(Event<'_>)) {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => match self.cur.as_mut() {
+                Some(cur) if cur.same_file(&meta) => {
+                    if meta.len() < cur.offset {
+                        if let Err(e) = cur.file.seek(SeekFrom::Start(0)) {
+                            self.cur = None;
+                            self.trouble(Trouble::Unreadable, &e);
+                            return;
+                        }
+                        cur.offset = 0;
+                        cur.partial.clear();
+                        cur.mode = Mode::Keep;
+                        log::info("log file truncated; reading it from its start", &[]);
+                        on(Event::Truncated);
+                    }
+                }
+                Some(_) => {
+                    self.retire_cur(on);
+                    self.open_file(now, false);
+                }
+                None => self.open_file(now, false),
+            },
+            Err(e) => {
+                if self.cur.is_some() {
+                    self.retire_cur(on);
+                }
+                let kind = if e.kind() == ErrorKind::NotFound {
+                    Trouble::Missing
+                } else {
+                    Trouble::Unreadable
+                };
+                self.trouble(kind, &e);
+            }
+        }
+    }
+
+    /// The path was renamed away: keep draining the file we have open.
+    fn retire_cur(&mut self, on: &mut impl FnMut(Event<'_>)) {
+        if self.old.is_some() {
+            log::warn(
+                "log rotated again while the previous file was still being drained; closing it",
+                &[],
+            );
+        }
+        self.old = self.cur.take();
+        log::info(
+            "log file rotated; following the new file from its start",
+            &[],
+        );
+        on(Event::Renamed);
+    }
+
+    fn open_file(&mut self, now: Instant, at_start: bool) {
+        let opened = File::open(&self.path).and_then(|f| {
+            let meta = f.metadata()?;
+            if meta.is_dir() {
+                return Err(std::io::Error::other("is a directory"));
+            }
+            Ok((f, meta))
+        });
+        let (file, meta) = match opened {
+            Ok(ok) => ok,
+            Err(e) => {
+                let kind = if e.kind() == ErrorKind::NotFound {
+                    Trouble::Missing
+                } else {
+                    Trouble::Unreadable
+                };
+                self.trouble(kind, &e);
+                return;
+            }
+        };
+        let mut reader = Reader::new(file, &meta, now);
+        if at_start && meta.len() > 0 {
+            // Only lines written from now on count; a line half-written at the end is skipped.
+            let mut last = [0u8];
+            let ends_clean = reader
+                .file
+                .read_at(&mut last, meta.len() - 1)
+                .is_ok_and(|n| n == 1)
+                && last[0] == b'\n';
+            if reader.file.seek(SeekFrom::Start(meta.len())).is_err() {
+                self.trouble(Trouble::Unreadable, &"cannot seek");
+                return;
+            }
+            reader.offset = meta.len();
+            if !ends_clean {
+                reader.mode = Mode::SkipSilent;
+            }
+        }
+        self.cur = Some(reader);
+        self.recovered();
+    }
+
+    fn open_stream(&mut self, now: Instant) {
+        let path = if self.path == Path::new("-") {
+            Path::new("/dev/stdin")
+        } else {
+            &self.path
+        };
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(O_NONBLOCK)
+            .open(path)
+            .and_then(|f| Ok((f.metadata()?, f)));
+        match opened {
+            Ok((meta, file)) => {
+                self.cur = Some(Reader::new(file, &meta, now));
+                self.recovered();
+            }
+            Err(e) => self.trouble(Trouble::Unreadable, &e),
+        }
+    }
+
+    fn step_stream(&mut self, now: Instant, budget: &mut usize, on: &mut impl FnMut(Event<'_>)) {
+        let Some(cur) = self.cur.as_mut() else {
+            self.open_stream(now);
+            return;
+        };
+        match cur.read(&mut self.chunk, budget, now, on) {
+            Ok((n, _)) if n > 0 => self.recovered(),
+            Ok((_, Stop::End)) => {
+                // A FIFO also reads 0 while no writer has it open; a writer may come back.
+                if self.trouble != Some(Trouble::StreamEnded) {
+                    cur.flush(on);
+                    self.trouble(Trouble::StreamEnded, &"end of stream");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                self.cur = None;
+                self.trouble(Trouble::Unreadable, &e);
+            }
+        }
+    }
+
+    fn recovered(&mut self) {
+        if self.trouble.take().is_some() {
+            log::info("log readable again", &[("path", &self.path.display())]);
+        }
+    }
+
+    fn trouble(&mut self, kind: Trouble, why: &dyn std::fmt::Display) {
+        if self.trouble == Some(kind) {
+            return;
+        }
+        self.trouble = Some(kind);
+        let path = self.path.display();
+        match kind {
+            Trouble::Missing => log::warn(
+                "log file missing; checking again at every poll",
+                &[("path", &path), ("error", why)],
+            ),
+            Trouble::Unreadable => log::warn(
+                "cannot read the log file; checking again at every poll",
+                &[("path", &path), ("error", why)],
+            ),
+            Trouble::StreamEnded => log::warn(
+                "end of the log stream; counters stay and the exporter keeps serving",
+                &[("path", &path)],
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A directory removed when dropped.
+    struct Dir(PathBuf);
+    impl Dir {
+        fn new() -> Dir {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("we-tail-{}-{n}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("create temp dir");
+            Dir(dir)
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn append(path: &Path, text: &[u8]) {
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .expect("open for append");
+        f.write_all(text).expect("append");
+    }
+
+    /// What one step handed out, as text.
+    fn step(tail: &mut Tail, now: Instant) -> Vec<String> {
+        let mut got = Vec::new();
+        tail.step(now, |e| {
+            got.push(match e {
+                Event::Line(l) => String::from_utf8_lossy(l).into_owned(),
+                Event::TooLong => "<too long>".to_owned(),
+                Event::Renamed => "<renamed>".to_owned(),
+                Event::Truncated => "<truncated>".to_owned(),
+            });
+        });
+        got
+    }
+
+    #[test]
+    fn existing_file_is_read_from_its_end_and_partial_lines_wait() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        append(&path, b"old 1\nold 2\nhalf");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        assert!(tail.readable());
+        assert!(step(&mut tail, t0).is_empty());
+        append(&path, b" written\nnew 1\r\nnew");
+        assert_eq!(step(&mut tail, t0), ["new 1"]);
+        append(&path, b" 2\n");
+        assert_eq!(step(&mut tail, t0), ["new 2"]);
+        assert!(step(&mut tail, t0).is_empty());
+    }
+
+    #[test]
+    fn a_missing_file_that_appears_is_read_from_its_start() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        assert!(!tail.readable());
+        assert!(step(&mut tail, t0).is_empty());
+        append(&path, b"first\nsecond\n");
+        assert_eq!(step(&mut tail, t0), ["first", "second"]);
+        assert!(tail.readable());
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(step(&mut tail, t0), ["<renamed>"]);
+        assert!(!tail.readable());
+    }
+
+    #[test]
+    fn rename_rotation_drains_the_old_file_and_reads_the_new_from_its_start() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        append(&path, b"");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        let mut writer = OpenOptions::new().append(true).open(&path).expect("writer");
+        writer.write_all(b"a1\n").expect("write");
+        assert_eq!(step(&mut tail, t0), ["a1"]);
+        writer.write_all(b"a2\n").expect("write");
+        std::fs::rename(&path, dir.0.join("app.log.1")).expect("rename");
+        append(&path, b"b1\n");
+        // The writer has not reopened yet: it still writes to the renamed file.
+        writer.write_all(b"a3 par").expect("write");
+        let got = step(&mut tail, t0);
+        assert_eq!(got, ["a2", "<renamed>", "b1"]);
+        writer.write_all(b"tial\n").expect("write");
+        let t1 = t0 + DRAIN_QUIET / 2;
+        assert_eq!(step(&mut tail, t1), ["a3 partial"]);
+        assert_eq!(tail.drain_deadline(), Some(t1 + DRAIN_QUIET));
+        assert!(step(&mut tail, t1 + DRAIN_QUIET).is_empty());
+        assert_eq!(tail.drain_deadline(), None, "quiet old file closed");
+        writer.write_all(b"lost after close\n").expect("write");
+        append(&path, b"b2\n");
+        assert_eq!(step(&mut tail, t1 + DRAIN_QUIET), ["b2"]);
+    }
+
+    #[test]
+    fn truncation_reads_the_file_again_from_its_start() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        append(&path, b"");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        append(&path, b"one\ntwo\n");
+        assert_eq!(step(&mut tail, t0), ["one", "two"]);
+        OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+        append(&path, b"x\n");
+        assert_eq!(step(&mut tail, t0), ["<truncated>", "x"]);
+        assert!(step(&mut tail, t0).is_empty());
+    }
+
+    #[test]
+    fn long_lines_are_skipped_and_reported_once() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        append(&path, b"");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        let long = vec![b'x'; MAX_LINE * 3];
+        append(&path, &long[..MAX_LINE / 2]);
+        assert!(step(&mut tail, t0).is_empty());
+        append(&path, &long[MAX_LINE / 2..]);
+        append(&path, b"\nshort\n");
+        let exact = vec![b'y'; MAX_LINE];
+        append(&path, &exact);
+        append(&path, b"\n");
+        let mut over = exact.clone();
+        over.push(b'y');
+        append(&path, &over);
+        append(&path, b"\n");
+        let got = step(&mut tail, t0);
+        assert_eq!(got.len(), 4, "too long, short, exact, too long");
+        assert_eq!(got[0], "<too long>");
+        assert_eq!(got[1], "short");
+        assert_eq!(got[2].len(), MAX_LINE);
+        assert_eq!(got[3], "<too long>");
+    }
+
+    #[test]
+    fn a_backlog_is_read_in_bounded_steps_without_loss() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        let line = b"2026-12-01T10:00:01Z worker-3 widget 4711 done status=ok took=231ms\n";
+        let lines = 3 * STEP_BUDGET / line.len() + 17;
+        let mut text = Vec::with_capacity(lines * line.len());
+        for _ in 0..lines {
+            text.extend_from_slice(line);
+        }
+        append(&path, &text);
+        let (mut steps, mut seen) = (0, 0);
+        loop {
+            let mut n = 0;
+            let more = tail.step(t0, |e| n += usize::from(matches!(e, Event::Line(_))));
+            assert!(n <= STEP_BUDGET / line.len() + 1, "one step read {n} lines");
+            seen += n;
+            steps += 1;
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(seen, lines);
+        assert!(steps >= 4, "{steps} steps");
+        assert_eq!(tail.position().map(|p| p.offset), Some(text.len() as u64));
+    }
+
+    #[test]
+    fn a_carried_position_resumes_at_the_first_unfinished_line() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        append(&path, b"");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        append(&path, b"one\ntw");
+        assert_eq!(step(&mut tail, t0), ["one"]);
+        let at = tail.position().expect("a file has a position");
+        append(&path, b"o\nthree\n");
+        let mut again = Tail::open(&path, t0).expect("open");
+        assert!(again.resume(at));
+        assert_eq!(step(&mut again, t0), ["two", "three"]);
+        let elsewhere = Position {
+            ino: at.ino + 1,
+            ..at
+        };
+        assert!(!Tail::open(&path, t0).expect("open").resume(elsewhere));
+    }
+
+    #[test]
+    fn a_directory_is_refused_and_a_fifo_is_a_stream() {
+        let dir = Dir::new();
+        assert!(Tail::open(&dir.0, Instant::now()).is_err());
+        let fifo = dir.0.join("fifo");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            eprintln!("skipped: mkfifo not available");
+            return;
+        }
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&fifo, t0).expect("open fifo");
+        let mut writer = OpenOptions::new().write(true).open(&fifo).expect("writer");
+        writer.write_all(b"s1\ns2\nlast").expect("write");
+        assert_eq!(step(&mut tail, t0), ["s1", "s2"]);
+        assert!(tail.readable());
+        drop(writer);
+        assert_eq!(
+            step(&mut tail, t0),
+            ["last"],
+            "end of stream completes the line"
+        );
+        assert!(!tail.readable());
+        assert!(step(&mut tail, t0).is_empty());
+        let mut writer = OpenOptions::new().write(true).open(&fifo).expect("writer");
+        writer.write_all(b"s3\n").expect("write");
+        assert_eq!(step(&mut tail, t0), ["s3"]);
+        assert!(tail.readable());
+    }
+}
