@@ -160,7 +160,7 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     let start_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let source = source::open(config, started, start_unix)?;
+    let source = source::open(config, &metrics, started, start_unix)?;
     let mut state = Loop {
         source,
         web,

@@ -17,13 +17,19 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::log::{Format, Level};
+use crate::logtail::{LogConfig, Pattern};
 use crate::sim::SimConfig;
+use crate::template::Unit;
 
 /// The shortest and longest `--widget.average-window`: the window's memory is a fixed ring
 /// of time slots, so any width in this range works at any widget rate.
 const AVERAGE_WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
 /// The shortest widget cycle (`min-duration + interval`): it bounds the event rate.
 const MIN_CYCLE: Duration = Duration::from_millis(1);
+
+/// Bounds of `--widget.log.poll-interval`: often enough to matter, rare enough to stay idle.
+const MIN_POLL: Duration = Duration::from_millis(10);
+const MAX_POLL: Duration = Duration::from_secs(60);
 
 const DURATION_SHAPE: &str = "expected a duration like 250ms or 1s";
 
@@ -54,17 +60,20 @@ impl fmt::Display for ListenAddress {
 pub enum SourceKind {
     /// The built-in simulation, the default.
     Simulation,
+    /// A log file the application writes (`logtail`).
+    Log,
 }
 
 impl SourceKind {
     /// Every source, in the order `--help` names them.
-    pub const ALL: [SourceKind; 1] = [SourceKind::Simulation];
+    pub const ALL: [SourceKind; 2] = [SourceKind::Simulation, SourceKind::Log];
 
     /// The value `--widget.source` takes for it.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Simulation => "simulation",
+            SourceKind::Log => "log",
         }
     }
 }
@@ -108,6 +117,8 @@ pub struct Config {
     pub textfile_path: Option<String>,
     /// `--textfile.interval`: more than 0.
     pub textfile_interval: Duration,
+    /// The log source's flags.
+    pub log: LogConfig,
     /// `--log.level`.
     pub log_level: Level,
     /// `--log.format`.
@@ -125,6 +136,7 @@ impl Default for Config {
             sim: SimConfig::default(),
             textfile_path: None,
             textfile_interval: Duration::from_secs(15),
+            log: LogConfig::default(),
             log_level: Level::Info,
             log_format: Format::Logfmt,
         }
@@ -193,6 +205,8 @@ pub enum Scope {
     Textfile,
     /// The simulation source.
     Simulation,
+    /// The log source.
+    Log,
     /// Printing a file and exiting.
     Print,
 }
@@ -219,6 +233,7 @@ impl Scope {
                 .is_none()
                 .then(|| "is for the textfile output; give --textfile.path too".into()),
             Scope::Simulation => source(SourceKind::Simulation),
+            Scope::Log => source(SourceKind::Log),
         }
     }
 }
@@ -305,13 +320,13 @@ pub const FLAGS: &[Flag] = &[
         takes: Takes::Value,
         syntax: "SOURCE",
         default: "simulation",
-        help: "where widgets come from: simulation",
+        help: "widget source: simulation or log",
         scope: Scope::General,
         apply: |p, v| {
             p.config.source = SourceKind::ALL
                 .into_iter()
                 .find(|k| k.as_str() == given(v))
-                .ok_or("expected simulation")?;
+                .ok_or("expected simulation or log")?;
             Ok(())
         },
         show: |c| {
@@ -422,7 +437,7 @@ pub const FLAGS: &[Flag] = &[
         takes: Takes::Value,
         syntax: "DURATION",
         default: "100ms",
-        help: "shortest processing time of a simulated widget",
+        help: "shortest time a simulated widget takes",
         scope: Scope::Simulation,
         apply: |p, v| {
             p.config.sim.min_duration = parse_duration(given(v))?;
@@ -443,7 +458,7 @@ pub const FLAGS: &[Flag] = &[
         takes: Takes::Value,
         syntax: "DURATION",
         default: "500ms",
-        help: "longest processing time of a simulated widget",
+        help: "longest time a simulated widget takes",
         scope: Scope::Simulation,
         apply: |p, v| {
             p.config.sim.max_duration = parse_duration(given(v))?;
@@ -516,12 +531,111 @@ pub const FLAGS: &[Flag] = &[
         show: |c| c.sim.seed.map(|s| s.to_string()),
     },
     Flag {
+        name: "--widget.log.path",
+        short: None,
+        takes: Takes::Value,
+        syntax: "FILE",
+        default: "",
+        help: "the log to follow (- or a FIFO: read as a stream)",
+        scope: Scope::Log,
+        apply: |p, v| {
+            if given(v).is_empty() {
+                return Err("must not be empty".into());
+            }
+            p.config.log.path = Some(given(v).into());
+            Ok(())
+        },
+        show: |c| c.log.path.as_ref().map(|p| p.display().to_string()),
+    },
+    Flag {
+        name: "--widget.log.finished",
+        short: None,
+        takes: Takes::Value,
+        syntax: "TEMPLATE",
+        default: "",
+        help: "a line matching it is one finished widget",
+        scope: Scope::Log,
+        apply: |p, v| {
+            p.config.log.finished = Some(Pattern::parse(given(v), true)?);
+            Ok(())
+        },
+        show: |c| c.log.finished.as_ref().map(|p| p.text.clone()),
+    },
+    Flag {
+        name: "--widget.log.failed",
+        short: None,
+        takes: Takes::Value,
+        syntax: "TEMPLATE",
+        default: "",
+        help: "a line matching it is one failed widget",
+        scope: Scope::Log,
+        apply: |p, v| {
+            p.config.log.failed = Some(Pattern::parse(given(v), false)?);
+            Ok(())
+        },
+        show: |c| c.log.failed.as_ref().map(|p| p.text.clone()),
+    },
+    Flag {
+        name: "--widget.log.started",
+        short: None,
+        takes: Takes::Value,
+        syntax: "TEMPLATE",
+        default: "",
+        help: "a line matching it is one widget started",
+        scope: Scope::Log,
+        apply: |p, v| {
+            p.config.log.started = Some(Pattern::parse(given(v), false)?);
+            Ok(())
+        },
+        show: |c| c.log.started.as_ref().map(|p| p.text.clone()),
+    },
+    Flag {
+        name: "--widget.log.duration-unit",
+        short: None,
+        takes: Takes::Value,
+        syntax: "UNIT",
+        default: "s",
+        help: "unit of a bare {duration} number: s, ms, us, ns",
+        scope: Scope::Log,
+        apply: |p, v| {
+            p.config.log.unit = Unit::parse(given(v)).ok_or("expected s, ms, us or ns")?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.log.unit, &defaults().log.unit, || {
+                c.log.unit.as_str().to_owned()
+            })
+        },
+    },
+    Flag {
+        name: "--widget.log.poll-interval",
+        short: None,
+        takes: Takes::Value,
+        syntax: "DURATION",
+        default: "1s",
+        help: "how often the log is checked between scrapes",
+        scope: Scope::Log,
+        apply: |p, v| {
+            let poll = parse_duration(given(v))?;
+            if poll < MIN_POLL || poll > MAX_POLL {
+                return Err("must be from 10ms to 1m".into());
+            }
+            p.config.log.poll_interval = poll;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.log.poll_interval, &defaults().log.poll_interval, || {
+                format_duration(c.log.poll_interval)
+            })
+        },
+    },
+    Flag {
         name: "--widget.average-window",
         short: None,
         takes: Takes::Value,
         syntax: "DURATION",
         default: "60s",
-        help: "window of the average processing time, 1s to 24h",
+        help: "window of the average time, 1s to 24h",
         scope: Scope::General,
         apply: |p, v| {
             let window = parse_duration(given(v))?;
@@ -581,7 +695,7 @@ pub const FLAGS: &[Flag] = &[
         takes: Takes::Optional,
         syntax: "[=FLAVOR]",
         default: "",
-        help: "print a systemd service unit; FLAVOR modern (default) or legacy",
+        help: "print a systemd service unit; FLAVOR modern (default), legacy",
         scope: Scope::Print,
         apply: |p, v| {
             let flavor = match v {
@@ -782,6 +896,18 @@ fn validate(config: &Config) -> Result<(), Error> {
              metrics would go nowhere"
                 .to_owned(),
         ));
+    }
+    if config.source == SourceKind::Log {
+        for (flag, missing) in [
+            ("--widget.log.path", config.log.path.is_none()),
+            ("--widget.log.finished", config.log.finished.is_none()),
+        ] {
+            if missing {
+                return Err(Error::Usage(format!(
+                    "flag {flag} is required with --widget.source=log"
+                )));
+            }
+        }
     }
     let sim = &config.sim;
     let (min, max, interval) = (sim.min_duration, sim.max_duration, sim.interval);
@@ -1333,6 +1459,18 @@ mod tests {
             (&["--print-systemd-socket", "--widget.min-duration=1s"], "--widget.min-duration", "is longer than --widget.max-duration"),
             (&["--foo", "--help"], "--foo", "unknown flag --foo"),
             (&["--log.level=x", "--version"], "--log.level", "invalid value \"x\""),
+            (&["--widget.source=file"], "--widget.source", "expected simulation or log"),
+            (&["--widget.log.path=a.log"], "--widget.log.path", "flag --widget.log.path is for --widget.source=log, not simulation"),
+            (&["--widget.source=log", "--widget.log.path=a", "--widget.log.finished={duration}", "--widget.interval=1s"], "--widget.interval", "is for --widget.source=simulation, not log"),
+            (&["--widget.source=log", "--widget.log.finished={duration}"], "--widget.log.path", "flag --widget.log.path is required with --widget.source=log"),
+            (&["--widget.source=log", "--widget.log.path=a"], "--widget.log.finished", "is required"),
+            (&["--widget.source=log", "--widget.log.path="], "--widget.log.path", "must not be empty"),
+            (&["--widget.source=log", "--widget.log.finished=* done"], "--widget.log.finished", "invalid value \"* done\" for --widget.log.finished: must contain {duration}"),
+            (&["--widget.source=log", "--widget.log.finished={duration} {duration}"], "--widget.log.finished", "only once"),
+            (&["--widget.source=log", "--widget.log.failed={id}"], "--widget.log.failed", "unknown {id}"),
+            (&["--widget.source=log", "--widget.log.started=a\\"], "--widget.log.started", "dangling"),
+            (&["--widget.source=log", "--widget.log.duration-unit=m"], "--widget.log.duration-unit", "expected s, ms, us or ns"),
+            (&["--widget.source=log", "--widget.log.poll-interval=1ms"], "--widget.log.poll-interval", "must be from 10ms to 1m"),
         ];
         for (args, names, want) in cases {
             let msg = message(args);
@@ -1410,6 +1548,7 @@ mod tests {
             },
             textfile_path: Some("/var/lib/node/w.prom".into()),
             textfile_interval: S(60),
+            log: LogConfig::default(),
             log_level: Level::Warn,
             log_format: Format::Json,
         };
@@ -1448,6 +1587,17 @@ mod tests {
                 c.listen_address = ListenAddress::Off;
                 c.textfile_path = Some("w.prom".into());
                 c.textfile_interval = NS(1);
+            }),
+            with(|c| {
+                c.source = SourceKind::Log;
+                c.log = LogConfig {
+                    path: Some("-".into()),
+                    finished: Some(Pattern::parse("* took={duration} \\* x", true).expect("parses")),
+                    failed: Some(Pattern::parse("*=failed*", false).expect("parses")),
+                    started: Some(Pattern::parse("* start *", false).expect("parses")),
+                    unit: Unit::Ms,
+                    poll_interval: MS(250),
+                };
             }),
         ];
         for config in configs {
@@ -1492,11 +1642,23 @@ mod tests {
             };
             if f.takes == Takes::Value && !f.default.is_empty() {
                 let arg = format!("{}={}", f.name, f.default);
+                // A source's flag is tried with that source (and what it requires), a flag
+                // refused without its companion with the companion.
                 let mut want = Config::default();
                 let mut args = vec![arg.as_str()];
                 if let Some(c) = companion {
                     want.textfile_path = Some("w.prom".into());
                     args.push(c);
+                }
+                if f.scope == Scope::Log {
+                    args.extend([
+                        "--widget.source=log",
+                        "--widget.log.path=a",
+                        "--widget.log.finished={duration}",
+                    ]);
+                    want.source = SourceKind::Log;
+                    want.log.path = Some("a".into());
+                    want.log.finished = Some(Pattern::parse("{duration}", true).expect("parses"));
                 }
                 assert_eq!(
                     run(&args).ok(),

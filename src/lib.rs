@@ -9,6 +9,7 @@ pub mod cli;
 pub mod error;
 pub mod guard;
 pub mod log;
+pub mod logtail;
 pub mod metrics;
 pub mod notify;
 pub mod probe;

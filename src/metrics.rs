@@ -135,6 +135,25 @@ pub const PROCESS_MAX_FDS: Family = family(
     "Maximum number of open file descriptors.",
 );
 
+/// Log lines read, by result (log source).
+pub const LOG_LINES: Family = family(
+    "widget_exporter_log_lines_total",
+    Kind::Counter,
+    "Log lines read, by how they fared against the templates.",
+);
+/// Whether the followed log can be read (log source).
+pub const LOG_READABLE: Family = family(
+    "widget_exporter_log_readable",
+    Kind::Gauge,
+    "1 while the followed log is open and readable, else 0.",
+);
+/// Rotations of the followed log (log source).
+pub const LOG_ROTATIONS: Family = family(
+    "widget_exporter_log_rotations_total",
+    Kind::Counter,
+    "Rotations of the followed log seen, by kind.",
+);
+
 /// Every family, in exposition order.
 pub const FAMILIES: &[Family] = &[
     PROCESSED,
@@ -151,6 +170,9 @@ pub const FAMILIES: &[Family] = &[
     RESTARTS,
     TEXTFILE_WRITES,
     TEXTFILE_LAST_WRITE,
+    LOG_LINES,
+    LOG_READABLE,
+    LOG_ROTATIONS,
     PROCESS_CPU,
     PROCESS_RSS,
     PROCESS_VSIZE,
@@ -230,6 +252,63 @@ impl CloseReason {
     }
 }
 
+/// How a log line fared (the `result` label of [`LOG_LINES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineResult {
+    /// It matched a template and was counted.
+    Matched = 0,
+    /// It matched no template.
+    Unmatched = 1,
+    /// It matched a template but its duration did not parse or was out of range.
+    Invalid = 2,
+    /// It was longer than the line limit and skipped.
+    TooLong = 3,
+}
+
+impl LineResult {
+    /// Every result, in label order.
+    pub const ALL: [LineResult; 4] = [
+        LineResult::Matched,
+        LineResult::Unmatched,
+        LineResult::Invalid,
+        LineResult::TooLong,
+    ];
+
+    /// The `result` label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LineResult::Matched => "matched",
+            LineResult::Unmatched => "unmatched",
+            LineResult::Invalid => "invalid",
+            LineResult::TooLong => "too_long",
+        }
+    }
+}
+
+/// How the followed log was rotated (the `kind` label of [`LOG_ROTATIONS`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rotation {
+    /// Renamed away and replaced by a new file (logrotate's default).
+    Rename = 0,
+    /// Truncated in place (logrotate's `copytruncate`).
+    Truncate = 1,
+}
+
+impl Rotation {
+    /// Every kind, in label order.
+    pub const ALL: [Rotation; 2] = [Rotation::Rename, Rotation::Truncate];
+
+    /// The `kind` label value.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rotation::Rename => "rename",
+            Rotation::Truncate => "truncate",
+        }
+    }
+}
+
 /// Which optional families this exporter has, fixed at start by its source and outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Parts {
@@ -240,6 +319,8 @@ pub struct Parts {
     pub http: bool,
     /// The textfile families: `--textfile.path` is written.
     pub textfile: bool,
+    /// The log families (lines, readable, rotations): the source is a log.
+    pub log: bool,
 }
 
 impl Default for Parts {
@@ -248,6 +329,7 @@ impl Default for Parts {
             in_progress: true,
             http: true,
             textfile: false,
+            log: false,
         }
     }
 }
@@ -334,6 +416,12 @@ pub struct Metrics {
     /// Textfile writes that succeeded and that failed.
     textfile_writes: [AtomicU64; 2],
     textfile_last_write_unix_nanos: AtomicU64,
+    log_lines: [AtomicU64; LineResult::ALL.len()],
+    log_readable: AtomicU64,
+    log_rotations: [AtomicU64; Rotation::ALL.len()],
+    /// Where the log source has read to (device, inode, offset + 1; 0: nowhere), carried
+    /// across a restart in place like the counters so no line is lost or counted twice.
+    log_position: [AtomicU64; 3],
 }
 
 impl Default for Metrics {
@@ -364,6 +452,10 @@ impl Metrics {
             restarts: AtomicU64::default(),
             textfile_writes: Default::default(),
             textfile_last_write_unix_nanos: AtomicU64::default(),
+            log_lines: Default::default(),
+            log_readable: AtomicU64::default(),
+            log_rotations: Default::default(),
+            log_position: Default::default(),
         }
     }
 
@@ -460,6 +552,39 @@ impl Metrics {
         self.restarts.fetch_add(1, Relaxed);
     }
 
+    /// Counts one log line.
+    pub fn count_line(&self, result: LineResult) {
+        self.log_lines[result as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Publishes whether the followed log is readable.
+    pub fn set_log_readable(&self, readable: bool) {
+        self.log_readable.store(u64::from(readable), Relaxed);
+    }
+
+    /// Counts one rotation of the followed log.
+    pub fn count_rotation(&self, kind: Rotation) {
+        self.log_rotations[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Records where the log source has read to (device, inode, offset), to be carried
+    /// across a restart in place.
+    pub fn set_log_position(&self, at: Option<(u64, u64, u64)>) {
+        let (dev, ino, offset) = at.map_or((0, 0, 0), |(d, i, o)| (d, i, o + 1));
+        let [d, i, o] = &self.log_position;
+        d.store(dev, Relaxed);
+        i.store(ino, Relaxed);
+        o.store(offset, Relaxed);
+    }
+
+    /// The position recorded by [`Metrics::set_log_position`] (or carried over), if any.
+    #[must_use]
+    pub fn log_position(&self) -> Option<(u64, u64, u64)> {
+        let [d, i, o] = &self.log_position;
+        let offset = o.load(Relaxed);
+        (offset > 0).then(|| (d.load(Relaxed), i.load(Relaxed), offset - 1))
+    }
+
     /// The counters, as text to hand to a re-executed image of this process (so that
     /// restarting in place does not reset them).
     #[must_use]
@@ -504,6 +629,9 @@ impl Metrics {
         all.extend(&self.connections_closed);
         all.extend(&self.textfile_writes);
         all.push(&self.textfile_last_write_unix_nanos);
+        all.extend(&self.log_lines);
+        all.extend(&self.log_rotations);
+        all.extend(&self.log_position);
         all
     }
 
@@ -547,6 +675,11 @@ impl Metrics {
                 writes: std::array::from_fn(|i| self.textfile_writes[i].load(Relaxed)),
                 last_write_unix_nanos: self.textfile_last_write_unix_nanos.load(Relaxed),
             }),
+            log: self.parts.log.then(|| LogSnapshot {
+                lines: std::array::from_fn(|i| self.log_lines[i].load(Relaxed)),
+                readable: self.log_readable.load(Relaxed),
+                rotations: std::array::from_fn(|i| self.log_rotations[i].load(Relaxed)),
+            }),
             process,
         }
     }
@@ -575,6 +708,8 @@ pub struct Snapshot {
     pub restarts: u64,
     /// The textfile families; `None` without `--textfile.path` (left out).
     pub textfile: Option<TextfileSnapshot>,
+    /// The log source's families; `None` with another source (left out).
+    pub log: Option<LogSnapshot>,
     /// From `/proc`; a `None` field leaves its family out.
     pub process: ProcessStats,
 }
@@ -608,6 +743,17 @@ pub struct TextfileSnapshot {
     pub writes: [u64; 2],
     /// When the latest successful write happened, unix nanoseconds; 0 before the first.
     pub last_write_unix_nanos: u64,
+}
+
+/// The families of the log source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogSnapshot {
+    /// Per [`LineResult::ALL`] entry.
+    pub lines: [u64; LineResult::ALL.len()],
+    /// 1 while the log is readable, else 0.
+    pub readable: u64,
+    /// Per [`Rotation::ALL`] entry.
+    pub rotations: [u64; Rotation::ALL.len()],
 }
 
 impl Exposition for Snapshot {
@@ -660,6 +806,25 @@ impl Exposition for Snapshot {
                 TEXTFILE_RESULTS.iter().zip(&t.writes).map(labeled),
             );
             e.gauge(&TEXTFILE_LAST_WRITE, Number::Nanos(t.last_write_unix_nanos));
+        }
+        if let Some(log) = &self.log {
+            e.labeled_counters(
+                &LOG_LINES,
+                "result",
+                LineResult::ALL
+                    .iter()
+                    .zip(&log.lines)
+                    .map(|(r, &n)| (r.as_str(), n)),
+            );
+            e.gauge(&LOG_READABLE, Number::Int(log.readable));
+            e.labeled_counters(
+                &LOG_ROTATIONS,
+                "kind",
+                Rotation::ALL
+                    .iter()
+                    .zip(&log.rotations)
+                    .map(|(r, &n)| (r.as_str(), n)),
+            );
         }
         let p = &self.process;
         if let Some(v) = p.cpu_seconds {
@@ -793,6 +958,7 @@ mod tests {
                 in_progress: false,
                 http: false,
                 textfile: false,
+                log: false,
             },
             Duration::from_secs(60),
             now,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::cli::{Config, SourceKind};
 use crate::error::Error;
+use crate::logtail::LogTail;
 use crate::metrics::{Metrics, Parts};
 use crate::sim::Simulator;
 
@@ -39,18 +40,21 @@ pub struct Step {
 pub fn parts(config: &Config) -> Parts {
     let in_progress = match config.source {
         SourceKind::Simulation => true,
+        SourceKind::Log => config.log.started.is_some(),
     };
     Parts {
         in_progress,
         http: config.serves_http(),
         textfile: config.textfile_path.is_some(),
+        log: config.source == SourceKind::Log,
     }
 }
 
 /// Opens the configured source, first stepped at `start` (whose wall-clock time is
-/// `start_unix_nanos`).
+/// `start_unix_nanos`). `metrics` may carry a position from a previous image of the process.
 pub fn open(
     config: &Config,
+    metrics: &Metrics,
     start: Instant,
     start_unix_nanos: u64,
 ) -> Result<Box<dyn Source>, Error> {
@@ -58,5 +62,11 @@ pub fn open(
         SourceKind::Simulation => {
             Box::new(Simulator::new(config.sim.clone(), start, start_unix_nanos))
         }
+        SourceKind::Log => Box::new(LogTail::open(
+            &config.log,
+            metrics,
+            start,
+            start_unix_nanos,
+        )?),
     })
 }

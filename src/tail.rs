@@ -227,11 +227,13 @@ impl Tail {
     }
 
     /// Whether the log is open and was readable at the last step.
+    #[must_use]
     pub fn readable(&self) -> bool {
         self.cur.is_some() && self.trouble.is_none()
     }
 
     /// The position to carry across a restart in place (regular files only).
+    #[must_use]
     pub fn position(&self) -> Option<Position> {
         let cur = self.cur.as_ref().filter(|_| !self.stream)?;
         let held = if cur.mode == Mode::Keep {
@@ -297,6 +299,7 @@ impl Tail {
     }
 
     /// The earliest instant at which a drained old file may be closed, if one is open.
+    #[must_use]
     pub fn drain_deadline(&self) -> Option<Instant> {
         self.old.as_ref().map(|old| old.last_data + DRAIN_QUIET)
     }

@@ -114,6 +114,10 @@ impl Segment {
 impl Template {
     /// Compiles `text`. With `need_duration`, a template without `{duration}` is refused. The
     /// error is a short reason, quoted after "invalid value ... for --flag: ".
+    ///
+    /// # Panics
+    ///
+    /// Never: the segment list starts with one segment and only grows.
     pub fn parse(text: &[u8], need_duration: bool) -> Result<Template, String> {
         let mut segments = vec![Segment::default()];
         let mut captures = 0;
@@ -170,11 +174,17 @@ impl Template {
     }
 
     /// Whether the template has a `{duration}`.
+    #[must_use]
     pub fn has_duration(&self) -> bool {
         self.segments.iter().any(|s| s.capture.is_some())
     }
 
     /// Matches a whole line (without its line ending).
+    ///
+    /// # Panics
+    ///
+    /// Never: a compiled template has at least one segment.
+    #[must_use]
     pub fn matches<'a>(&self, line: &'a [u8]) -> Match<'a> {
         let (first, rest) = self.segments.split_first().expect("always one segment");
         let Some((mut pos, mut cap)) = first.at(line, 0) else {
@@ -224,6 +234,7 @@ pub enum Unit {
 
 impl Unit {
     /// Parses `s`, `ms`, `us` or `ns`.
+    #[must_use]
     pub fn parse(text: &str) -> Option<Unit> {
         Some(match text {
             "s" => Unit::S,
@@ -235,6 +246,7 @@ impl Unit {
     }
 
     /// The flag spelling.
+    #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Unit::S => "s",
@@ -271,6 +283,7 @@ fn unit_nanos(unit: &[u8]) -> Option<u128> {
 /// Parses a captured duration: a non-negative decimal with an attached Go-style unit
 /// (`231ms`, `1.5s`, `1m30s`) or bare (`0.231`, scaled by `bare`). `None` when it does not
 /// parse or exceeds Go's range (about 292 years); such a line counts as `invalid`.
+#[must_use]
 pub fn parse_duration(text: &[u8], bare: Unit) -> Option<Duration> {
     let mut total: u128 = 0;
     let mut rest = text;
@@ -464,24 +477,26 @@ mod tests {
 
     /// The obvious exponential matcher: stars try every length shortest first, the capture
     /// takes its longest run. Its answers define the grammar the fast matcher must agree with.
-    fn naive<'a>(
-        tokens: &[Tok],
-        line: &'a [u8],
-        at: usize,
-        cap: Option<&'a [u8]>,
-    ) -> Option<Option<&'a [u8]>> {
+    fn naive<'a>(tokens: &[Tok], line: &'a [u8], at: usize, cap: Option<&'a [u8]>) -> Match<'a> {
         let Some((tok, rest)) = tokens.split_first() else {
-            return (at == line.len()).then_some(cap);
+            return if at == line.len() {
+                Match::Yes(cap)
+            } else {
+                Match::No
+            };
         };
         match tok {
-            Tok::Byte(b) => (line.get(at) == Some(b)).then_some(())?,
-            Tok::Star => return (at..=line.len()).find_map(|n| naive(rest, line, n, cap)),
-            Tok::Dur => {
-                let end = capture_end(line, at)?;
-                return naive(rest, line, end, Some(&line[at..end]));
-            }
+            Tok::Byte(b) if line.get(at) == Some(b) => naive(rest, line, at + 1, cap),
+            Tok::Byte(_) => Match::No,
+            Tok::Star => (at..=line.len())
+                .map(|n| naive(rest, line, n, cap))
+                .find(|m| *m != Match::No)
+                .unwrap_or(Match::No),
+            Tok::Dur => match capture_end(line, at) {
+                Some(end) => naive(rest, line, end, Some(&line[at..end])),
+                None => Match::No,
+            },
         }
-        naive(rest, line, at + 1, cap)
     }
 
     #[derive(Debug, Clone, Copy)]
@@ -547,10 +562,7 @@ mod tests {
                 let line: Vec<u8> = (0..g.below(12))
                     .map(|_| alphabet[g.below(alphabet.len())])
                     .collect();
-                let want = match naive(&tokens, &line, 0, None) {
-                    None => Match::No,
-                    Some(cap) => Match::Yes(cap),
-                };
+                let want = naive(&tokens, &line, 0, None);
                 assert_eq!(
                     template.matches(&line),
                     want,

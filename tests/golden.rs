@@ -41,6 +41,7 @@ fn snapshot() -> Snapshot {
         }),
         restarts: 1,
         textfile: None,
+        log: None,
         process: ProcessStats {
             cpu_seconds: Some(0.37),
             resident_memory_bytes: Some(1_679_360),

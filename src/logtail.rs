@@ -1,0 +1,196 @@
+//! The log source (issue 8): real widgets counted from the application's own log. Owns the
+//! log flags' settings and what a line means (failed template first, then finished, then
+//! started) and the log families' counts. It reads through [`crate::tail`] and matches through
+//! [`crate::template`]; it never renders, serves or blocks, and it spells no metric names.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::metrics::{LineResult, Metrics, Rotation};
+use crate::source::{Source, Step};
+use crate::tail::{Event, Position, Tail};
+use crate::template::{parse_duration, Match, Template, Unit};
+
+/// A template as the operator wrote it, and compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pattern {
+    /// The flag value, to spell it back in printed units.
+    pub text: String,
+    /// The compiled matcher.
+    pub template: Template,
+}
+
+impl Pattern {
+    /// Compiles a flag value; with `need_duration` it must contain `{duration}`.
+    pub fn parse(text: &str, need_duration: bool) -> Result<Pattern, String> {
+        Ok(Pattern {
+            text: text.to_owned(),
+            template: Template::parse(text.as_bytes(), need_duration)?,
+        })
+    }
+}
+
+/// The log source's flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `--widget.log.path` (`-` is standard input); required with the log source.
+    pub path: Option<PathBuf>,
+    /// `--widget.log.finished`; required with the log source.
+    pub finished: Option<Pattern>,
+    /// `--widget.log.failed`.
+    pub failed: Option<Pattern>,
+    /// `--widget.log.started`.
+    pub started: Option<Pattern>,
+    /// `--widget.log.duration-unit`.
+    pub unit: Unit,
+    /// `--widget.log.poll-interval`.
+    pub poll_interval: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            path: None,
+            finished: None,
+            failed: None,
+            started: None,
+            unit: Unit::S,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What lines mean.
+struct Rules {
+    finished: Template,
+    failed: Option<Template>,
+    started: Option<Template>,
+    unit: Unit,
+}
+
+/// Widgets from a followed log.
+pub struct LogTail {
+    tail: Tail,
+    rules: Rules,
+    poll: Duration,
+    next_due: Instant,
+    start: Instant,
+    start_unix_nanos: u64,
+}
+
+impl LogTail {
+    /// Opens the log (a missing file is waited for; a directory is an error). Resumes where a
+    /// previous image of this process stopped if `metrics` carries that position and the path
+    /// still names the same file.
+    pub fn open(
+        config: &LogConfig,
+        metrics: &Metrics,
+        start: Instant,
+        start_unix_nanos: u64,
+    ) -> Result<LogTail, Error> {
+        let (Some(path), Some(finished)) = (&config.path, &config.finished) else {
+            return Err(Error::Usage(
+                "--widget.source=log needs --widget.log.path and --widget.log.finished".into(),
+            ));
+        };
+        let mut tail = Tail::open(path, start)
+            .map_err(|why| Error::Fatal(format!("--widget.log.path: {why}")))?;
+        if let Some((dev, ino, offset)) = metrics.log_position() {
+            if tail.resume(Position { dev, ino, offset }) {
+                crate::log::info("resumed the log where the previous image stopped", &[]);
+            }
+        }
+        metrics.set_log_readable(tail.readable());
+        Ok(LogTail {
+            tail,
+            rules: Rules {
+                finished: finished.template.clone(),
+                failed: config.failed.as_ref().map(|p| p.template.clone()),
+                started: config.started.as_ref().map(|p| p.template.clone()),
+                unit: config.unit,
+            },
+            poll: config.poll_interval,
+            next_due: start,
+            start,
+            start_unix_nanos,
+        })
+    }
+}
+
+impl Rules {
+    /// What one line means; returns whether it was a widget event.
+    fn line(&self, line: &[u8], metrics: &Metrics, now: Instant, unix: u64) -> bool {
+        let failed = self.failed.as_ref().map_or(Match::No, |t| t.matches(line));
+        let (capture, is_failure) = match failed {
+            Match::Yes(capture) => (capture, true),
+            Match::No => match self.finished.matches(line) {
+                Match::Yes(capture) => (capture, false),
+                Match::No => {
+                    let started = self
+                        .started
+                        .as_ref()
+                        .is_some_and(|t| t.matches(line) != Match::No);
+                    if started {
+                        metrics.widget_started();
+                        metrics.count_line(LineResult::Matched);
+                    } else {
+                        metrics.count_line(LineResult::Unmatched);
+                    }
+                    return started;
+                }
+            },
+        };
+        let duration = match capture {
+            None => None,
+            Some(text) => {
+                let Some(d) = parse_duration(text, self.unit) else {
+                    metrics.count_line(LineResult::Invalid);
+                    return false;
+                };
+                Some(d)
+            }
+        };
+        metrics.widget_finished(duration, is_failure, unix, now);
+        metrics.count_line(LineResult::Matched);
+        true
+    }
+}
+
+impl Source for LogTail {
+    fn step(&mut self, now: Instant, metrics: &Metrics) -> Step {
+        // "When the line was read": one clock reading per step, as the simulation does.
+        let since = now.saturating_duration_since(self.start).as_nanos();
+        let unix = self
+            .start_unix_nanos
+            .saturating_add(u64::try_from(since).unwrap_or(u64::MAX));
+        let mut events = 0u32;
+        let rules = &self.rules;
+        let more = self.tail.step(now, |event| match event {
+            Event::Line(line) => {
+                if rules.line(line, metrics, now, unix) {
+                    events = events.saturating_add(1);
+                }
+            }
+            Event::TooLong => metrics.count_line(LineResult::TooLong),
+            Event::Renamed => metrics.count_rotation(Rotation::Rename),
+            Event::Truncated => metrics.count_rotation(Rotation::Truncate),
+        });
+        metrics.set_log_readable(self.tail.readable());
+        metrics.set_log_position(self.tail.position().map(|p| (p.dev, p.ino, p.offset)));
+        self.next_due = if more {
+            now
+        } else {
+            let poll = now + self.poll;
+            self.tail.drain_deadline().map_or(poll, |d| d.min(poll))
+        };
+        Step {
+            events,
+            lateness: Duration::ZERO,
+        }
+    }
+
+    fn next_due(&self) -> Instant {
+        self.next_due
+    }
+}
