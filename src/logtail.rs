@@ -194,3 +194,81 @@ impl Source for LogTail {
         self.next_due
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::{Parts, Snapshot};
+    use crate::process::ProcessStats;
+    use std::io::Write;
+
+    fn config(path: PathBuf, started: bool) -> LogConfig {
+        let p = |t: &str, d| Some(Pattern::parse(t, d).expect("test template parses"));
+        LogConfig {
+            path: Some(path),
+            finished: p("* widget * done status=ok took={duration}", true),
+            failed: p("* widget * done status=failed*", false),
+            started: if started {
+                p("* widget * start", false)
+            } else {
+                None
+            },
+            unit: Unit::Ms,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+
+    fn snap(m: &Metrics) -> Snapshot {
+        m.snapshot(ProcessStats::default())
+    }
+
+    #[test]
+    fn lines_become_widgets_and_counts() {
+        let dir = std::env::temp_dir().join(format!("we-logtail-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("app.log");
+        std::fs::write(&path, b"before start: not counted\n").expect("write");
+        let t0 = Instant::now();
+        let parts = Parts {
+            in_progress: true,
+            http: false,
+            log: true,
+        };
+        let metrics = Metrics::new(parts, Duration::from_secs(60), t0);
+        let mut source =
+            LogTail::open(&config(path.clone(), true), &metrics, t0, 1_000).expect("open");
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("append");
+        f.write_all(
+            b"t w-1 widget 1 start\nt w-1 widget 2 start\nt w-1 widget 1 done status=ok took=250\n\
+              t w-1 widget 2 done status=failed took=1s\nnoise\n\
+              t w-1 widget 3 done status=ok took=1.2.3s\n",
+        )
+        .expect("append");
+        let step = source.step(t0 + Duration::from_millis(5), &metrics);
+        assert_eq!(step.events, 4);
+        let s = snap(&metrics);
+        assert_eq!((s.processed, s.failed, s.in_progress), (2, 1, Some(0)));
+        assert_eq!(
+            s.duration_sum_nanos, 250_000_000,
+            "the failure had no {{duration}}"
+        );
+        assert_eq!(s.last_processed_unix_nanos, 1_000 + 5_000_000);
+        let log = s.log.expect("log families");
+        assert_eq!(
+            (log.lines, log.readable, log.rotations),
+            ([4, 1, 1, 0], 1, [0, 0])
+        );
+        assert!(source.next_due() > t0 + Duration::from_millis(5));
+        assert_eq!(
+            metrics.log_position().map(|p| p.2),
+            std::fs::metadata(&path).ok().map(|m| m.len())
+        );
+        std::fs::remove_dir_all(&dir).expect("clean up");
+        let _ = source.step(t0 + Duration::from_millis(6), &metrics);
+        let log = snap(&metrics).log.expect("log families");
+        assert_eq!((log.readable, log.rotations), (0, [1, 0]));
+    }
+}
