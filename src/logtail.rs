@@ -102,6 +102,10 @@ impl LogTail {
             }
         }
         metrics.set_log_readable(tail.readable());
+        crate::log::info(
+            "following the log",
+            &[("path", &path.display()), ("readable", &tail.readable())],
+        );
         Ok(LogTail {
             tail,
             rules: Rules {

@@ -352,7 +352,11 @@ impl Tail {
 
     /// The path was renamed away: keep draining the file we have open.
     fn retire_cur(&mut self, on: &mut impl FnMut(Event<'_>)) {
-        if self.old.is_some() {
+        if let Some(mut older) = self.old.take() {
+            // Rotated twice within the quiet time: what the older file holds is read now
+            // (one more bounded read); anything written to it after this is lost.
+            let mut budget = STEP_BUDGET;
+            let _ = older.read(&mut self.chunk, &mut budget, Instant::now(), on);
             log::warn(
                 "log rotated again while the previous file was still being drained; closing it",
                 &[],

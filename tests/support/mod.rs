@@ -128,9 +128,15 @@ impl Exporter {
 
     /// Like [`Exporter::start`] with a prepared command (env, wrappers); the listen address is added.
     pub fn start_with(cmd: &mut Command) -> Exporter {
+        Self::start_fed(cmd, Stdio::null())
+    }
+
+    /// Like [`Exporter::start_with`] with `stdin` as the exporter's standard input (a pipe
+    /// the test writes, for `--widget.log.path=-`).
+    pub fn start_fed(cmd: &mut Command, stdin: Stdio) -> Exporter {
         let mut child = cmd
             .arg("--web.listen-address=127.0.0.1:0")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

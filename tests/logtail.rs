@@ -1,0 +1,475 @@
+//! The log source end to end (issue 8): the real binary follows a real file while a writer
+//! in this test appends to it, the real `logrotate` rotates it (rename + create, and
+//! copytruncate), and scrapes count every line exactly. Also partial and long lines, a file
+//! that is missing or unreadable, standard input, and the bad flags. Owns no exporter code.
+
+mod support;
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{require_tool, run, say, Exporter, TempDir, BIN};
+
+const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
+const FAILED: &str = "--widget.log.failed=* widget * done status=failed*";
+
+/// One line shaped like issue 8's example; every 20th a failure.
+fn line(i: usize) -> String {
+    let status = if i % 20 == 19 { "failed" } else { "ok" };
+    format!(
+        "2026-12-01T10:00:01Z worker-{} widget {i} done status={status} took={}ms\n",
+        i % 8,
+        100 + i % 400
+    )
+}
+
+/// The value of the sample `name` (with its labels, as rendered) in a text exposition.
+fn sample(body: &str, name: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The log source's counts in one scrape.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Counts {
+    processed: u64,
+    failed: u64,
+    matched: u64,
+    unmatched: u64,
+    invalid: u64,
+    too_long: u64,
+    readable: u64,
+    renames: u64,
+    truncates: u64,
+}
+
+fn counts(exporter: &Exporter) -> Counts {
+    let r = exporter.get("/metrics");
+    assert_eq!(r.status, 200, "{}", exporter.log());
+    let v =
+        |name: &str| sample(&r.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", r.body));
+    Counts {
+        processed: v("widgets_processed_total"),
+        failed: v("widgets_failed_total"),
+        matched: v("widget_exporter_log_lines_total{result=\"matched\"}"),
+        unmatched: v("widget_exporter_log_lines_total{result=\"unmatched\"}"),
+        invalid: v("widget_exporter_log_lines_total{result=\"invalid\"}"),
+        too_long: v("widget_exporter_log_lines_total{result=\"too_long\"}"),
+        readable: v("widget_exporter_log_readable"),
+        renames: v("widget_exporter_log_rotations_total{kind=\"rename\"}"),
+        truncates: v("widget_exporter_log_rotations_total{kind=\"truncate\"}"),
+    }
+}
+
+/// Scrapes until `done` holds (the test may wait; the exporter never does), or panics.
+fn wait_for(exporter: &Exporter, what: &str, done: impl Fn(&Counts) -> bool) -> Counts {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let c = counts(exporter);
+        if done(&c) {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {what}; last counts {c:?}; log:\n{}",
+            exporter.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn start(path: &Path, extra: &[&str]) -> Exporter {
+    let path = format!("--widget.log.path={}", path.display());
+    let mut args = vec!["--widget.source=log", &path, FINISHED, FAILED];
+    args.extend_from_slice(extra);
+    following(Exporter::start(&args))
+}
+
+/// Waits until the exporter has opened its log: it listens first, then opens the source, and
+/// a line written before that is behind the end it starts from.
+fn following(exporter: Exporter) -> Exporter {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !exporter.log().contains("msg=\"following the log\"") {
+        assert!(
+            Instant::now() < deadline,
+            "never followed the log:\n{}",
+            exporter.log()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    exporter
+}
+
+fn append(path: &Path, text: &str) {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
+}
+
+#[test]
+fn every_line_written_before_a_scrape_is_counted() {
+    let dir = TempDir::new("log-scrape");
+    let path = dir.join("app.log");
+    append(&path, &line(0)); // before start: not counted
+    let exporter = start(&path, &[]);
+    for i in 1..=50 {
+        append(&path, &line(i));
+        let c = counts(&exporter);
+        assert_eq!(c.matched, i as u64, "line {i} written before the scrape");
+    }
+    let c = counts(&exporter);
+    assert_eq!((c.processed, c.failed, c.readable), (50, 2, 1));
+    assert!(
+        !exporter
+            .get("/metrics")
+            .body
+            .contains("widgets_in_progress"),
+        "without a started template the family is left out"
+    );
+}
+
+#[test]
+fn partial_long_and_invalid_lines() {
+    let dir = TempDir::new("log-lines");
+    let path = dir.join("app.log");
+    append(&path, "");
+    let exporter = start(&path, &["--widget.log.started=* widget * start"]);
+    let full = line(1);
+    let (head, tail) = full.split_at(30);
+    append(&path, "x worker-1 widget 1 start\n");
+    append(&path, head);
+    let c = counts(&exporter);
+    assert_eq!((c.matched, c.processed), (1, 0), "half a line waits");
+    assert!(exporter
+        .get("/metrics")
+        .body
+        .contains("widgets_in_progress 1"));
+    append(&path, tail);
+    let c = counts(&exporter);
+    assert_eq!((c.matched, c.processed), (2, 1));
+    assert!(exporter
+        .get("/metrics")
+        .body
+        .contains("widgets_in_progress 0"));
+    let long = format!("{}\n", "y".repeat(200 * 1024));
+    append(&path, &long);
+    append(&path, "noise\nx widget 2 done status=ok took=1.2.3s\n");
+    append(&path, &line(3));
+    let c = counts(&exporter);
+    assert_eq!(
+        (c.matched, c.unmatched, c.invalid, c.too_long, c.processed),
+        (3, 1, 1, 1, 2)
+    );
+    // A bounded buffer: a 200 KiB line did not grow the process by anything like its size
+    // over and over (it is read in chunks and skipped, never held whole).
+}
+
+#[test]
+fn a_missing_file_is_waited_for_and_read_from_its_start() {
+    let dir = TempDir::new("log-missing");
+    let path = dir.join("later.log");
+    let exporter = start(&path, &["--widget.log.poll-interval=20ms"]);
+    let c = counts(&exporter);
+    assert_eq!((c.readable, c.matched), (0, 0));
+    std::thread::sleep(Duration::from_millis(200));
+    append(&path, &format!("{}{}", line(1), line(2)));
+    let c = wait_for(&exporter, "the file to appear", |c| c.readable == 1);
+    assert_eq!(
+        c.matched, 2,
+        "a file that appears later is read from its start"
+    );
+    let warnings = exporter.log().matches("log file missing").count();
+    assert_eq!(warnings, 1, "warned once per streak:\n{}", exporter.log());
+}
+
+#[test]
+fn an_unreadable_file_is_reported_and_recovered() {
+    let dir = TempDir::new("log-unreadable");
+    let path = dir.join("app.log");
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    if root {
+        // Root reads a chmod 000 file anyway, and no other permission trick stops it; what
+        // stops root is a path it can open but not read: a directory put in the log's place.
+        say("running as root: chmod 000 cannot stop root, so a directory stands in for an unreadable log");
+        std::fs::create_dir(&path).expect("mkdir");
+    } else {
+        append(&path, "");
+        run(Command::new("chmod").arg("000").arg(&path));
+    }
+    // A directory given at start is refused (see bad_flags); one appearing later is not.
+    let exporter = if root {
+        let later = dir.join("app.log.later");
+        let exporter = start(&later, &["--widget.log.poll-interval=20ms"]);
+        std::fs::rename(&path, &later).expect("put the directory in place");
+        exporter
+    } else {
+        start(&path, &["--widget.log.poll-interval=20ms"])
+    };
+    let log_path = if root {
+        dir.join("app.log.later")
+    } else {
+        path.clone()
+    };
+    wait_for(&exporter, "a warning", |_| {
+        exporter.log().contains("cannot read the log file")
+    });
+    assert_eq!(counts(&exporter).readable, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        exporter.log().matches("cannot read the log file").count(),
+        1,
+        "warned once per streak:\n{}",
+        exporter.log()
+    );
+    if root {
+        std::fs::remove_dir(&log_path).expect("rmdir");
+    } else {
+        run(Command::new("chmod").arg("644").arg(&log_path));
+    }
+    append(&log_path, &line(1));
+    let c = wait_for(&exporter, "readable again", |c| c.readable == 1);
+    assert_eq!(c.matched, 1);
+}
+
+#[test]
+fn standard_input_is_a_stream_whose_end_is_not_fatal() {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "--widget.source=log",
+        "--widget.log.path=-",
+        FINISHED,
+        FAILED,
+    ]);
+    let mut exporter = following(Exporter::start_fed(&mut cmd, Stdio::piped()));
+    let mut stdin = exporter.child.stdin.take().expect("piped stdin");
+    for i in 0..20 {
+        stdin.write_all(line(i).as_bytes()).expect("feed");
+    }
+    stdin.flush().expect("flush");
+    let c = wait_for(&exporter, "20 lines from the pipe", |c| c.matched == 20);
+    assert_eq!((c.failed, c.readable), (1, 1));
+    stdin
+        .write_all(b"x widget 7 done status=ok took=5ms")
+        .expect("feed");
+    drop(stdin);
+    wait_for(&exporter, "end of stream", |_| {
+        exporter.log().contains("end of the log stream")
+    });
+    let c = counts(&exporter);
+    assert_eq!(
+        (c.matched, c.readable),
+        (21, 0),
+        "the last line, and counters stay"
+    );
+    assert!(
+        exporter.child.try_wait().expect("wait").is_none(),
+        "still running"
+    );
+}
+
+#[test]
+fn bad_flags() {
+    let dir = TempDir::new("log-flags");
+    let log = format!("--widget.log.path={}", dir.join("a.log").display());
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&[&log], 2, "--widget.log.path is for --widget.source=log"),
+        (
+            &[
+                "--widget.source=log",
+                &log,
+                FINISHED,
+                "--widget.min-duration=1s",
+            ],
+            2,
+            "--widget.min-duration is for --widget.source=simulation",
+        ),
+        (
+            &["--widget.source=log", &log],
+            2,
+            "--widget.log.finished is required",
+        ),
+        (
+            &["--widget.source=log", &log, "--widget.log.finished=* done"],
+            2,
+            "--widget.log.finished: must contain {duration}",
+        ),
+        (
+            &[
+                "--widget.source=log",
+                &log,
+                "--widget.log.finished={duration}{duration}",
+            ],
+            2,
+            "only once",
+        ),
+        (
+            &[
+                "--widget.source=log",
+                &log,
+                FINISHED,
+                "--widget.log.failed={oops}",
+            ],
+            2,
+            "--widget.log.failed: unknown {oops}",
+        ),
+        (
+            &[
+                "--widget.source=log",
+                &log,
+                FINISHED,
+                "--widget.log.started=x\\",
+            ],
+            2,
+            "--widget.log.started: dangling \\",
+        ),
+    ];
+    for &(args, code, want) in cases {
+        let out = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        assert!(stderr.contains(want), "{args:?}: {stderr}");
+        assert_eq!(
+            stderr.lines().next().map(|l| l.contains("--widget")),
+            Some(true),
+            "{stderr}"
+        );
+    }
+    let out = Command::new(BIN)
+        .args([
+            "--widget.source=log",
+            FINISHED,
+            "--web.listen-address=127.0.1:0",
+        ])
+        .arg(format!("--widget.log.path={}", dir.path().display()))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("is a directory, not a log file"),
+        "{stderr}"
+    );
+}
+
+/// A writer that appends continuously and reopens the path when `reopen` appears (what a
+/// daemon does on its postrotate signal); returns how many lines it wrote.
+fn writer(
+    path: &Path,
+    reopen: &Path,
+    lines: usize,
+    pause: Duration,
+) -> std::thread::JoinHandle<usize> {
+    let (path, reopen) = (path.to_owned(), reopen.to_owned());
+    std::thread::spawn(move || {
+        let open = || {
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .expect("open log")
+        };
+        let mut file = open();
+        for i in 0..lines {
+            file.write_all(line(i).as_bytes()).expect("write");
+            if std::fs::remove_file(&reopen).is_ok() {
+                file = open();
+            }
+            std::thread::sleep(pause);
+        }
+        lines
+    })
+}
+
+fn logrotate(dir: &TempDir, path: &Path, how: &str, reopen: &Path) {
+    let conf = dir.join("logrotate.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "{} {{\n  rotate 5\n  {how}\n  missingok\n  postrotate\n    touch {}\n  endscript\n}}\n",
+            path.display(),
+            reopen.display()
+        ),
+    )
+    .expect("write logrotate.conf");
+    let (ok, out, err) = run(Command::new("logrotate")
+        .arg("-f")
+        .arg("-s")
+        .arg(dir.join("logrotate.state"))
+        .arg(&conf));
+    assert!(ok, "logrotate failed:\n{out}\n{err}");
+}
+
+#[test]
+fn rename_rotation_with_logrotate_loses_and_repeats_nothing() {
+    if require_tool("logrotate").is_none() {
+        return;
+    }
+    let dir = TempDir::new("log-rename");
+    let path = dir.join("app.log");
+    let reopen = dir.join("reopen");
+    append(&path, "");
+    // Polled often enough to see each rotation: two within one poll would hide the middle file.
+    let exporter = start(&path, &["--widget.log.poll-interval=50ms"]);
+    let total = 3_000;
+    let writing = writer(&path, &reopen, total, Duration::from_micros(300));
+    for _ in 0..2 {
+        std::thread::sleep(Duration::from_millis(300));
+        logrotate(&dir, &path, "create", &reopen);
+    }
+    let written = writing.join().expect("writer");
+    let c = wait_for(&exporter, "every line", |c| c.matched >= written as u64);
+    assert_eq!((c.renames, c.truncates), (2, 0));
+    // Still exactly that once the renamed files have been drained and closed.
+    std::thread::sleep(Duration::from_millis(1500));
+    let c = counts(&exporter);
+    assert_eq!(c.matched, written as u64, "nothing lost, nothing twice");
+    assert_eq!(c.failed, (written / 20) as u64);
+    assert_eq!(c.readable, 1);
+}
+
+#[test]
+fn copytruncate_with_logrotate_counts_exactly_when_the_writer_pauses() {
+    if require_tool("logrotate").is_none() {
+        return;
+    }
+    let dir = TempDir::new("log-truncate");
+    let path = dir.join("app.log");
+    let reopen = dir.join("reopen");
+    append(&path, "");
+    let exporter = start(&path, &[]);
+    let mut written = 0;
+    for round in 0..2 {
+        let batch = 500 + round * 100;
+        let text: String = (0..batch).map(line).collect();
+        append(&path, &text);
+        written += batch;
+        wait_for(&exporter, "the batch", |c| c.matched == written as u64);
+        // The writer pauses: nothing is written between logrotate's copy and its truncate.
+        logrotate(&dir, &path, "copytruncate", &reopen);
+        let _ = std::fs::remove_file(&reopen);
+        wait_for(&exporter, "the truncation", |c| {
+            c.truncates == (round + 1) as u64
+        });
+    }
+    append(&path, &line(7));
+    let c = wait_for(&exporter, "the last line", |c| {
+        c.matched == (written + 1) as u64
+    });
+    assert_eq!((c.renames, c.truncates), (0, 2), "the copy is never read");
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(counts(&exporter).matched, (written + 1) as u64);
+}
