@@ -351,7 +351,7 @@ fn bad_flags() {
         .args([
             "--widget.source=log",
             FINISHED,
-            "--web.listen-address=127.0.1:0",
+            "--web.listen-address=127.0.0.1:0",
         ])
         .arg(format!("--widget.log.path={}", dir.path().display()))
         .stdin(Stdio::null())
