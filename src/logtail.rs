@@ -61,6 +61,25 @@ impl Default for LogConfig {
     }
 }
 
+/// The group a service must join to read the configured log: the file's group when only
+/// that group may read it (mode `0640` and the like), by name from `/etc/group` if it has one.
+#[must_use]
+pub fn reading_group(config: &LogConfig) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(config.path.as_ref()?).ok()?;
+    if meta.mode() & 0o004 != 0 || meta.mode() & 0o040 == 0 {
+        return None;
+    }
+    let gid = meta.gid().to_string();
+    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    let name = groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        let name = f.next()?;
+        (f.nth(1)? == gid).then(|| name.to_owned())
+    });
+    Some(name.unwrap_or(gid))
+}
+
 /// What lines mean.
 struct Rules {
     finished: Template,

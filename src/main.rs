@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use widget_exporter::cli::{self, Command, Config, ListenAddress, Print, UnitFlavor};
-use widget_exporter::{app, log, notify, textfile};
+use widget_exporter::cli::{self, Command, Config, ListenAddress, Print, SourceKind, UnitFlavor};
+use widget_exporter::{app, log, logtail, notify, textfile};
 
 /// Alerting rules for operators, a real file packagers can read.
 const ALERT_RULES: &str = include_str!("alerts/widget-exporter.rules.yml");
@@ -37,7 +37,11 @@ fn printed(what: Print, config: &Config) -> String {
     // `cli` made sure a textfile path here is absolute and plain enough for a unit file.
     let writes = config.textfile_path.as_deref().map(textfile::dir_of);
     let unit = |text: &str, directive: &str| {
-        let unit = notify::fill_args(text, &config.to_args());
+        let mut unit = notify::fill_args(text, &config.to_args());
+        if config.source == SourceKind::Log {
+            let group = logtail::reading_group(&config.log);
+            unit = notify::with_log_access(&unit, group.as_deref());
+        }
         match writes {
             Some(dir) => notify::allow_writes(&unit, directive, dir),
             None => unit,

@@ -161,6 +161,29 @@ pub fn fill_args<S: AsRef<str>>(unit: &str, args: &[S]) -> String {
     unit.replace(ARGS_PLACEHOLDER, &quoted)
 }
 
+/// Returns a service `unit` given the lines the log source needs to read its log as the
+/// unit's dynamic user: `SupplementaryGroups=` for a log only its `group` may read, else a
+/// commented example.
+#[must_use]
+pub fn with_log_access(unit: &str, group: Option<&str>) -> String {
+    let mut block = String::from(
+        "[Service]\n\
+         # Log source: the log is read as the unit's dynamic user, which is in no group of its\n\
+         # own. A log only its group may read (Debian's /var/log files are root:adm 0640) needs\n\
+         # that group here; ProtectHome= and PrivateTmp= hide /home, /root and /tmp, so keep\n\
+         # the log elsewhere (under /var/log). Reading needs no other privilege.\n",
+    );
+    match group {
+        Some(g) => {
+            block.push_str("SupplementaryGroups=");
+            push_exec_word(&mut block, g);
+            block.push('\n');
+        }
+        None => block.push_str("#SupplementaryGroups=adm\n"),
+    }
+    unit.replacen("[Service]\n", &block, 1)
+}
+
 /// Returns [`SOCKET_UNIT`] listening on `listen_stream` instead of port 8000.
 ///
 /// `listen_stream` is spelled as `ListenStream=` wants it: a port (`8000`, all addresses),

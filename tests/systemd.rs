@@ -350,3 +350,62 @@ fn printed_alert_rules_are_the_shipped_file() {
     .unwrap();
     assert_eq!(out, file);
 }
+
+#[test]
+fn log_source_unit_can_read_a_group_readable_log_and_stays_ok() {
+    let Some(analyze) = support::require_tool("systemd-analyze") else {
+        return;
+    };
+    let dir = TempDir::new();
+    let log = dir.0.join("app.log");
+    std::fs::write(&log, "").unwrap();
+    // A log only its group may read, as Debian's /var/log files (root:adm 0640).
+    run(Command::new("chmod").arg("0640").arg(&log));
+    let gid = std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&log).unwrap());
+    let path = format!("--widget.log.path={}", log.display());
+    let flags = [
+        "--print-systemd-unit",
+        "--widget.source=log",
+        &path,
+        "--widget.log.finished=* done took={duration}",
+    ];
+    let unit = write_unit(&dir, "widget-exporter.service", &flags);
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("--widget.source=log"), "{text}");
+    let group_line = text
+        .lines()
+        .find(|l| l.starts_with("SupplementaryGroups="))
+        .unwrap_or_else(|| panic!("no SupplementaryGroups= for a 0640 log:\n{text}"));
+    let group = group_line.trim_start_matches("SupplementaryGroups=");
+    let names_gid = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .any(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            f.len() > 2 && f[0] == group && f[2] == gid.to_string()
+        });
+    assert!(
+        names_gid || group == gid.to_string(),
+        "{group_line} is not gid {gid}"
+    );
+    let (ok, out, err) = run(Command::new(&analyze).arg("verify").arg(&unit));
+    assert!(
+        ok && err.trim().is_empty(),
+        "systemd-analyze verify:\n{out}\n{err}"
+    );
+    let (_, out, err) = run(Command::new(analyze)
+        .args(["security", "--offline=true"])
+        .arg(&unit));
+    let line = out
+        .lines()
+        .chain(err.lines())
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score:\n{out}\n{err}"));
+    say(&format!("measured: log unit: {}", line.trim()));
+    assert!(line.contains(" OK") || line.contains("SAFE"), "{line}");
+    // A world-readable log needs no group: the line stays a commented example.
+    run(Command::new("chmod").arg("0644").arg(&log));
+    let unit = write_unit(&dir, "widget-exporter.service", &flags);
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("\n#SupplementaryGroups=adm\n"), "{text}");
+}
