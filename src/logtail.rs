@@ -72,10 +72,14 @@ pub fn reading_group(config: &LogConfig) -> Option<String> {
     }
     let gid = meta.gid().to_string();
     let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+    // A name goes into the unit as it is, so only a plain one is used; else the number.
     let name = groups.lines().find_map(|l| {
         let mut f = l.split(':');
         let name = f.next()?;
-        (f.nth(1)? == gid).then(|| name.to_owned())
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        (f.nth(1)? == gid && plain && !name.is_empty()).then(|| name.to_owned())
     });
     Some(name.unwrap_or(gid))
 }

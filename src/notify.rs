@@ -176,7 +176,7 @@ pub fn with_log_access(unit: &str, group: Option<&str>) -> String {
     match group {
         Some(g) => {
             block.push_str("SupplementaryGroups=");
-            push_exec_word(&mut block, g);
+            block.push_str(g);
             block.push('\n');
         }
         None => block.push_str("#SupplementaryGroups=adm\n"),

@@ -256,7 +256,7 @@ impl Unit {
         }
     }
 
-    fn nanos(self) -> u128 {
+    fn nanos(self) -> u64 {
         match self {
             Unit::S => 1_000_000_000,
             Unit::Ms => 1_000_000,
@@ -267,7 +267,7 @@ impl Unit {
 }
 
 /// Nanoseconds per Go unit suffix.
-fn unit_nanos(unit: &[u8]) -> Option<u128> {
+fn unit_nanos(unit: &[u8]) -> Option<u64> {
     Some(match unit {
         b"ns" => 1,
         // `µ` (micro sign) and `μ` (Greek mu), as Go accepts both.
@@ -285,7 +285,7 @@ fn unit_nanos(unit: &[u8]) -> Option<u128> {
 /// parse or exceeds Go's range (about 292 years); such a line counts as `invalid`.
 #[must_use]
 pub fn parse_duration(text: &[u8], bare: Unit) -> Option<Duration> {
-    let mut total: u128 = 0;
+    let mut total: u64 = 0;
     let mut rest = text;
     let mut items = 0;
     while !rest.is_empty() {
@@ -312,14 +312,14 @@ pub fn parse_duration(text: &[u8], bare: Unit) -> Option<Duration> {
         items += 1;
         rest = next;
     }
-    if items == 0 || total > i64::MAX as u128 {
+    if items == 0 || total > i64::MAX as u64 {
         return None;
     }
-    Some(Duration::from_nanos(total as u64))
+    Some(Duration::from_nanos(total))
 }
 
 /// `num` (digits with at most one `.`, at least one digit) times `scale` nanoseconds, rounded down.
-fn decimal_nanos(num: &[u8], scale: u128) -> Option<u128> {
+fn decimal_nanos(num: &[u8], scale: u64) -> Option<u64> {
     let (int, frac) = match num.iter().position(|&b| b == b'.') {
         Some(dot) => (&num[..dot], &num[dot + 1..]),
         None => (num, &num[num.len()..]),
@@ -327,19 +327,16 @@ fn decimal_nanos(num: &[u8], scale: u128) -> Option<u128> {
     if int.is_empty() && frac.is_empty() || frac.contains(&b'.') {
         return None;
     }
-    let mut value: u128 = 0;
+    let mut value: u64 = 0;
     for &d in int {
-        value = value.checked_mul(10)?.checked_add(u128::from(d - b'0'))?;
-        if value > i64::MAX as u128 {
-            return None;
-        }
+        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
     }
-    let mut nanos = value * scale;
+    let mut nanos = value.checked_mul(scale)?;
     // Fraction digits past nanosecond precision cannot change the result once `place` hits 0.
     let mut place = scale;
     for &d in frac {
         place /= 10;
-        nanos += u128::from(d - b'0') * place;
+        nanos = nanos.checked_add(u64::from(d - b'0') * place)?;
         if place == 0 {
             break;
         }
