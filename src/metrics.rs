@@ -1051,7 +1051,11 @@ mod tests {
         let b = Metrics::default();
         assert_eq!(b.log_position(), None);
         assert!(b.import_counters(&text));
-        assert_eq!(b.log_position(), Some((8, 9, 0)), "the tail position rides along");
+        assert_eq!(
+            b.log_position(),
+            Some((8, 9, 0)),
+            "the tail position rides along"
+        );
         let (sa, sb) = (
             a.snapshot(ProcessStats::default()),
             b.snapshot(ProcessStats::default()),

@@ -16,6 +16,8 @@ struct Segment {
     before: Vec<u8>,
     /// `Some(after)` when the segment holds the capture: literal `before`, capture, `after`.
     capture: Option<Vec<u8>>,
+    /// Index of the rarest byte of `before`, which the search scans for.
+    key: usize,
 }
 
 /// A compiled template.
@@ -49,18 +51,44 @@ fn capture_end(line: &[u8], start: usize) -> Option<usize> {
     Some(run.map_or(line.len(), |n| start + n))
 }
 
-/// Leftmost occurrence of `needle` in `hay` at or after `from`.
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    let Some((&first, rest)) = needle.split_first() else {
+/// Whether `hay` starts with `prefix`, eight bytes at a time: needles are a few dozen bytes,
+/// where a `memcmp` call per candidate cost more than the search itself.
+fn starts(hay: &[u8], prefix: &[u8]) -> bool {
+    let Some(hay) = hay.get(..prefix.len()) else {
+        return false;
+    };
+    let (mut a, mut b) = (hay.chunks_exact(8), prefix.chunks_exact(8));
+    let word = |c: &[u8]| u64::from_ne_bytes(c.try_into().expect("chunks of 8"));
+    a.by_ref().zip(b.by_ref()).all(|(x, y)| word(x) == word(y)) && a.remainder() == b.remainder()
+}
+
+/// How common a byte is in log lines: the search keys on the rarest byte of a literal.
+fn commonness(b: u8) -> u8 {
+    match b {
+        b' ' => 3,
+        b'a'..=b'z' | b'0'..=b'9' => 2,
+        b'A'..=b'Z' | b'-' | b':' | b'.' => 1,
+        _ => 0,
+    }
+}
+
+/// Leftmost occurrence of `needle` in `hay` at or after `from`, found by scanning for the
+/// needle's byte at `key` (its rarest) and checking the rest around it.
+fn find(hay: &[u8], needle: &[u8], key: usize, from: usize) -> Option<usize> {
+    let Some(&k) = needle.get(key) else {
         return (from <= hay.len()).then_some(from);
     };
     let mut at = from;
     while at + needle.len() <= hay.len() {
-        let n = hay[at..=hay.len() - needle.len()]
+        let n = hay[at + key..=hay.len() - needle.len() + key]
             .iter()
-            .position(|&b| b == first)?;
+            .position(|&b| b == k)?;
         at += n;
-        if hay[at + 1..at + needle.len()] == *rest {
+        // The first and last bytes reject most candidates before the whole compare.
+        if hay[at] == needle[0]
+            && hay[at + needle.len() - 1] == needle[needle.len() - 1]
+            && starts(&hay[at..], needle)
+        {
             return Some(at);
         }
         at += 1;
@@ -71,8 +99,7 @@ fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
 impl Segment {
     /// The end of this segment placed at `at`, and its capture span, if it fits there.
     fn at(&self, line: &[u8], at: usize) -> Option<(usize, Option<(usize, usize)>)> {
-        let rest = line.get(at..)?;
-        if !rest.starts_with(&self.before) {
+        if !starts(line.get(at..)?, &self.before) {
             return None;
         }
         let mid = at + self.before.len();
@@ -80,9 +107,7 @@ impl Segment {
             return Some((mid, None));
         };
         let end = capture_end(line, mid)?;
-        line[end..]
-            .starts_with(after)
-            .then_some((end + after.len(), Some((mid, end))))
+        starts(&line[end..], after).then_some((end + after.len(), Some((mid, end))))
     }
 
     /// The leftmost placement at or after `from` (and, when `to_end`, ending at the line's end).
@@ -94,7 +119,7 @@ impl Segment {
     ) -> Option<(usize, Option<(usize, usize)>)> {
         let mut at = from;
         loop {
-            at = find(line, &self.before, at)?;
+            at = find(line, &self.before, self.key, at)?;
             match self.at(line, at) {
                 Some((end, cap)) if !to_end || end == line.len() => return Some((end, cap)),
                 _ => {}
@@ -160,7 +185,10 @@ impl Template {
         if need_duration && captures == 0 {
             return Err("must contain {duration}".to_owned());
         }
-        for seg in &segments {
+        for seg in &mut segments {
+            seg.key = (0..seg.before.len())
+                .min_by_key(|&i| commonness(seg.before[i]))
+                .unwrap_or(0);
             if let Some(&b) = seg.capture.as_ref().and_then(|after| after.first()) {
                 if duration_byte(b) {
                     return Err(format!(
@@ -206,8 +234,9 @@ impl Template {
         }
         // The last segment hugs the end; a plain literal is just a suffix check.
         let placed = if last.capture.is_none() {
-            (line.len() >= pos + last.before.len() && line.ends_with(&last.before))
-                .then_some((line.len(), None))
+            (line.len() >= pos + last.before.len()
+                && starts(&line[line.len() - last.before.len()..], &last.before))
+            .then_some((line.len(), None))
         } else {
             last.place(line, pos, true)
         };
