@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{require_tool, run, say, Exporter, TempDir, BIN};
+use support::{binary, require_tool, run, say, Exporter, TempDir};
 
 const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
 const FAILED: &str = "--widget.log.failed=* widget * done status=failed*";
@@ -242,7 +242,7 @@ fn an_unreadable_file_is_reported_and_recovered() {
 
 #[test]
 fn standard_input_is_a_stream_whose_end_is_not_fatal() {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(binary());
     cmd.args([
         "--widget.source=log",
         "--widget.log.path=-",
@@ -333,7 +333,7 @@ fn bad_flags() {
         ),
     ];
     for &(args, code, want) in cases {
-        let out = Command::new(BIN)
+        let out = Command::new(binary())
             .args(args)
             .stdin(Stdio::null())
             .output()
@@ -347,7 +347,7 @@ fn bad_flags() {
             "{stderr}"
         );
     }
-    let out = Command::new(BIN)
+    let out = Command::new(binary())
         .args([
             "--widget.source=log",
             FINISHED,
@@ -472,4 +472,55 @@ fn copytruncate_with_logrotate_counts_exactly_when_the_writer_pauses() {
     assert_eq!((c.renames, c.truncates), (0, 2), "the copy is never read");
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(counts(&exporter).matched, (written + 1) as u64);
+}
+
+/// A restart in place (here provoked as in tests/hostile.rs: a request announcing a 100 GB
+/// body is answered and deliberately leaked, and the exporter re-executes itself about 10 s
+/// later) carries the read position with the counters: lines written while the new image
+/// starts are neither lost nor counted twice.
+#[test]
+fn a_restart_in_place_keeps_the_read_position() {
+    let dir = TempDir::new("log-restart");
+    let path = dir.join("app.log");
+    append(&path, "");
+    let exporter = start(&path, &[]);
+    let mut written = 0;
+    for _ in 0..10 {
+        append(&path, &line(written));
+        written += 1;
+    }
+    wait_for(&exporter, "the first lines", |c| {
+        c.matched == written as u64
+    });
+    let mut killer = std::net::TcpStream::connect(exporter.addr).expect("connect");
+    killer
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n")
+        .expect("send");
+    let deadline = Instant::now() + Duration::from_secs(40);
+    // Write without scraping, so that the lines around the exec are read by whichever image
+    // is there, until the new image has been up for a moment.
+    let mut after = 0;
+    while after < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no restart in place:\n{}",
+            exporter.log()
+        );
+        append(&path, &line(written));
+        written += 1;
+        if exporter.log().contains("restarted in place") {
+            after += 1;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(killer);
+    let c = wait_for(&exporter, "every line", |c| c.matched >= written as u64);
+    assert_eq!(c.matched, written as u64, "nothing twice");
+    assert!(
+        exporter
+            .log()
+            .contains("resumed the log where the previous image stopped"),
+        "{}",
+        exporter.log()
+    );
 }

@@ -356,7 +356,7 @@ fn log_source_unit_can_read_a_group_readable_log_and_stays_ok() {
     let Some(analyze) = support::require_tool("systemd-analyze") else {
         return;
     };
-    let dir = TempDir::new();
+    let dir = TempDir::new("systemd-log");
     let log = dir.0.join("app.log");
     std::fs::write(&log, "").unwrap();
     // A log only its group may read, as Debian's /var/log files (root:adm 0640).
