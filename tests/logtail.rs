@@ -524,3 +524,40 @@ fn a_restart_in_place_keeps_the_read_position() {
         exporter.log()
     );
 }
+
+#[test]
+fn log_mode_exposition_passes_promtool() {
+    let Some(promtool) = require_tool("promtool") else {
+        return;
+    };
+    let dir = TempDir::new("log-promtool");
+    let path = dir.join("app.log");
+    append(&path, "");
+    let exporter = start(&path, &["--widget.log.started=* widget * start"]);
+    append(&path, &format!("x widget 1 start\n{}noise\n", line(1)));
+    let body = exporter.get("/metrics").body;
+    assert!(
+        body.contains("widget_exporter_log_lines_total{result=\"too_long\"} 0"),
+        "{body}"
+    );
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn promtool");
+    child
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
