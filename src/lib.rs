@@ -1,8 +1,10 @@
 //! widget-exporter: a tiny, synchronous Prometheus exporter for a simulated widget service.
 //!
-//! Where numbers come from: [`sim`] (the widgets) and [`process`] (`/proc`), gathered in
-//! [`metrics`]. How they are served: [`render`] (the exposition formats) and [`server`]
-//! (HTTP), driven by the one loop in [`app`]. [`cli`] turns flags into a configuration.
+//! Where numbers come from: a [`source`] of widgets, [`sim`] (the simulation) or [`logtail`]
+//! (the application's log, followed by [`tail`] and matched by [`template`]), and [`process`]
+//! (`/proc`), gathered in [`metrics`]. How they are served: [`render`] (the exposition
+//! formats) and [`server`] (HTTP), driven by the one loop in [`app`]. [`cli`] turns flags into
+//! a configuration.
 
 pub mod app;
 pub mod cli;
