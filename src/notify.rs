@@ -162,16 +162,16 @@ pub fn fill_args<S: AsRef<str>>(unit: &str, args: &[S]) -> String {
 }
 
 /// Returns a service `unit` given the lines the log source needs to read its log as the
-/// unit's dynamic user: `SupplementaryGroups=` for a log only its `group` may read, else a
+/// unit's user: `SupplementaryGroups=` for a log only its `group` may read, else a
 /// commented example.
 #[must_use]
 pub fn with_log_access(unit: &str, group: Option<&str>) -> String {
     let mut block = String::from(
         "[Service]\n\
-         # Log source: the log is read as the unit's dynamic user, which is in no group of its\n\
-         # own. A log only its group may read (Debian's /var/log files are root:adm 0640) needs\n\
-         # that group here; ProtectHome= and PrivateTmp= hide /home, /root and /tmp, so keep\n\
-         # the log elsewhere (under /var/log). Reading needs no other privilege.\n",
+         # Log source: the log is read as User= below, in none of the log's groups. A log only\n\
+         # its group may read (Debian's /var/log files are root:adm 0640) needs that group\n\
+         # here; ProtectHome= and PrivateTmp= hide /home, /root and /tmp, so keep the log\n\
+         # elsewhere (under /var/log). Reading needs no other privilege.\n",
     );
     match group {
         Some(g) => {
