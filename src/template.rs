@@ -548,14 +548,20 @@ mod tests {
 
     #[test]
     fn agrees_with_the_naive_matcher() {
-        let seed = std::env::var("WIDGET_EXPORTER_SEED")
+        // As tests/support's master_seed: WIDGET_EXPORTER_FUZZ_SEED replays, else the clock.
+        let seed = std::env::var("WIDGET_EXPORTER_FUZZ_SEED")
             .ok()
             .and_then(|s| s.parse().ok())
-            .unwrap_or(0x5eed_1065_u64);
-        eprintln!("template property test seed: {seed} (set WIDGET_EXPORTER_SEED to replay)");
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        eprintln!("template property test seed: {seed} (WIDGET_EXPORTER_FUZZ_SEED={seed} replays)");
         let mut g = Gen(seed | 1);
         // A small alphabet so that literals, numbers and units collide often.
         let alphabet = b"ab1.2 =s*{\\m";
+        let (mut matched, mut captured) = (0, 0);
         for _ in 0..20_000 {
             let mut tokens = Vec::new();
             let mut text = Vec::new();
@@ -589,6 +595,8 @@ mod tests {
                     .map(|_| alphabet[g.below(alphabet.len())])
                     .collect();
                 let want = naive(&tokens, &line, 0, None);
+                matched += usize::from(want != Match::No);
+                captured += usize::from(matches!(want, Match::Yes(Some(_))));
                 assert_eq!(
                     template.matches(&line),
                     want,
@@ -598,5 +606,10 @@ mod tests {
                 );
             }
         }
+        // The generator must reach both answers and the capture, or the test proves little.
+        assert!(
+            matched > 2_000 && captured > 500,
+            "seed {seed}: {matched} matches, {captured} captures"
+        );
     }
 }
