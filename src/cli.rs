@@ -308,6 +308,16 @@ fn print(p: &mut Parsed, what: Print) -> Result<(), String> {
     Ok(())
 }
 
+/// Reads a template flag into its slot.
+fn template(
+    slot: &mut Option<Pattern>,
+    v: Option<&str>,
+    need_duration: bool,
+) -> Result<(), String> {
+    *slot = Some(Pattern::parse(given(v), need_duration)?);
+    Ok(())
+}
+
 fn defaults() -> Config {
     Config::default()
 }
@@ -341,7 +351,7 @@ pub const FLAGS: &[Flag] = &[
         takes: Takes::Value,
         syntax: "[HOST]:PORT",
         default: ":8000",
-        help: "where to listen (HOST: IP or localhost) or none",
+        help: "where to listen (HOST: IP, localhost) or none",
         // General, not Web: it is the switch that turns the HTTP output off.
         scope: Scope::General,
         apply: |p, v| {
@@ -555,10 +565,7 @@ pub const FLAGS: &[Flag] = &[
         default: "",
         help: "a line matching it is one finished widget",
         scope: Scope::Log,
-        apply: |p, v| {
-            p.config.log.finished = Some(Pattern::parse(given(v), true)?);
-            Ok(())
-        },
+        apply: |p, v| template(&mut p.config.log.finished, v, true),
         show: |c| c.log.finished.as_ref().map(|p| p.text.clone()),
     },
     Flag {
@@ -569,10 +576,7 @@ pub const FLAGS: &[Flag] = &[
         default: "",
         help: "a line matching it is one failed widget",
         scope: Scope::Log,
-        apply: |p, v| {
-            p.config.log.failed = Some(Pattern::parse(given(v), false)?);
-            Ok(())
-        },
+        apply: |p, v| template(&mut p.config.log.failed, v, false),
         show: |c| c.log.failed.as_ref().map(|p| p.text.clone()),
     },
     Flag {
@@ -583,10 +587,7 @@ pub const FLAGS: &[Flag] = &[
         default: "",
         help: "a line matching it is one widget started",
         scope: Scope::Log,
-        apply: |p, v| {
-            p.config.log.started = Some(Pattern::parse(given(v), false)?);
-            Ok(())
-        },
+        apply: |p, v| template(&mut p.config.log.started, v, false),
         show: |c| c.log.started.as_ref().map(|p| p.text.clone()),
     },
     Flag {
@@ -1467,7 +1468,7 @@ mod tests {
             (&["--widget.source=log", "--widget.log.path="], "--widget.log.path", "must not be empty"),
             (&["--widget.source=log", "--widget.log.finished=* done"], "--widget.log.finished", "invalid value \"* done\" for --widget.log.finished: must contain {duration}"),
             (&["--widget.source=log", "--widget.log.finished={duration} {duration}"], "--widget.log.finished", "only once"),
-            (&["--widget.source=log", "--widget.log.failed={id}"], "--widget.log.failed", "unknown {id}"),
+            (&["--widget.source=log", "--widget.log.failed={id}"], "--widget.log.failed", "unknown {...}"),
             (&["--widget.source=log", "--widget.log.started=a\\"], "--widget.log.started", "dangling"),
             (&["--widget.source=log", "--widget.log.duration-unit=m"], "--widget.log.duration-unit", "expected s, ms, us or ns"),
             (&["--widget.source=log", "--widget.log.poll-interval=1ms"], "--widget.log.poll-interval", "must be from 10ms to 1m"),

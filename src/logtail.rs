@@ -23,7 +23,7 @@ pub struct Pattern {
 
 impl Pattern {
     /// Compiles a flag value; with `need_duration` it must contain `{duration}`.
-    pub fn parse(text: &str, need_duration: bool) -> Result<Pattern, String> {
+    pub fn parse(text: &str, need_duration: bool) -> Result<Pattern, &'static str> {
         Ok(Pattern {
             text: text.to_owned(),
             template: Template::parse(text.as_bytes(), need_duration)?,
@@ -61,27 +61,19 @@ impl Default for LogConfig {
     }
 }
 
-/// The group a service must join to read the configured log: the file's group when only
-/// that group may read it (mode `0640` and the like), by name from `/etc/group` if it has one.
+/// The group a service must join to read the configured log: the file's group (by number)
+/// when only that group may read it (mode `0640` and the like).
 #[must_use]
-pub fn reading_group(config: &LogConfig) -> Option<String> {
+pub fn reading_group(config: &LogConfig) -> Option<u32> {
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(config.path.as_ref()?).ok()?;
-    if meta.mode() & 0o004 != 0 || meta.mode() & 0o040 == 0 {
-        return None;
-    }
-    let gid = meta.gid().to_string();
-    let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-    // A name goes into the unit as it is, so only a plain one is used; else the number.
-    let name = groups.lines().find_map(|l| {
-        let mut f = l.split(':');
-        let name = f.next()?;
-        let plain = name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        (f.nth(1)? == gid && plain && !name.is_empty()).then(|| name.to_owned())
-    });
-    Some(name.unwrap_or(gid))
+    (meta.mode() & 0o044 == 0o040).then(|| meta.gid())
+}
+
+/// The matcher of a template the flags already parsed. Compiled again rather than cloned:
+/// the binary is size-bound and `parse` is there anyway.
+fn compile(p: &Pattern) -> Template {
+    Template::parse(p.text.as_bytes(), false).expect("a template that parsed once parses again")
 }
 
 /// What lines mean.
@@ -117,24 +109,22 @@ impl LogTail {
                 "--widget.source=log needs --widget.log.path and --widget.log.finished".into(),
             ));
         };
-        let mut tail = Tail::open(path, start)
-            .map_err(|why| Error::Fatal(format!("--widget.log.path: {why}")))?;
+        let mut tail = Tail::open(path, start).ok_or_else(|| {
+            Error::Fatal("--widget.log.path names a directory, not a log file".to_owned())
+        })?;
         if let Some((dev, ino, offset)) = metrics.log_position() {
             if tail.resume(Position { dev, ino, offset }) {
                 crate::log::info("resumed the log where the previous image stopped", &[]);
             }
         }
         metrics.set_log_readable(tail.readable());
-        crate::log::info(
-            "following the log",
-            &[("path", &path.display()), ("readable", &tail.readable())],
-        );
+        crate::log::info("following the log", &[("path", &path.display())]);
         Ok(LogTail {
             tail,
             rules: Rules {
-                finished: finished.template.clone(),
-                failed: config.failed.as_ref().map(|p| p.template.clone()),
-                started: config.started.as_ref().map(|p| p.template.clone()),
+                finished: compile(finished),
+                failed: config.failed.as_ref().map(compile),
+                started: config.started.as_ref().map(compile),
                 unit: config.unit,
             },
             poll: config.poll_interval,
@@ -259,6 +249,7 @@ mod tests {
         let parts = Parts {
             in_progress: true,
             http: false,
+            textfile: false,
             log: true,
         };
         let metrics = Metrics::new(parts, Duration::from_secs(60), t0);

@@ -39,8 +39,7 @@ fn printed(what: Print, config: &Config) -> String {
     let unit = |text: &str, directive: &str| {
         let mut unit = notify::fill_args(text, &config.to_args());
         if config.source == SourceKind::Log {
-            let group = logtail::reading_group(&config.log);
-            unit = notify::with_log_access(&unit, group.as_deref());
+            unit = notify::with_log_access(&unit, logtail::reading_group(&config.log));
         }
         match writes {
             Some(dir) => notify::allow_writes(&unit, directive, dir),

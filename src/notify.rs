@@ -162,26 +162,25 @@ pub fn fill_args<S: AsRef<str>>(unit: &str, args: &[S]) -> String {
 }
 
 /// Returns a service `unit` given the lines the log source needs to read its log as the
-/// unit's user: `SupplementaryGroups=` for a log only its `group` may read, else a
-/// commented example.
+/// unit's user: `SupplementaryGroups=` with the group (by number) of a log only that group
+/// may read, else a commented example.
 #[must_use]
-pub fn with_log_access(unit: &str, group: Option<&str>) -> String {
-    let mut block = String::from(
-        "[Service]\n\
-         # Log source: the log is read as User= below, in none of the log's groups. A log only\n\
-         # its group may read (Debian's /var/log files are root:adm 0640) needs that group\n\
-         # here; ProtectHome= and PrivateTmp= hide /home, /root and /tmp, so keep the log\n\
-         # elsewhere (under /var/log). Reading needs no other privilege.\n",
+pub fn with_log_access(unit: &str, gid: Option<u32>) -> String {
+    let group = gid.map_or_else(
+        || "#SupplementaryGroups=adm".to_owned(),
+        |g| format!("SupplementaryGroups={g}"),
     );
-    match group {
-        Some(g) => {
-            block.push_str("SupplementaryGroups=");
-            block.push_str(g);
-            block.push('\n');
-        }
-        None => block.push_str("#SupplementaryGroups=adm\n"),
-    }
-    unit.replacen("[Service]\n", &block, 1)
+    unit.replacen(
+        "[Service]\n",
+        &format!(
+            "[Service]\n\
+             # Log source: the log is read as User= below, in none of the log's groups. A log only\n\
+             # its group may read (Debian's /var/log files are root:adm 0640) needs that group\n\
+             # (name or number); ProtectHome= and PrivateTmp= hide /home, /root and /tmp, so keep\n\
+             # the log elsewhere (under /var/log). Reading needs no other privilege.\n{group}\n"
+        ),
+        1,
+    )
 }
 
 /// Returns [`SOCKET_UNIT`] listening on `listen_stream` instead of port 8000.

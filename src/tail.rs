@@ -200,8 +200,9 @@ pub struct Tail {
 impl Tail {
     /// Starts following `path` (`-` is standard input): an existing file from its end, a FIFO
     /// or `-` as a stream. A missing or unreadable path is not an error (it is warned about and
-    /// checked again at each step); a directory is, since it can never become a log.
-    pub fn open(path: &Path, now: Instant) -> Result<Tail, String> {
+    /// checked again at each step); a directory is (`None`), since it can never become a log.
+    #[must_use]
+    pub fn open(path: &Path, now: Instant) -> Option<Tail> {
         let stdin = path == Path::new("-");
         let meta = if stdin {
             None
@@ -209,7 +210,7 @@ impl Tail {
             std::fs::metadata(path).ok()
         };
         if meta.as_ref().is_some_and(std::fs::Metadata::is_dir) {
-            return Err(format!("{} is a directory, not a log file", path.display()));
+            return None;
         }
         let stream = stdin || meta.as_ref().is_some_and(|m| m.file_type().is_fifo());
         let mut tail = Tail {
@@ -220,12 +221,8 @@ impl Tail {
             chunk: vec![0; CHUNK].into_boxed_slice(),
             trouble: None,
         };
-        if stream {
-            tail.open_stream(now);
-        } else {
-            tail.open_file(now, true);
-        }
-        Ok(tail)
+        tail.open_file(now, true);
+        Some(tail)
     }
 
     /// Whether the log is open and was readable at the last step.
@@ -359,10 +356,6 @@ impl Tail {
             // (one more bounded read); anything written to it after this is lost.
             let mut budget = STEP_BUDGET;
             let _ = older.read(&mut self.chunk, &mut budget, Instant::now(), on);
-            log::warn(
-                "log rotated again while the previous file was still being drained; closing it",
-                &[],
-            );
         }
         self.old = self.cur.take();
         log::info(
@@ -372,18 +365,30 @@ impl Tail {
         on(Event::Renamed);
     }
 
+    /// Opens the path: a file (from its end when `at_start`), or a stream (`O_NONBLOCK`).
     fn open_file(&mut self, now: Instant, at_start: bool) {
-        let opened = File::open(&self.path).and_then(|f| {
-            let meta = f.metadata()?;
-            if meta.is_dir() {
-                return Err(std::io::Error::other("is a directory"));
-            }
-            Ok((f, meta))
-        });
+        let stdin = self.path == Path::new("-");
+        let path = if stdin {
+            Path::new("/dev/stdin")
+        } else {
+            &self.path
+        };
+        let flags = if self.stream { O_NONBLOCK } else { 0 };
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+            .and_then(|f| {
+                let meta = f.metadata()?;
+                if meta.is_dir() {
+                    return Err(std::io::Error::other("is a directory"));
+                }
+                Ok((f, meta))
+            });
         let (file, meta) = match opened {
             Ok(ok) => ok,
             Err(e) => {
-                let kind = if e.kind() == ErrorKind::NotFound {
+                let kind = if e.kind() == ErrorKind::NotFound && !self.stream {
                     Trouble::Missing
                 } else {
                     Trouble::Unreadable
@@ -393,7 +398,7 @@ impl Tail {
             }
         };
         let mut reader = Reader::new(file, &meta, now);
-        if at_start && meta.len() > 0 {
+        if at_start && !self.stream && meta.len() > 0 {
             // Only lines written from now on count; a line half-written at the end is skipped.
             let mut last = [0u8];
             let ends_clean = reader
@@ -414,29 +419,9 @@ impl Tail {
         self.recovered();
     }
 
-    fn open_stream(&mut self, now: Instant) {
-        let path = if self.path == Path::new("-") {
-            Path::new("/dev/stdin")
-        } else {
-            &self.path
-        };
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(O_NONBLOCK)
-            .open(path)
-            .and_then(|f| Ok((f.metadata()?, f)));
-        match opened {
-            Ok((meta, file)) => {
-                self.cur = Some(Reader::new(file, &meta, now));
-                self.recovered();
-            }
-            Err(e) => self.trouble(Trouble::Unreadable, &e),
-        }
-    }
-
     fn step_stream(&mut self, now: Instant, budget: &mut usize, on: &mut impl FnMut(Event<'_>)) {
         let Some(cur) = self.cur.as_mut() else {
-            self.open_stream(now);
+            self.open_file(now, false);
             return;
         };
         match cur.read(&mut self.chunk, budget, now, on) {
@@ -467,21 +452,14 @@ impl Tail {
             return;
         }
         self.trouble = Some(kind);
-        let path = self.path.display();
-        match kind {
-            Trouble::Missing => log::warn(
-                "log file missing; checking again at every poll",
-                &[("path", &path), ("error", why)],
-            ),
-            Trouble::Unreadable => log::warn(
-                "cannot read the log file; checking again at every poll",
-                &[("path", &path), ("error", why)],
-            ),
-            Trouble::StreamEnded => log::warn(
-                "end of the log stream; counters stay and the exporter keeps serving",
-                &[("path", &path)],
-            ),
-        }
+        let msg = match kind {
+            Trouble::Missing => "log file missing; checking again at every poll",
+            Trouble::Unreadable => "cannot read the log file; checking again at every poll",
+            Trouble::StreamEnded => {
+                "end of the log stream; counters stay and the exporter keeps serving"
+            }
+        };
+        log::warn(msg, &[("path", &self.path.display()), ("error", why)]);
     }
 }
 
@@ -691,7 +669,7 @@ mod tests {
     #[test]
     fn a_directory_is_refused_and_a_fifo_is_a_stream() {
         let dir = Dir::new();
-        assert!(Tail::open(&dir.0, Instant::now()).is_err());
+        assert!(Tail::open(&dir.0, Instant::now()).is_none());
         let fifo = dir.0.join("fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if !made.is_ok_and(|s| s.success()) {

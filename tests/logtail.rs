@@ -319,7 +319,7 @@ fn bad_flags() {
                 "--widget.log.failed={oops}",
             ],
             2,
-            "--widget.log.failed: unknown {oops}",
+            "--widget.log.failed: unknown {...}",
         ),
         (
             &[
@@ -360,7 +360,7 @@ fn bad_flags() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("is a directory, not a log file"),
+        stderr.contains("names a directory, not a log file"),
         "{stderr}"
     );
 }
