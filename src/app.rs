@@ -270,7 +270,7 @@ impl Web {
         let web = Web {
             site: Site::new(&config.telemetry_path),
             probe: SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, now),
-            guard: Guard::new(address.port(), guard::Limits::default(), now),
+            guard: Guard::new(address.port(), guard::Limits::in_force(), now),
             own: ProcessReader::new(),
             restarts: Restarts::new(carried, now),
             kept,
@@ -388,6 +388,7 @@ impl Loop {
         let is_probe = server::header_value(&request, probe::HEADER)
             .is_some_and(|token| web.probe.answer(token, now).is_some());
         if is_probe {
+            web.guard.probe_from(peer);
             self.metrics.set_self_probe(true);
             server::answer_probe(request);
             return;

@@ -4,6 +4,11 @@
 //! which a loop-only check cannot: tiny_http's accept thread can die for good while the
 //! process keeps running. It never blocks the loop: connecting to loopback is bounded by a
 //! short timeout and the request is written to a fresh, empty socket buffer.
+//!
+//! Each probe's connection but the first is kept alive until just before the next probe,
+//! then closed, and the next probe connects a few milliseconds later: so the tiny_http thread
+//! that served one probe serves the next, and is never left idle between probes, where a
+//! burst of new connections could be queued behind it (see `guard`).
 //! It owns no HTTP routing and no metrics; `app` asks it and publishes what it says.
 
 use std::io::Write;
@@ -16,13 +21,17 @@ pub const HEADER: &str = "X-Widget-Exporter-Probe";
 /// Longest the loop waits for the kernel to accept the probe's connection.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
 
+/// How long after closing the last probe's connection the next probe connects: time for
+/// the tiny_http thread that served it to see the end and wait for a new connection.
+pub const ROTATE_GAP: Duration = Duration::from_millis(5);
+
 /// A probe on its way through the HTTP path.
 #[derive(Debug)]
 struct InFlight {
     token: u64,
     sent: Instant,
-    /// Kept open until the answer is in; dropped (closed) afterwards.
-    _stream: TcpStream,
+    /// Kept open until the answer is in, then until the next probe.
+    stream: TcpStream,
 }
 
 /// Schedule and state of the self-probe.
@@ -33,6 +42,8 @@ pub struct SelfProbe {
     timeout: Duration,
     next_at: Instant,
     in_flight: Option<InFlight>,
+    /// The last probe's connection, kept alive (and its tiny_http thread busy) until the next.
+    kept: Option<TcpStream>,
     last_success: Option<Instant>,
     last_ok: bool,
     last_error: Option<String>,
@@ -61,6 +72,7 @@ impl SelfProbe {
             timeout: timeout.min(interval),
             next_at: now,
             in_flight: None,
+            kept: None,
             last_success: None,
             last_ok: false,
             last_error: None,
@@ -93,6 +105,11 @@ impl SelfProbe {
             }
         }
         if self.in_flight.is_none() && now >= self.next_at {
+            if self.kept.take().is_some() {
+                // Closed now; its thread is ready for the probe that follows.
+                self.next_at = now + ROTATE_GAP;
+                return;
+            }
             self.next_at = now + self.interval;
             self.send(now);
         }
@@ -101,7 +118,7 @@ impl SelfProbe {
     fn send(&mut self, now: Instant) {
         let token = self.rng.u64(..);
         let request = format!(
-            "GET /-/healthy HTTP/1.1\r\nHost: {}\r\n{HEADER}: {token:016x}\r\nConnection: close\r\n\r\n",
+            "GET /-/healthy HTTP/1.1\r\nHost: {}\r\n{HEADER}: {token:016x}\r\n\r\n",
             self.target
         );
         let sent = TcpStream::connect_timeout(&self.target, CONNECT_TIMEOUT).and_then(|mut s| {
@@ -114,7 +131,7 @@ impl SelfProbe {
                 self.in_flight = Some(InFlight {
                     token,
                     sent: now,
-                    _stream: stream,
+                    stream,
                 });
             }
             Err(e) => self.fail(format!("cannot send to {}: {e}", self.target)),
@@ -130,9 +147,13 @@ impl SelfProbe {
     /// so the probe succeeded at `now`. Returns the round trip.
     pub fn answer(&mut self, value: &str, now: Instant) -> Option<Duration> {
         let token = u64::from_str_radix(value.trim(), 16).ok()?;
-        let p = self.in_flight.as_ref().filter(|p| p.token == token)?;
+        let p = self.in_flight.take_if(|p| p.token == token)?;
         let round_trip = now.saturating_duration_since(p.sent);
-        self.in_flight = None;
+        // The first probe's connection is closed at once: at start a client's connection can
+        // be queued behind its thread (see `guard`), and is served when that thread is free.
+        if self.last_success.is_some() {
+            self.kept = Some(p.stream);
+        }
         self.last_ok = true;
         self.last_error = None;
         self.last_success = Some(now);
@@ -223,6 +244,48 @@ mod tests {
         assert!(p.ok() && p.succeeded_within(Duration::ZERO, t0 + Duration::from_millis(3)));
         assert_eq!(p.answer(token, t0), None, "answered once");
         assert_eq!(p.next_deadline(), t0 + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_probe_connection_is_kept_until_just_before_the_next() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let t0 = Instant::now();
+        let every = Duration::from_secs(2);
+        let mut p = SelfProbe::new(listener.local_addr().unwrap(), every, every / 2, t0);
+        let token = |conn: &mut TcpStream| {
+            let mut buf = [0u8; 512];
+            let n = conn.read(&mut buf).unwrap();
+            let text = std::str::from_utf8(&buf[..n]).unwrap().to_owned();
+            assert!(!text.contains("Connection: close"), "{text}");
+            text.lines()
+                .find_map(|l| l.strip_prefix("X-Widget-Exporter-Probe: "))
+                .unwrap()
+                .to_owned()
+        };
+        p.tick(t0);
+        let (mut zeroth, _) = listener.accept().unwrap();
+        assert!(p.answer(&token(&mut zeroth), t0).is_some());
+        let mut b = [0u8; 1];
+        assert!(
+            matches!(zeroth.read(&mut b), Ok(0)),
+            "the first probe's connection closes at once"
+        );
+        let t0 = t0 + every;
+        p.tick(t0);
+        let (mut first, _) = listener.accept().unwrap();
+        assert!(p.answer(&token(&mut first), t0).is_some());
+        first
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        assert!(first.read(&mut b).is_err(), "still open after the answer");
+        // Due: the kept connection closes, and the next probe follows shortly after.
+        p.tick(t0 + every);
+        assert!(matches!(first.read(&mut b), Ok(0)), "closed when due");
+        assert_eq!(p.next_deadline(), t0 + every + ROTATE_GAP);
+        p.tick(t0 + every + ROTATE_GAP);
+        let (mut second, _) = listener.accept().unwrap();
+        assert!(p.answer(&token(&mut second), t0 + every).is_some());
+        assert_eq!(p.next_deadline(), t0 + every * 2 + ROTATE_GAP);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The benchmark: widget-exporter against a raw-socket ceiling, measured side by side in one
-# run (this machine is shared and noisy; ratios from one run hold where absolute times drift).
+# The benchmark: widget-exporter against a bare tiny_http loop (the design's own limit) and
+# a raw-socket ceiling, measured side by side in one run (this machine is shared and noisy;
+# ratios from one run hold where absolute times drift).
 #
 #   bash tests/bench/run.sh
 #
@@ -8,11 +9,13 @@
 # starts is ended by PID on exit. Needs wrk, python3, ss and file (Debian packages wrk,
 # python3, iproute2, file). Prints a markdown table on stdout and writes it to
 # target/bench/results.md; raw outputs (wrk, logs) go to target/bench/raw/. Targets are
-# those of issue 5.
+# those of issues 5 and 10.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-ROUNDS=3      # interleaved ours/ceiling rounds per connection count
+ROUNDS=3      # interleaved ours/bare/ceiling rounds per connection count
+FRESH=6       # fresh starts for the 16-connection burst, ours and bare interleaved
+BURST_SECS=3  # wrk run per fresh start
 WRK_SECS=5    # per wrk run
 STARTS=10     # exec-to-first-scrape samples
 SETTLE=3      # seconds before idle RSS and threads are read
@@ -117,6 +120,23 @@ elif cmd == "start":  # N FLAG-TEMPLATE BIN ARGS...: ms from exec to first 200 o
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
     print(f"{statistics.median(samples):.2f} {min(samples):.2f} {max(samples):.2f}")
+elif cmd == "silent":  # N ADDR: N silent connections, then 20 scrapes on fresh connections
+    # Prints "max_ms over_100ms answered". The connections are opened back to back and the
+    # first scrape follows at once: the burst a thread pool can queue behind idle threads.
+    n, (host, port) = int(args[0]), args[1].rsplit(":", 1)
+    held = [socket.create_connection((host, int(port)), timeout=2) for _ in range(n)]
+    took = []
+    for _ in range(20):
+        t0 = time.perf_counter()
+        try:
+            ok = get(host, int(port), timeout=2.0)[0] == 200
+        except OSError:
+            ok = False
+        took.append((time.perf_counter() - t0) * 1000 if ok else float("inf"))
+    for s in held:
+        s.close()
+    answered = sum(1 for t in took if t != float("inf"))
+    print(f"{max(took):.2f} {sum(1 for t in took if t > 100)} {answered}")
 elif cmd == "floor":  # N: median ms to spawn /bin/true and reap it (the harness's own cost)
     samples = []
     for _ in range(int(args[0])):
@@ -127,9 +147,10 @@ elif cmd == "floor":  # N: median ms to spawn /bin/true and reap it (the harness
     print(f"{statistics.median(samples):.2f}")
 elif cmd == "stalls":  # PID PORT SECS: connections that sent nothing for a whole 0.25 s sample
     # A server thread that serves a connection answers every request on it within
-    # milliseconds; a connection whose bytes_sent does not move for 0.25 s while the load
-    # runs is waiting for a thread. Prints "most_stalled_at_once stalled_conn_seconds
-    # max_threads established".
+    # milliseconds; a connection holding unread bytes whose bytes_sent does not move for
+    # 0.25 s while the load runs is waiting for a thread (idle connections, such as the
+    # exporter's own parked ones, hold none). Prints "most_stalled_at_once
+    # stalled_conn_seconds max_threads established".
     import subprocess
     pid, port, secs = args[0], args[1], float(args[2])
     prev, most, stalled, threads, est = {}, 0, 0.0, 0, 0
@@ -138,14 +159,16 @@ elif cmd == "stalls":  # PID PORT SECS: connections that sent nothing for a whol
         time.sleep(0.25)
         out = subprocess.run(["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
                              capture_output=True, text=True).stdout
-        sent, peer = {}, None
+        sent, unread, peer = {}, set(), None
         for line in out.splitlines():
             if line[:1].isdigit():
                 peer = line.split()[3]
                 sent[peer] = 0
+                if int(line.split()[0]) > 0:
+                    unread.add(peer)
             elif peer and "bytes_sent:" in line:
                 sent[peer] = int(line.split("bytes_sent:")[1].split()[0])
-        now_stalled = sum(1 for p, b in sent.items() if p in prev and prev[p] == b)
+        now_stalled = sum(1 for p, b in sent.items() if p in prev and prev[p] == b and p in unread)
         most, stalled = max(most, now_stalled), stalled + 0.25 * now_stalled
         est = max(est, len(sent))
         try:
@@ -233,11 +256,12 @@ wrk_run() {
 
 bin=target/release/widget-exporter
 ceiling=target/release/examples/ceiling
+bare=target/release/examples/bare
 started_at=$(date +%s)
 
 say "== build"
 cargo build --release >&2
-cargo build --release --example ceiling >&2
+cargo build --release --example ceiling --example bare >&2
 cargo bench --bench render --no-run >&2 2>&1
 cargo test --test alloc --no-run >&2 2>&1
 
@@ -285,26 +309,31 @@ read -r start_ms start_min start_max < <(py start "$STARTS" "--web.listen-addres
 read -r ceil_start_ms _ _ < <(py start "$STARTS" "--listen={addr}" "$ceiling" --bytes "$bytes")
 spawn_floor_ms=$(py floor "$STARTS")
 
-say "== throughput: $ROUNDS rounds, ours/ceiling interleaved, ${WRK_SECS}s per run"
+say "== throughput: $ROUNDS rounds, ours/bare/ceiling interleaved, ${WRK_SECS}s per run"
 start "$raw/ours.log" "$bin" --web.listen-address=127.0.0.1:0
 ours_pid=$started_pid
 ours_addr=$(wait_addr "$raw/ours.log" "$ours_pid")
 start "$raw/ceiling.log" "$ceiling" --bytes "$bytes"
 ceil_pid=$started_pid
 ceil_addr=$(wait_addr "$raw/ceiling.log" "$ceil_pid")
+start "$raw/bare.log" "$bare" --bytes "$bytes"
+bare_pid=$started_pid
+bare_addr=$(wait_addr "$raw/bare.log" "$bare_pid")
 declare -A rps p50 p99
 declare -A non2xx sockerr
 for round in $(seq "$ROUNDS"); do
     for conns in 1 16; do
         threads=$((conns == 1 ? 1 : 2))
-        for who in ours ceiling; do
+        for who in ours bare ceiling; do
             a=$ours_addr
             [ "$who" = ceiling ] && a=$ceil_addr
+            [ "$who" = bare ] && a=$bare_addr
             sampler=
             if [ "$round" = 1 ] && [ "$conns" = 16 ]; then
                 # Mid-run: how many of the 16 connections hold a request nobody has read yet.
                 pid=$ours_pid
                 [ "$who" = ceiling ] && pid=$ceil_pid
+                [ "$who" = bare ] && pid=$bare_pid
                 py stalls "$pid" "${a##*:}" $((WRK_SECS - 1)) >"$raw/stalls-$who.txt" &
                 sampler=$!
                 pids+=("$sampler")
@@ -323,16 +352,91 @@ done
 sleep 1 # connection threads end when wrk hangs up
 read -r st_most st_secs st_threads st_est <"$raw/stalls-ours.txt"
 read -r cst_most cst_secs cst_threads cst_est <"$raw/stalls-ceiling.txt"
+read -r bst_most bst_secs bst_threads bst_est <"$raw/stalls-bare.txt"
 load_rss=$(status "$ours_pid" VmRSS)
 load_hwm=$(status "$ours_pid" VmHWM)
 ceil_load_rss=$(status "$ceil_pid" VmRSS)
+bare_load_rss=$(status "$bare_pid" VmRSS)
 stop "$ours_pid"
 stop "$ceil_pid"
+stop "$bare_pid"
 
 m() { median ${1}; } # word-splits a space-separated list into arguments
-for k in ours,1 ceiling,1 ours,16 ceiling,16; do
+for k in ours,1 bare,1 ceiling,1 ours,16 bare,16 ceiling,16; do
     declare "rps_${k/,/_}=$(m "${rps[$k]}")" "p50_${k/,/_}=$(m "${p50[$k]}")" "p99_${k/,/_}=$(m "${p99[$k]}")"
 done
+
+# rescued LOG: the starved connections the guard rescued, per its last info line (0 if none).
+rescued() { sed -n 's/.*msg="rescuing connections tiny_http left without a thread".* starved_total=\([0-9]*\).*/\1/p' "$1" | tail -n 1 | grep . || echo 0; }
+rescued_load=$(rescued "$raw/ours.log")
+
+say "== fresh 16-connection burst: $FRESH fresh starts each, ours/bare interleaved, wrk ${BURST_SECS}s"
+declare -A burst_p99 burst_stall
+rescued_burst=0
+for i in $(seq "$FRESH"); do
+    for who in ours bare; do
+        log=$raw/fresh-$who-$i.log
+        if [ "$who" = ours ]; then
+            start "$log" "$bin" --web.listen-address=127.0.0.1:0
+        else
+            start "$log" "$bare" --bytes "$bytes"
+        fi
+        pid=$started_pid
+        a=$(wait_addr "$log" "$pid")
+        sleep 0.3
+        py stalls "$pid" "${a##*:}" $((BURST_SECS - 1)) >"$raw/fresh-stalls-$who-$i.txt" &
+        sampler=$!
+        pids+=("$sampler")
+        read -r _ _ l99 _ _ < <(wrk_run "fresh-$who-$i" 2 16 "$BURST_SECS" "$a")
+        wait "$sampler" || true
+        stop "$pid"
+        read -r most _ _ _ <"$raw/fresh-stalls-$who-$i.txt"
+        burst_p99[$who]+="$l99 "
+        burst_stall[$who]+="$most "
+        n=0
+        [ "$who" = ours ] && n=$(rescued "$log") && rescued_burst=$((rescued_burst + n))
+        say "fresh $i $who: p99 ${l99}us, most connections stalled at once $most, rescued $n"
+    done
+done
+range() { printf '%s\n' ${1} | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {print lo "–" hi}'; }
+bp99_ours=$(m "${burst_p99[ours]}") bp99_bare=$(m "${burst_p99[bare]}")
+bp99_ours_range=$(range "${burst_p99[ours]}") bp99_bare_range=$(range "${burst_p99[bare]}")
+bstall_ours=$(range "${burst_stall[ours]}") bstall_bare=$(range "${burst_stall[bare]}")
+
+say "== a scrape with silent connections open (fresh start each, ours/bare interleaved)"
+declare -A silent
+for n in 20 200; do
+    for who in ours bare; do
+        log=$raw/silent-$who-$n.log
+        if [ "$who" = ours ]; then
+            start "$log" "$bin" --web.listen-address=127.0.0.1:0
+        else
+            start "$log" "$bare" --bytes "$bytes"
+        fi
+        pid=$started_pid
+        a=$(wait_addr "$log" "$pid")
+        sleep 0.3
+        silent[$who,$n]=$(py silent "$n" "$a")
+        stop "$pid"
+        if [ "$who" = ours ]; then
+            k=$(rescued "$log")
+            rescued_burst=$((rescued_burst + k))
+        fi
+        say "silent $n $who: max ms, over 100 ms, answered of 20: ${silent[$who,$n]}"
+    done
+done
+# silent_cell WHO N: "max X ms, Y of 20 over 100 ms" (unanswered within 2 s count as over).
+silent_cell() {
+    local max over answered
+    read -r max over answered <<<"${silent[$1,$2]}"
+    if [ "$max" = inf ]; then max="> 2000"; fi
+    echo "max ${max} ms, $((20 - over)) of 20 within 100 ms"
+}
+silent_met() {
+    local max over answered
+    read -r max over answered <<<"${silent[ours,$1]}"
+    if [ "$over" = 0 ]; then echo yes; else echo "**no**"; fi
+}
 
 say "== simulation accuracy: 1ms widgets, idle 3s then wrk -t2 -c16 for ${LOAD_SECS}s"
 start "$raw/lateness.log" "$bin" --web.listen-address=127.0.0.1:0 \
@@ -396,36 +500,42 @@ us_or_dash() { if [ "$1" = - ]; then echo -; else ms "$1"; fi; }
 cpu=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
 table=$(
     cat <<EOF
-## Benchmark: widget-exporter vs raw-socket ceiling
+## Benchmark: widget-exporter vs a bare tiny_http loop and a raw-socket ceiling
 
 $(date -u '+%Y-%m-%d %H:%M UTC') · Linux $(uname -r) · ${cpu} · $(nproc) CPUs · $(rustc --version | cut -d' ' -f1-2) · $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)
-Payload ${bytes} bytes (text format, fresh exporter; the ceiling returns a body of the same size).
-wrk keep-alive, medians of ${ROUNDS} interleaved rounds of ${WRK_SECS} s; 1 connection = \`wrk -t1 -c1\`, 16 = \`wrk -t2 -c16\`.
+Payload ${bytes} bytes (text format, fresh exporter; the bare loop and the ceiling return a body of the same size).
+*Bare tiny_http* is \`tests/bench/bare.rs\`: tiny_http 0.12, one thread answering out of \`recv_timeout\`, \`TCP_NODELAY\` on its listener; the design's own limit.
+wrk keep-alive, medians of ${ROUNDS} interleaved rounds of ${WRK_SECS} s; 1 connection = \`wrk -t1 -c1\`, 16 = \`wrk -t2 -c16\`. Ratios are ours / ceiling unless marked.
 
-| figure | ours | ceiling | ratio / target | met? |
-|---|---|---|---|---|
-| throughput, 1 connection | $(num "$rps_ours_1") req/s | $(num "$rps_ceiling_1") req/s | $(ratio "$rps_ours_1" "$rps_ceiling_1") (≥ 0.5) | $(met "$rps_ours_1 / $rps_ceiling_1" ">=" 0.5) |
-| throughput, 16 connections | $(num "$rps_ours_16") req/s | $(num "$rps_ceiling_16") req/s | $(ratio "$rps_ours_16" "$rps_ceiling_16") (≥ 0.4) | $(met "$rps_ours_16 / $rps_ceiling_16" ">=" 0.4) |
-| p50 latency, 1 connection | $(ms "$p50_ours_1") | $(ms "$p50_ceiling_1") | $(ratio "$p50_ours_1" "$p50_ceiling_1") | |
-| p99 latency, 1 connection | $(ms "$p99_ours_1") | $(ms "$p99_ceiling_1") | $(ratio "$p99_ours_1" "$p99_ceiling_1") (≤ 3) | $(met "$p99_ours_1 / $p99_ceiling_1" "<=" 3) |
-| p50 latency, 16 connections | $(ms "$p50_ours_16") | $(ms "$p50_ceiling_16") | $(ratio "$p50_ours_16" "$p50_ceiling_16") | |
-| p99 latency, 16 connections | $(ms "$p99_ours_16") | $(ms "$p99_ceiling_16") | $(ratio "$p99_ours_16" "$p99_ceiling_16") | |
-| 16 connections, round 1: connections that got no answer for a whole 0.25-s sample: most at once / connection-seconds stalled; max threads | ${st_most} of ${st_est} / ${st_secs} s; ${st_threads} threads | ${cst_most} of ${cst_est} / ${cst_secs} s; ${cst_threads} threads | | |
-| 16 connections, all rounds: non-2xx answers / socket errors seen by wrk | ${non2xx[ours,16]} / ${sockerr[ours,16]} | ${non2xx[ceiling,16]} / ${sockerr[ceiling,16]} | | |
-| render, text, ${render_bytes} bytes (\`cargo bench --bench render\`; fastest batch) | $(num "$render_text") ns ($(num "$render_text_min")) | | ≤ 2000 ns | $(met "$render_text" "<=" 2000) |
-| render, OpenMetrics (fastest batch) | $(num "$render_om") ns ($(num "$render_om_min")) | | ≤ 2000 ns | $(met "$render_om" "<=" 2000) |
-| whole scrape without HTTP: \`/proc\` + snapshot + render, text (fastest batch) | $(num "$scrape_text") ns ($(num "$scrape_text_min")) | | | |
-| allocations per scrape, text / OpenMetrics (\`tests/alloc.rs\`, ${alloc_status}) | ${alloc_text:-?} / ${alloc_om:-?} | | 0 | $(met "${alloc_text:-1} + ${alloc_om:-1}" "==" 0) |
-| static, stripped release binary | $(kib "$size / 1024") (${linkage}, ${stripped}) | $(kib "$ceil_size / 1024") | ≤ 1536 KiB | $(met "$size" "<=" $((1536 * 1024))) |
-| exec to first successful scrape (median of ${STARTS}; spawning and reaping /bin/true takes ${spawn_floor_ms} ms here) | $(calc "sprintf(\"%.2f\", $start_ms)") ms (min ${start_min}, max ${start_max}) | $(calc "sprintf(\"%.2f\", $ceil_start_ms)") ms | ≤ 5 ms | $(met "$start_ms" "<=" 5) |
-| idle RSS after ${SETTLE} s | $(mib "$idle_rss") | $(mib "$ceil_idle_rss") | ≤ 2 MiB | $(met "$idle_rss" "<=" 2048) |
-| idle threads | ${idle_threads} | ${ceil_idle_threads} | | |
-| idle CPU, default flags (${IDLE_SECS} s) | $(calc "sprintf(\"%.1f\", $idle_cpu_us)") µs/s (utime+stime: $(calc "sprintf(\"%.1f\", $idle_ticks)") ticks/s at ${hz} Hz) | | | |
-| idle voluntary context switches, all threads | $(calc "sprintf(\"%.1f\", $idle_vcs)")/s | | | |
-| idle wakeups of the main loop vs widget events | $(calc "sprintf(\"%.1f\", $idle_main_vcs)")/s vs $(calc "sprintf(\"%.1f\", $idle_events)")/s | | one per event + ≤ 2/s probe/guard/watchdog ticks | $(met "$m1 - $m0" "<=" "$idle_events_max + 2 * $IDLE_SECS") |
-| RSS after the 16-connection load | $(mib "$load_rss") (peak $(mib "$load_hwm")) | $(mib "$ceil_load_rss") | ≤ 4 MiB | $(met "$load_rss" "<=" 4096) |
-| widget event lateness, idle (1 ms widgets, ${lin} events) | p50 $(us_or_dash "$li50"), p99 $(us_or_dash "$li99"), max $(us_or_dash "$limax") | | | |
-| widget event lateness under 16-connection load ($(num "${late_rps:-0}") req/s; ${lln} logged steps of ~${late_events} events) | p50 $(us_or_dash "$ll50"), p99 $(us_or_dash "$ll99"), max $(us_or_dash "$llmax") | | p99 ≤ 2 ms | $(lat_met "$ll99") |
+| figure | ours | bare tiny_http | ceiling | ratio / target | met? |
+|---|---|---|---|---|---|
+| throughput, 1 connection | $(num "$rps_ours_1") req/s | $(num "$rps_bare_1") req/s | $(num "$rps_ceiling_1") req/s | $(ratio "$rps_ours_1" "$rps_ceiling_1") (≥ 0.5) | $(met "$rps_ours_1 / $rps_ceiling_1" ">=" 0.5) |
+| throughput, 16 connections | $(num "$rps_ours_16") req/s | $(num "$rps_bare_16") req/s | $(num "$rps_ceiling_16") req/s | $(ratio "$rps_ours_16" "$rps_ceiling_16") (≥ 0.4) | $(met "$rps_ours_16 / $rps_ceiling_16" ">=" 0.4) |
+| p50 latency, 1 connection | $(ms "$p50_ours_1") | $(ms "$p50_bare_1") | $(ms "$p50_ceiling_1") | $(ratio "$p50_ours_1" "$p50_ceiling_1") | |
+| p99 latency, 1 connection | $(ms "$p99_ours_1") | $(ms "$p99_bare_1") | $(ms "$p99_ceiling_1") | $(ratio "$p99_ours_1" "$p99_ceiling_1") (≤ 3) | $(met "$p99_ours_1 / $p99_ceiling_1" "<=" 3) |
+| p50 latency, 16 connections | $(ms "$p50_ours_16") | $(ms "$p50_bare_16") | $(ms "$p50_ceiling_16") | $(ratio "$p50_ours_16" "$p50_ceiling_16") | |
+| p99 latency, 16 connections | $(ms "$p99_ours_16") | $(ms "$p99_bare_16") | $(ms "$p99_ceiling_16") | $(ratio "$p99_ours_16" "$p99_ceiling_16"); $(ratio "$p99_ours_16" "$p99_bare_16") x bare | |
+| p99 latency, fresh 16-connection burst (\`wrk -t2 -c16 -d${BURST_SECS}s\` 0.3 s after start; median of ${FRESH} fresh starts, range) | $(ms "$bp99_ours") ($(calc "sprintf(\"%.2f\", ${bp99_ours_range%–*} / 1000)")–$(calc "sprintf(\"%.2f\", ${bp99_ours_range#*–} / 1000)") ms) | $(ms "$bp99_bare") ($(calc "sprintf(\"%.2f\", ${bp99_bare_range%–*} / 1000)")–$(calc "sprintf(\"%.2f\", ${bp99_bare_range#*–} / 1000)") ms) | | $(ratio "$bp99_ours" "$bp99_bare") x bare (≤ 3) | $(met "$bp99_ours / $bp99_bare" "<=" 3) |
+| fresh burst: most of the 16 connections stalled at once (no answer for a whole 0.25-s sample; range over starts) | ${bstall_ours} | ${bstall_bare} | | | |
+| a scrape on a fresh connection, 20 silent connections open (20 tries, first right behind them) | $(silent_cell ours 20) | $(silent_cell bare 20) | | 20 of 20 within 100 ms | $(silent_met 20) |
+| the same, 200 silent connections open | $(silent_cell ours 200) | $(silent_cell bare 200) | | 20 of 20 within 100 ms | $(silent_met 200) |
+| starved connections the guard had to rescue: throughput rounds / fresh starts and silent runs | ${rescued_load} / ${rescued_burst} | | | 0 | $(met "$rescued_load + $rescued_burst" "==" 0) |
+| 16 connections, round 1: connections that got no answer for a whole 0.25-s sample: most at once / connection-seconds stalled; max threads | ${st_most} of ${st_est} / ${st_secs} s; ${st_threads} threads | ${bst_most} of ${bst_est} / ${bst_secs} s; ${bst_threads} threads | ${cst_most} of ${cst_est} / ${cst_secs} s; ${cst_threads} threads | | |
+| 16 connections, all rounds: non-2xx answers / socket errors seen by wrk | ${non2xx[ours,16]} / ${sockerr[ours,16]} | ${non2xx[bare,16]} / ${sockerr[bare,16]} | ${non2xx[ceiling,16]} / ${sockerr[ceiling,16]} | | |
+| render, text, ${render_bytes} bytes (\`cargo bench --bench render\`; fastest batch) | $(num "$render_text") ns ($(num "$render_text_min")) | | | ≤ 2000 ns | $(met "$render_text" "<=" 2000) |
+| render, OpenMetrics (fastest batch) | $(num "$render_om") ns ($(num "$render_om_min")) | | | ≤ 2000 ns | $(met "$render_om" "<=" 2000) |
+| whole scrape without HTTP: \`/proc\` + snapshot + render, text (fastest batch) | $(num "$scrape_text") ns ($(num "$scrape_text_min")) | | | | |
+| allocations per scrape, text / OpenMetrics (\`tests/alloc.rs\`, ${alloc_status}) | ${alloc_text:-?} / ${alloc_om:-?} | | | 0 | $(met "${alloc_text:-1} + ${alloc_om:-1}" "==" 0) |
+| static, stripped release binary | $(kib "$size / 1024") (${linkage}, ${stripped}) | $(kib "$(stat -c %s "$bare") / 1024") | $(kib "$ceil_size / 1024") | ≤ 1536 KiB | $(met "$size" "<=" $((1536 * 1024))) |
+| exec to first successful scrape (median of ${STARTS}; spawning and reaping /bin/true takes ${spawn_floor_ms} ms here) | $(calc "sprintf(\"%.2f\", $start_ms)") ms (min ${start_min}, max ${start_max}) | | $(calc "sprintf(\"%.2f\", $ceil_start_ms)") ms | ≤ 5 ms | $(met "$start_ms" "<=" 5) |
+| idle RSS after ${SETTLE} s | $(mib "$idle_rss") | | $(mib "$ceil_idle_rss") | ≤ 2 MiB | $(met "$idle_rss" "<=" 2048) |
+| idle threads | ${idle_threads} | | ${ceil_idle_threads} | | |
+| idle CPU, default flags (${IDLE_SECS} s) | $(calc "sprintf(\"%.1f\", $idle_cpu_us)") µs/s (utime+stime: $(calc "sprintf(\"%.1f\", $idle_ticks)") ticks/s at ${hz} Hz) | | | | |
+| idle voluntary context switches, all threads | $(calc "sprintf(\"%.1f\", $idle_vcs)")/s | | | | |
+| idle wakeups of the main loop vs widget events | $(calc "sprintf(\"%.1f\", $idle_main_vcs)")/s vs $(calc "sprintf(\"%.1f\", $idle_events)")/s | | | one per event + ≤ 2/s probe/guard/watchdog ticks | $(met "$m1 - $m0" "<=" "$idle_events_max + 2 * $IDLE_SECS") |
+| RSS after the 16-connection load | $(mib "$load_rss") (peak $(mib "$load_hwm")) | $(mib "$bare_load_rss") | $(mib "$ceil_load_rss") | ≤ 4 MiB | $(met "$load_rss" "<=" 4096) |
+| widget event lateness, idle (1 ms widgets, ${lin} events) | p50 $(us_or_dash "$li50"), p99 $(us_or_dash "$li99"), max $(us_or_dash "$limax") | | | | |
+| widget event lateness under 16-connection load ($(num "${late_rps:-0}") req/s; ${lln} logged steps of ~${late_events} events) | p50 $(us_or_dash "$ll50"), p99 $(us_or_dash "$ll99"), max $(us_or_dash "$llmax") | | | p99 ≤ 2 ms | $(lat_met "$ll99") |
 
 Reproduce: \`bash tests/bench/run.sh\` ($(($(date +%s) - started_at)) s here; raw outputs in \`target/bench/raw/\`).
 EOF
