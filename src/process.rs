@@ -962,22 +962,6 @@ Max realtime timeout      unlimited            unlimited            us
         );
     }
 
-    /// xorshift64: deterministic pseudo-random bytes without a crate.
-    struct XorShift(u64);
-
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
-    }
-
     #[test]
     fn fuzz_parsers_never_panic() {
         // Bytes the parsers care about, so random inputs reach deep into them.
@@ -985,22 +969,22 @@ Max realtime timeout      unlimited            unlimited            us
         let limits = limits_with("Max open files 1024 4096 files\n");
         let auxv = auxv(&[(6, 4096), (AT_CLKTCK, 100), (AT_NULL, 0)]);
         let samples: [&[u8]; 6] = [STAT_ODD_COMM, STAT_CAT, STATUS, &limits, PROC_STAT, &auxv];
-        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        let mut rng = fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15);
         let mut input = Vec::new();
         for round in 0..6000 {
             input.clear();
             match round % 3 {
-                0 => (0..rng.below(64)).for_each(|_| input.push(rng.next() as u8)),
-                1 => (0..rng.below(200))
-                    .for_each(|_| input.push(ALPHABET[rng.below(ALPHABET.len())])),
+                0 => (0..rng.usize(..64)).for_each(|_| input.push(rng.u8(..))),
+                1 => (0..rng.usize(..200))
+                    .for_each(|_| input.push(ALPHABET[rng.usize(..ALPHABET.len())])),
                 _ => {
                     // A real sample with a few bytes overwritten, then cut anywhere.
-                    input.extend_from_slice(samples[rng.below(samples.len())]);
-                    for _ in 0..rng.below(4) {
-                        let at = rng.below(input.len());
-                        input[at] = ALPHABET[rng.below(ALPHABET.len())];
+                    input.extend_from_slice(samples[rng.usize(..samples.len())]);
+                    for _ in 0..rng.usize(..4) {
+                        let at = rng.usize(..input.len());
+                        input[at] = ALPHABET[rng.usize(..ALPHABET.len())];
                     }
-                    input.truncate(rng.below(input.len() + 1));
+                    input.truncate(rng.usize(..=input.len()));
                 }
             }
             fuzz_parsers(&input);

@@ -553,22 +553,17 @@ impl Drop for TempDir {
     }
 }
 
-/// xorshift64* seeded through splitmix64: small, std-only and reproducible from one number.
-pub struct Rng(u64);
+/// The one seeded generator of the property tests: reproducible from one number (printed).
+pub struct Rng(fastrand::Rng);
 
 impl Rng {
+    /// The crate's own generator (fastrand, as the simulation uses), seeded.
     pub fn new(seed: u64) -> Rng {
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
+        Rng(fastrand::Rng::with_seed(seed))
     }
 
     pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.u64(..)
     }
 
     /// Uniform in `0..n` (n > 0).
