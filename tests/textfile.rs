@@ -426,23 +426,9 @@ fn printed_unit_may_write_the_directory_and_scores_ok() {
     };
     let path = dir.join("widget-exporter.service");
     std::fs::write(&path, unit.replace("/usr/local/bin/widget-exporter", BIN)).expect("write unit");
-    let (_, out, err) = run(Command::new(&analyze)
-        .args(["security", "--offline=true"])
-        .arg(&path));
-    let line = out
-        .lines()
-        .chain(err.lines())
-        .find(|l| l.contains("Overall exposure level"))
-        .unwrap_or_else(|| panic!("no score:\n{out}\n{err}"));
-    let score: f64 = line
-        .split(':')
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("unparsable: {line}"));
+    let (score, line) = support::security_score(&analyze, &path);
     say(&format!(
-        "measured: systemd-analyze security (textfile unit): {}",
-        line.trim()
+        "measured: systemd-analyze security (textfile unit): {line}"
     ));
     assert!(score < 5.0, "{line}");
     let (ok, out, err) = run(Command::new(&analyze).arg("verify").arg(&path));

@@ -673,3 +673,25 @@ pub fn master_seed() -> u64 {
                 .map_or(1, |d| d.as_nanos() as u64)
         })
 }
+
+/// `systemd-analyze security --offline=true UNIT`: the overall exposure score and its line.
+/// systemd's bands: < 1 SAFE, < 5 OK, then MEDIUM, EXPOSED, UNSAFE.
+pub fn security_score(analyze: &std::path::Path, unit: &std::path::Path) -> (f64, String) {
+    let (_, out, err) = run(Command::new(analyze)
+        .args(["security", "--offline=true"])
+        .arg(unit));
+    let line = out
+        .lines()
+        .chain(err.lines())
+        .find(|l| l.contains("Overall exposure level"))
+        .unwrap_or_else(|| panic!("no score:\n{out}\n{err}"))
+        .trim()
+        .to_owned();
+    let score = line
+        .split(':')
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("unparsable: {line}"));
+    (score, line)
+}
