@@ -92,7 +92,10 @@ impl Default for Limits {
             first_request: Duration::from_secs(5),
             idle: Duration::from_secs(300),
             max_connections: 256,
-            max_rss_bytes: 48 << 20,
+            // Half the printed unit's MemoryMax=64M: a header bomb at loopback speed grows
+            // by about 6 MiB per busy scan (0.5 s), and on a loaded machine scans run late,
+            // so the cut must come well before the OOM killer would.
+            max_rss_bytes: 32 << 20,
             max_threads: 300,
             stuck_after: Duration::from_secs(10),
             scan_quiet: Duration::from_secs(2),
