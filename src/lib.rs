@@ -1,10 +1,11 @@
-//! widget-exporter: a tiny, synchronous Prometheus exporter for a simulated widget service.
+//! widget-exporter: a tiny, synchronous Prometheus exporter for a widget-processing service.
 //!
 //! Where numbers come from: a [`source`] of widgets, [`sim`] (the simulation) or [`logtail`]
 //! (the application's log, followed by [`tail`] and matched by [`template`]), and [`process`]
-//! (`/proc`), gathered in [`metrics`]. How they are served: [`render`] (the exposition
-//! formats) and [`server`] (HTTP), driven by the one loop in [`app`]. [`cli`] turns flags into
-//! a configuration.
+//! (`/proc`), gathered in [`metrics`]. Where they go: [`render`] (the exposition formats) for
+//! [`server`] (HTTP) and [`textfile`] (node_exporter's textfile collector), driven by the one
+//! loop in [`app`]. Containment of tiny_http: [`guard`], [`probe`], [`restart`]. [`cli`]
+//! turns flags into a configuration.
 
 pub mod app;
 pub mod cli;
