@@ -8,19 +8,23 @@
 //! `--bytes N` sets the body size (default 1024), `--listen ADDR` the address (default
 //! `127.0.0.1:0`). It prints `listening ADDR` on stderr once bound.
 
+#[path = "flags.rs"]
+mod flags;
+
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
 fn main() -> ExitCode {
-    let (listen, bytes) = match parse(std::env::args().skip(1)) {
-        Ok(parsed) => parsed,
-        Err(e) => {
-            eprintln!("bare: {e}\nusage: bare [--bytes N] [--listen ADDR]");
-            return ExitCode::from(2);
-        }
-    };
+    let (listen, bytes) =
+        match flags::parse(std::env::args().skip(1)).map(|(l, b)| (l, b.unwrap_or(1024))) {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                eprintln!("bare: {e}\nusage: bare [--bytes N] [--listen ADDR]");
+                return ExitCode::from(2);
+            }
+        };
     let listener = match TcpListener::bind(&listen) {
         Ok(l) => l,
         Err(e) => {
@@ -72,35 +76,6 @@ fn main() -> ExitCode {
             }
         }
     }
-}
-
-fn parse(args: impl Iterator<Item = String>) -> Result<(String, usize), String> {
-    let mut listen = "127.0.0.1:0".to_owned();
-    let mut bytes = 1024;
-    let mut args = args;
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-            None => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("missing value for {flag}"))
-        };
-        match flag.as_str() {
-            "--listen" => listen = value()?,
-            "--bytes" => {
-                let v = value()?;
-                bytes = v.parse().map_err(|_| {
-                    format!("invalid value {v:?} for --bytes: expected a byte count")
-                })?;
-            }
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    Ok((listen, bytes))
 }
 
 /// `bytes` of exposition-like text.

@@ -13,6 +13,9 @@
 //! `--listen ADDR` the address (default `127.0.0.1:0`). It prints `listening ADDR` on stderr
 //! once bound.
 
+#[path = "flags.rs"]
+mod flags;
+
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
@@ -26,7 +29,9 @@ use widget_exporter::server::Site;
 const MAX_HEADER: usize = 8192;
 
 fn main() -> ExitCode {
-    let (listen, bytes) = match parse(std::env::args().skip(1)) {
+    let (listen, bytes) = match flags::parse(std::env::args().skip(1))
+        .map(|(l, b)| (l, b.unwrap_or_else(default_bytes)))
+    {
         Ok(parsed) => parsed,
         Err(e) => {
             eprintln!("ceiling: {e}\nusage: ceiling [--bytes N] [--listen ADDR]");
@@ -57,35 +62,6 @@ fn main() -> ExitCode {
         });
     }
     ExitCode::SUCCESS
-}
-
-fn parse(args: impl Iterator<Item = String>) -> Result<(String, usize), String> {
-    let mut listen = "127.0.0.1:0".to_owned();
-    let mut bytes = None;
-    let mut args = args;
-    while let Some(arg) = args.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) => (f.to_owned(), Some(v.to_owned())),
-            None => (arg, None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("missing value for {flag}"))
-        };
-        match flag.as_str() {
-            "--listen" => listen = value()?,
-            "--bytes" => {
-                let v = value()?;
-                bytes = Some(v.parse().map_err(|_| {
-                    format!("invalid value {v:?} for --bytes: expected a byte count")
-                })?);
-            }
-            _ => return Err(format!("unknown flag {flag}")),
-        }
-    }
-    Ok((listen, bytes.unwrap_or_else(default_bytes)))
 }
 
 /// The size of what a fresh exporter serves on `/metrics` in the text format.
