@@ -182,8 +182,8 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         let deadline = state.wake(Instant::now())?;
         let timeout = deadline.saturating_duration_since(Instant::now());
         let Some(http) = &http else {
-            // With HTTP off nothing else can come due: park until the next source event or
-            // write (a source with a waker thread, like a log tail, would unpark us early).
+            // With HTTP off there are no requests to wait for: sleep until the source's next
+            // step (a widget event, a log poll) or the next write is due.
             std::thread::park_timeout(timeout);
             continue;
         };
