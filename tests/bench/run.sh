@@ -370,20 +370,26 @@ done
 rescued() { sed -n 's/.*msg="rescuing connections tiny_http left without a thread".* starved_total=\([0-9]*\).*/\1/p' "$1" | tail -n 1 | grep . || echo 0; }
 rescued_load=$(rescued "$raw/ours.log")
 
+# Starts "ours" or "bare" fresh, logging to $2; sets started_pid and fresh_addr, and waits
+# 0.3 s (what the fresh-start figures mean by "fresh").
+start_fresh() {
+    if [ "$1" = ours ]; then
+        start "$2" "$bin" --web.listen-address=127.0.0.1:0
+    else
+        start "$2" "$bare" --bytes "$bytes"
+    fi
+    fresh_addr=$(wait_addr "$2" "$started_pid")
+    sleep 0.3
+}
+
 say "== fresh 16-connection burst: $FRESH fresh starts each, ours/bare interleaved, wrk ${BURST_SECS}s"
 declare -A burst_p99 burst_stall
 rescued_burst=0
 for i in $(seq "$FRESH"); do
     for who in ours bare; do
         log=$raw/fresh-$who-$i.log
-        if [ "$who" = ours ]; then
-            start "$log" "$bin" --web.listen-address=127.0.0.1:0
-        else
-            start "$log" "$bare" --bytes "$bytes"
-        fi
-        pid=$started_pid
-        a=$(wait_addr "$log" "$pid")
-        sleep 0.3
+        start_fresh "$who" "$log"
+        pid=$started_pid a=$fresh_addr
         py stalls "$pid" "${a##*:}" $((BURST_SECS - 1)) >"$raw/fresh-stalls-$who-$i.txt" &
         sampler=$!
         pids+=("$sampler")
@@ -408,14 +414,8 @@ declare -A silent
 for n in 20 200; do
     for who in ours bare; do
         log=$raw/silent-$who-$n.log
-        if [ "$who" = ours ]; then
-            start "$log" "$bin" --web.listen-address=127.0.0.1:0
-        else
-            start "$log" "$bare" --bytes "$bytes"
-        fi
-        pid=$started_pid
-        a=$(wait_addr "$log" "$pid")
-        sleep 0.3
+        start_fresh "$who" "$log"
+        pid=$started_pid a=$fresh_addr
         silent[$who,$n]=$(py silent "$n" "$a")
         stop "$pid"
         if [ "$who" = ours ]; then
