@@ -8,19 +8,19 @@ use std::env;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::cli::{format_duration, Config, ListenAddress};
+use crate::config::{format_duration, Config, ListenAddress};
 use crate::error::Error;
-use crate::guard::{self, Guard};
+use crate::host::process::ProcessReader;
+use crate::host::sys;
+use crate::host::systemd::{self, Notifier};
 use crate::log;
 use crate::metrics::{CloseReason, Metrics};
-use crate::notify::{self, Notifier};
-use crate::probe::{self, SelfProbe};
-use crate::process::ProcessReader;
-use crate::restart::{self, Restarts};
-use crate::server::{self, Site, UnreadBody};
+use crate::output::http::guard::{self, Guard};
+use crate::output::http::probe::{self, SelfProbe};
+use crate::output::http::restart::{self, Restarts};
+use crate::output::http::{self, Site, UnreadBody};
+use crate::output::textfile::{Outcome, Textfile};
 use crate::source::{self, Source};
-use crate::sys;
-use crate::textfile::{Outcome, Textfile};
 
 /// Most requests answered back to back before the source is stepped again, so a flood of
 /// scrapes cannot starve the widgets.
@@ -69,13 +69,13 @@ pub fn bind(address: &ListenAddress) -> Result<TcpListener, Error> {
 /// The listener: the socket systemd passed (required with `--web.systemd-socket`, adopted
 /// automatically when `LISTEN_PID` names us), else a fresh bind of the listen address.
 fn listener(config: &Config) -> Result<TcpListener, Error> {
-    let passed = notify::listen_fds(
+    let passed = systemd::listen_fds(
         env::var("LISTEN_PID").ok().as_deref(),
         env::var("LISTEN_FDS").ok().as_deref(),
         std::process::id(),
     );
     let adopt = || {
-        let listener = sys::adopt_listener(notify::LISTEN_FDS_START)
+        let listener = sys::adopt_listener(systemd::LISTEN_FDS_START)
             .map_err(|e| Error::io("adopting the socket passed by systemd", e))?;
         // Passed non-blocking (systemd's NonBlocking=), tiny_http's accept thread would exit
         // at its first empty backlog.
@@ -254,8 +254,7 @@ impl Web {
         sys::tune_malloc();
         raise_fd_limit();
         let listener = listener(config)?;
-        server::tune_listener(&listener)
-            .map_err(|e| Error::io("tuning the listening socket", e))?;
+        http::tune_listener(&listener).map_err(|e| Error::io("tuning the listening socket", e))?;
         let address = listener
             .local_addr()
             .map_err(|e| Error::io("reading the bound address", e))?;
@@ -385,16 +384,16 @@ impl Loop {
         let peer = request.remote_addr().copied();
         web.guard.request_from(peer, now);
         web.restarts.served(peer, now);
-        let is_probe = server::header_value(&request, probe::HEADER)
+        let is_probe = http::header_value(&request, probe::HEADER)
             .is_some_and(|token| web.probe.answer(token, now).is_some());
         if is_probe {
             web.guard.probe_from(peer);
             self.metrics.set_self_probe(true);
-            server::answer_probe(request);
+            http::answer_probe(request);
             return;
         }
         web.guard.note_activity(now);
-        if let Some(body) = server::unread_body(&request) {
+        if let Some(body) = http::unread_body(&request) {
             reject_body(request, body, &mut web.guard, &self.metrics, now);
         } else if web.guard.is_shut(peer) {
             // Pipelined behind a request that got its connection cut: the answer could not
@@ -453,16 +452,10 @@ fn reject_body(
         // With the read side shut down (or the connection already gone, when it cannot be
         // found) the drain sees EOF at once.
         guard.cut(peer, Shutdown::Read, CloseReason::Body, now, metrics);
-        server::reject_body(request, metrics);
+        http::reject_body(request, metrics);
         return;
     }
-    guard.answer_and_cut(
-        peer,
-        server::RAW_BAD_REQUEST,
-        CloseReason::Body,
-        now,
-        metrics,
-    );
+    guard.answer_and_cut(peer, http::RAW_BAD_REQUEST, CloseReason::Body, now, metrics);
     metrics.count_request(400);
     std::mem::forget(request);
 }
@@ -481,7 +474,7 @@ impl Systemd {
                 .ok()
         });
         let watchdog = notifier.as_ref().and_then(|_| {
-            notify::watchdog_interval(
+            systemd::watchdog_interval(
                 env::var("WATCHDOG_USEC").ok().as_deref(),
                 env::var("WATCHDOG_PID").ok().as_deref(),
                 std::process::id(),

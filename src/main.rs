@@ -3,15 +3,20 @@
 
 use std::process::ExitCode;
 
-use widget_exporter::cli::{self, Command, Config, ListenAddress, Print, SourceKind, UnitFlavor};
-use widget_exporter::{app, log, logtail, notify, textfile};
+use widget_exporter::config::{
+    self, Command, Config, ListenAddress, Print, SourceKind, UnitFlavor,
+};
+use widget_exporter::host::systemd;
+use widget_exporter::output::textfile;
+use widget_exporter::source::log as logtail;
+use widget_exporter::{app, log};
 
 /// Alerting rules for operators, a real file packagers can read.
-const ALERT_RULES: &str = include_str!("alerts/widget-exporter.rules.yml");
+const ALERT_RULES: &str = include_str!("host/units/widget-exporter.rules.yml");
 
 fn main() -> ExitCode {
-    match cli::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => print!("{}", cli::usage()),
+    match config::parse(std::env::args_os().skip(1)) {
+        Ok(Command::Help) => print!("{}", config::usage()),
         Ok(Command::Version) => println!("widget-exporter {}", env!("CARGO_PKG_VERSION")),
         Ok(Command::Print(what, config)) => print!("{}", printed(what, &config)),
         Ok(Command::Run(config)) => {
@@ -37,22 +42,22 @@ fn printed(what: Print, config: &Config) -> String {
     // `cli` made sure a textfile path here is absolute and plain enough for a unit file.
     let writes = config.textfile_path.as_deref().map(textfile::dir_of);
     let unit = |text: &str, directive: &str| {
-        let mut unit = notify::fill_args(text, &config.to_args());
+        let mut unit = systemd::fill_args(text, &config.to_args());
         if config.source == SourceKind::Log {
-            unit = notify::with_log_access(&unit, logtail::reading_group(&config.log));
+            unit = systemd::with_log_access(&unit, logtail::reading_group(&config.log));
         }
         match writes {
-            Some(dir) => notify::allow_writes(&unit, directive, dir),
+            Some(dir) => systemd::allow_writes(&unit, directive, dir),
             None => unit,
         }
     };
     match what {
-        Print::SystemdUnit(UnitFlavor::Modern) => unit(notify::SERVICE_UNIT, "ReadWritePaths"),
+        Print::SystemdUnit(UnitFlavor::Modern) => unit(systemd::SERVICE_UNIT, "ReadWritePaths"),
         // systemd 219 knows only the older name (newer ones read it as ReadWritePaths=).
         Print::SystemdUnit(UnitFlavor::Legacy) => {
-            unit(notify::LEGACY_SERVICE_UNIT, "ReadWriteDirectories")
+            unit(systemd::LEGACY_SERVICE_UNIT, "ReadWriteDirectories")
         }
-        Print::SystemdSocket => notify::socket_unit(&match config.listen_address {
+        Print::SystemdSocket => systemd::socket_unit(&match config.listen_address {
             ListenAddress::AllInterfaces(port) => port.to_string(),
             ListenAddress::Ip(addr) => addr.to_string(),
             // Refused by `cli`: there is no socket to describe.

@@ -1,4 +1,4 @@
-//! The alert rules in `src/alerts/` against `promtool`: `check rules` (syntax, queries,
+//! The alert rules in `src/host/units/` against `promtool`: `check rules` (syntax, queries,
 //! templates) and `test rules` (the unit tests in `tests/alerts/`). Skipped, visibly, when
 //! promtool is not installed; failed instead under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`.
 
@@ -7,7 +7,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const RULES: &str = "src/alerts/widget-exporter.rules.yml";
+const RULES: &str = "src/host/units/widget-exporter.rules.yml";
 const RULE_TESTS: &str = "tests/alerts/widget-exporter.rules.test.yml";
 
 #[test]

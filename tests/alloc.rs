@@ -11,10 +11,10 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
+use widget_exporter::host::process::ProcessReader;
+use widget_exporter::metrics::render::{render, Format};
 use widget_exporter::metrics::Metrics;
-use widget_exporter::process::ProcessReader;
-use widget_exporter::render::{render, Format};
-use widget_exporter::server::Site;
+use widget_exporter::output::http::Site;
 
 /// Scrapes per format in a measured section.
 const SCRAPES: u64 = 1000;

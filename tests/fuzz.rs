@@ -1,5 +1,5 @@
 //! A property test over everything of ours that parses outside input: the flags
-//! (`cli::parse`, with non-UTF-8 arguments), durations (`cli::parse_duration`), the `Accept`
+//! (`config::parse`, with non-UTF-8 arguments), durations (`config::parse_duration`), the `Accept`
 //! header (`render::negotiate`) and the `/proc` files (`process::fuzz_parsers`). Inputs come
 //! from an inline xorshift generator, mixing grammar-shaped pieces, mutations of real inputs
 //! and raw bytes. No input may panic, and a few invariants must hold (round trips,
@@ -13,9 +13,9 @@ use std::os::unix::ffi::OsStringExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::{Duration, Instant};
 
-use widget_exporter::cli::{self, format_duration, parse_duration, Command};
-use widget_exporter::process;
-use widget_exporter::render::{negotiate, Format};
+use widget_exporter::config::{self, format_duration, parse_duration, Command};
+use widget_exporter::host::process;
+use widget_exporter::metrics::render::{negotiate, Format};
 
 use support::{master_seed, Rng};
 
@@ -59,7 +59,7 @@ fn fuzz(target: &str, mut case: impl FnMut(&mut Rng, &mut String)) {
 // ---------------------------------------------------------------------------------------
 // Flags
 
-/// Tokens that look like flags but are not: every real flag comes from `cli::FLAGS`, so a
+/// Tokens that look like flags but are not: every real flag comes from `config::FLAGS`, so a
 /// flag added to the table is fuzzed at once.
 const NEAR_FLAGS: &[&str] = &["-h", "--", "-", "--web", "--widget.", "---log.level"];
 
@@ -126,7 +126,7 @@ fn random_args(rng: &mut Rng) -> Vec<OsString> {
     let mut args = Vec::new();
     for _ in 0..rng.below(7) {
         let flag = if rng.chance(80) {
-            rng.pick(cli::FLAGS).name
+            rng.pick(config::FLAGS).name
         } else {
             *rng.pick(NEAR_FLAGS)
         };
@@ -160,7 +160,7 @@ fn cli_parse() {
     fuzz("cli_parse", |rng, input| {
         let args = random_args(rng);
         *input = format!("{args:?}");
-        let config = match cli::parse(args) {
+        let config = match config::parse(args) {
             Ok(Command::Run(c) | Command::Print(_, c)) => c,
             Ok(Command::Help | Command::Version) => return,
             Err(e) => {
@@ -176,7 +176,7 @@ fn cli_parse() {
         accepted += 1;
         // Invariant: a config's own spelling parses back to the same config.
         let args = config.to_args();
-        match cli::parse(args.clone()) {
+        match config::parse(args.clone()) {
             Ok(Command::Run(again)) => assert_eq!(
                 again.to_args(),
                 args,

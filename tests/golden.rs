@@ -2,9 +2,9 @@
 //! formats and compared with files under `tests/golden/`. `UPDATE_GOLDEN=1 cargo test --test
 //! golden` rewrites them; review their diff like code.
 
+use widget_exporter::host::process::ProcessStats;
+use widget_exporter::metrics::render::{render, Format};
 use widget_exporter::metrics::{HttpSnapshot, Snapshot, BUCKETS, HTTP_CODES};
-use widget_exporter::process::ProcessStats;
-use widget_exporter::render::{render, Format};
 
 fn snapshot() -> Snapshot {
     let mut buckets = [0; BUCKETS.len() + 1];

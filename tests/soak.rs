@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use attack::{usage, Usage, RESTART_MSG};
 use support::{say, Exporter, KeepAlive};
-use widget_exporter::guard::{MAX_PARKED, POOL_MIN_THREADS};
+use widget_exporter::output::http::guard::{MAX_PARKED, POOL_MIN_THREADS};
 
 const CONNECTIONS: usize = 16;
 /// Samples before this are warm-up (buffers, tiny_http's worker pool).

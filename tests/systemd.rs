@@ -328,7 +328,7 @@ fn printed_alert_rules_are_the_shipped_file() {
     assert!(ok);
     let file = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/alerts/widget-exporter.rules.yml"
+        "/src/host/units/widget-exporter.rules.yml"
     ))
     .unwrap();
     assert_eq!(out, file);

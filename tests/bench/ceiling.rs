@@ -21,9 +21,9 @@ use std::net::{TcpListener, TcpStream};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use widget_exporter::metrics::render::Format;
 use widget_exporter::metrics::Metrics;
-use widget_exporter::render::Format;
-use widget_exporter::server::Site;
+use widget_exporter::output::http::Site;
 
 /// Longest request header accepted; a longer one closes the connection.
 const MAX_HEADER: usize = 8192;

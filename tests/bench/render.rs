@@ -11,10 +11,10 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+use widget_exporter::host::process::ProcessStats;
+use widget_exporter::metrics::render::{render, Format};
 use widget_exporter::metrics::{Metrics, Snapshot};
-use widget_exporter::process::ProcessStats;
-use widget_exporter::render::{render, Format};
-use widget_exporter::server::Site;
+use widget_exporter::output::http::Site;
 
 /// Renders per batch; a batch lasts a few milliseconds, long against `Instant`'s resolution.
 const ITERS: u32 = 20_000;

@@ -8,11 +8,13 @@
 //! Families that exist only with some source or output (the HTTP ones, `widgets_in_progress`)
 //! are switched on by [`Parts`] and come as an `Option` in the snapshot: `None` leaves them out.
 
+pub mod render;
+
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
-use crate::process::ProcessStats;
-use crate::render::{family, Encoder, Exposition, Family, Kind, Number};
+use crate::host::process::ProcessStats;
+use crate::metrics::render::{family, Encoder, Exposition, Family, Kind, Number};
 
 /// Widgets finished, successful and failed.
 pub const PROCESSED: Family = family(
@@ -945,7 +947,7 @@ mod tests {
     /// that produced it.
     #[test]
     fn textfile_families() {
-        use crate::render::{render, Format};
+        use crate::metrics::render::{render, Format};
         let names = |text: &str| -> Vec<String> {
             text.lines()
                 .filter_map(|l| Some(l.strip_prefix("# TYPE ")?.split(' ').next()?.to_owned()))

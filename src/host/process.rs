@@ -156,7 +156,7 @@ fn count_open_fds() -> Option<u64> {
     // getdents64 on a stack buffer: no allocation per scrape (read_dir allocates). The
     // directory's own descriptor is counted, as client_golang and client_python count it.
     let dir = File::open("/proc/self/fd").ok()?;
-    crate::sys::count_dir_entries(&dir).ok()
+    crate::host::sys::count_dir_entries(&dir).ok()
 }
 
 /// CPU seconds from user and system ticks; `None` if either is missing or their sum overflows.

@@ -2,16 +2,20 @@
 //! answers one request at a time for the loop in `app`; what a scrape contains is `metrics`'
 //! and `render`'s business.
 
+pub mod guard;
+pub mod probe;
+pub mod restart;
+
 use std::io;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use tiny_http::{Header, Method, Request, Response, StatusCode};
 
+use crate::host::process::{ProcessReader, ProcessStats};
 use crate::log;
+use crate::metrics::render::{self, Format};
 use crate::metrics::Metrics;
-use crate::process::{ProcessReader, ProcessStats};
-use crate::render::{self, Format};
 
 /// Longest a single response write may block the loop (per `write()` call): a client that
 /// stops reading costs us at most about this, then its write fails and we move on.

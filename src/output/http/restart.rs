@@ -27,11 +27,11 @@ use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-use crate::guard::Open;
+use crate::host::sys;
 use crate::log;
 use crate::metrics::Metrics;
-use crate::probe;
-use crate::sys;
+use crate::output::http::guard::Open;
+use crate::output::http::probe;
 
 /// Resident memory that a quiet exporter should be under (it idles at about 2 MiB). A
 /// connection flood leaves more behind: glibc keeps the stacks of a thousand finished

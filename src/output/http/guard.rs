@@ -31,9 +31,9 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use crate::host::sys;
 use crate::log;
 use crate::metrics::{CloseReason, Metrics};
-use crate::sys;
 
 /// How soon after a request from a connection the guard has not seen yet it checks for
 /// starved connections: a burst that starves some has just been accepted.
@@ -986,7 +986,7 @@ mod tests {
         // Idle for the idle limit: closed too.
         g.tick(t0 + Duration::from_secs(61), None, None, &m);
         assert!(closed(&mut conns[0].0));
-        let s = m.snapshot(crate::process::ProcessStats::default());
+        let s = m.snapshot(crate::host::process::ProcessStats::default());
         let closed = s.http.expect("HTTP families").connections_closed;
         assert_eq!(closed[CloseReason::Slow as usize], 1);
         assert_eq!(closed[CloseReason::Idle as usize], 1);

@@ -17,9 +17,9 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::log::{Format, Level};
-use crate::logtail::{LogConfig, Pattern};
-use crate::sim::SimConfig;
-use crate::template::Unit;
+use crate::source::log::template::Unit;
+use crate::source::log::{LogConfig, Pattern};
+use crate::source::sim::SimConfig;
 
 /// The shortest and longest `--widget.average-window`: the window's memory is a fixed ring
 /// of time slots, so any width in this range works at any widget rate.
@@ -1633,7 +1633,7 @@ mod tests {
     /// README's flags table with the same default.
     #[test]
     fn table_defaults_and_readme() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         for f in FLAGS {
             // A flag refused without its companion (--textfile.interval without a path) is
             // checked with the companion given.

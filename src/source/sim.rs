@@ -166,7 +166,7 @@ impl Source for Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::ProcessStats;
+    use crate::host::process::ProcessStats;
 
     const MS: Duration = Duration::from_millis(1);
 

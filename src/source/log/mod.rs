@@ -1,16 +1,19 @@
 //! The log source (issue 8): real widgets counted from the application's own log. Owns the
 //! log flags' settings and what a line means (failed template first, then finished, then
-//! started) and the log families' counts. It reads through [`crate::tail`] and matches through
-//! [`crate::template`]; it never renders, serves or blocks, and it spells no metric names.
+//! started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
+//! [`crate::source::log::template`]; it never renders, serves or blocks, and it spells no metric names.
+
+pub mod tail;
+pub mod template;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::metrics::{LineResult, Metrics, Rotation};
+use crate::source::log::tail::{Event, Position, Tail};
+use crate::source::log::template::{parse_duration, Match, Template, Unit};
 use crate::source::{Source, Step};
-use crate::tail::{Event, Position, Tail};
-use crate::template::{parse_duration, Match, Template, Unit};
 
 /// A template as the operator wrote it, and compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -215,8 +218,8 @@ impl Source for LogTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::host::process::ProcessStats;
     use crate::metrics::{Parts, Snapshot};
-    use crate::process::ProcessStats;
     use std::io::Write;
 
     fn config(path: PathBuf, started: bool) -> LogConfig {

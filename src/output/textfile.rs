@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::log;
+use crate::metrics::render::{render, Format};
 use crate::metrics::Metrics;
-use crate::render::{render, Format};
 
 /// node_exporter runs as another user and must read the file; the unit's `UMask=0077` alone
 /// would leave it 0600.

@@ -1,6 +1,6 @@
 //! The exporter's side of the systemd contract, with std alone: `sd_notify` datagrams
 //! (`READY=1`, `STATUS=…`, `WATCHDOG=1`, `STOPPING=1`), the watchdog settings, the
-//! socket-activation environment, and the unit files shipped in `src/systemd/`. It reads
+//! socket-activation environment, and the unit files shipped in `src/host/units/`. It reads
 //! values handed to it and never the environment itself, so everything but the socket is
 //! pure. It must not touch HTTP, metrics or the loop: `app` decides when to notify and what
 //! to do with an adopted socket.
@@ -15,13 +15,13 @@ use std::path::Path;
 use std::time::Duration;
 
 /// The service unit for systemd ≥ 239, with `@ARGS@` where the flags go (see [`fill_args`]).
-pub const SERVICE_UNIT: &str = include_str!("systemd/widget-exporter.service");
+pub const SERVICE_UNIT: &str = include_str!("units/widget-exporter.service");
 
 /// The service unit for systemd < 239 (219 and later), with `@ARGS@` where the flags go.
-pub const LEGACY_SERVICE_UNIT: &str = include_str!("systemd/widget-exporter-legacy.service");
+pub const LEGACY_SERVICE_UNIT: &str = include_str!("units/widget-exporter-legacy.service");
 
 /// The socket unit (`ListenStream=8000`) that the service adopts when both are enabled.
-pub const SOCKET_UNIT: &str = include_str!("systemd/widget-exporter.socket");
+pub const SOCKET_UNIT: &str = include_str!("units/widget-exporter.socket");
 
 /// The placeholder in the service units that [`fill_args`] replaces.
 pub const ARGS_PLACEHOLDER: &str = "@ARGS@";

@@ -3,17 +3,20 @@
 //! the loop can sleep until then. Sources never render, serve or block: a source with a lot
 //! to do (a log's backlog) does a bounded share per step and asks to be stepped again at once.
 //!
-//! The sources: [`crate::sim`] (the simulation, the default) and [`crate::logtail`] (a log
+//! The sources: [`crate::source::sim`] (the simulation, the default) and [`crate::source::log`] (a log
 //! file). To add one: a new file implementing [`Source`], its flags in the table in
-//! [`crate::cli`], and one arm in [`open`].
+//! [`crate::config`], and one arm in [`open`].
+
+pub mod log;
+pub mod sim;
 
 use std::time::{Duration, Instant};
 
-use crate::cli::{Config, SourceKind};
+use crate::config::{Config, SourceKind};
 use crate::error::Error;
-use crate::logtail::LogTail;
 use crate::metrics::{Metrics, Parts};
-use crate::sim::Simulator;
+use crate::source::log::LogTail;
+use crate::source::sim::Simulator;
 
 /// Where widgets come from.
 pub trait Source {
