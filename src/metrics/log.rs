@@ -3,7 +3,7 @@
 //! atomics, snapshot, encoding and which of them a restart in place carries. It must not
 //! touch another owner's families, nor know how a log is read (that is `source::log`) or how
 //! the exposition is spelled. Where the source has read to is not a metric: the restart in
-//! place carries it apart.
+//! place carries it apart (`Source::position`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -87,9 +87,6 @@ pub(crate) struct Log {
     lines: [AtomicU64; LineResult::ALL.len()],
     readable: AtomicU64,
     rotations: [AtomicU64; Rotation::ALL.len()],
-    /// Where the log source has read to (device, inode, offset + 1; 0: nowhere), carried
-    /// across a restart in place like the counters so no line is lost or counted twice.
-    position: [AtomicU64; 3],
 }
 
 impl Log {
@@ -106,7 +103,6 @@ impl Log {
     pub(crate) fn carried<'a>(&'a self, out: &mut Vec<&'a AtomicU64>) {
         out.extend(&self.lines);
         out.extend(&self.rotations);
-        out.extend(&self.position);
     }
 }
 
@@ -158,23 +154,5 @@ impl Metrics {
     /// Counts one rotation of the followed log.
     pub(crate) fn count_rotation(&self, kind: Rotation) {
         self.log.rotations[kind as usize].fetch_add(1, Relaxed);
-    }
-
-    /// Records where the log source has read to (device, inode, offset), to be carried
-    /// across a restart in place.
-    pub(crate) fn set_log_position(&self, at: Option<(u64, u64, u64)>) {
-        let (dev, ino, offset) = at.map_or((0, 0, 0), |(d, i, o)| (d, i, o + 1));
-        let [d, i, o] = &self.log.position;
-        d.store(dev, Relaxed);
-        i.store(ino, Relaxed);
-        o.store(offset, Relaxed);
-    }
-
-    /// The position recorded by [`Metrics::set_log_position`] (or carried over), if any.
-    #[must_use]
-    pub(crate) fn log_position(&self) -> Option<(u64, u64, u64)> {
-        let [d, i, o] = &self.log.position;
-        let offset = o.load(Relaxed);
-        (offset > 0).then(|| (d.load(Relaxed), i.load(Relaxed), offset - 1))
     }
 }

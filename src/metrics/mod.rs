@@ -219,16 +219,9 @@ mod tests {
         a.set_connections(7);
         a.count_line(LineResult::Invalid);
         a.count_rotation(Rotation::Truncate);
-        a.set_log_position(Some((8, 9, 0)));
         let text = a.export_counters();
         let b = Metrics::default();
-        assert_eq!(b.log_position(), None);
         assert!(b.import_counters(&text));
-        assert_eq!(
-            b.log_position(),
-            Some((8, 9, 0)),
-            "the tail position rides along"
-        );
         let (sa, sb) = (
             a.snapshot(ProcessStats::default()),
             b.snapshot(ProcessStats::default()),
