@@ -11,13 +11,19 @@
 //! not know how the exposition is spelled (that is `render`, which knows nothing of these
 //! families) nor where requests come from (`output`).
 //!
-//! To add a family to an owner, edit its file only: declare the `render::Family`, add
-//! its atomic to the owner's part with a [`Metrics`] method that updates it, a field to the
-//! owner's snapshot with the line that reads it, one line in the owner's `encode`, and the
-//! atomic in `carried` if it is a counter. A widget family's snapshot value is a field of
-//! [`Snapshot`] itself: declare that field here (the one line outside `widgets.rs`). A new
-//! owner is a new file, a part of [`Metrics`], an `Option` in [`Snapshot`] (and a [`Parts`]
-//! switch if it is optional), one line in `encode` and one in `counters`.
+//! To add a family, edit its owner's file only, top to bottom:
+//! 1. declare it (`render::family`: name, kind, help) beside the others;
+//! 2. add its atomic to the owner's part, and a [`Metrics`] method that updates it;
+//! 3. add its value to the owner's snapshot and the line of `snapshot` that reads it;
+//! 4. write it in the owner's `encode`, where it is to appear in the exposition;
+//! 5. if a restart in place must not reset it (a counter), add it to the owner's `carried`.
+//!
+//! A widget family's value is a field of [`Snapshot`] itself, declared here: the one line
+//! outside `widgets.rs`. A `process_*` family needs its value in `host::process` first. The
+//! golden files under `tests/golden/` then change (`UPDATE_GOLDEN=1`); no list of families
+//! needs the new one, the tests read them from a rendered exposition. A new owner is a new
+//! file, a part of [`Metrics`], a field of [`Snapshot`] (an `Option` with a [`Parts`] switch
+//! if the owner is optional), one line in `encode` and one in `counters`.
 
 mod http;
 mod log;
@@ -71,6 +77,7 @@ impl Default for Parts {
 pub struct Metrics {
     parts: Parts,
     widgets: widgets::Widgets,
+    window: widgets::Window,
     http: http::Http,
     textfile: textfile::Textfile,
     log: log::Log,
@@ -90,7 +97,8 @@ impl Metrics {
     pub(crate) fn new(parts: Parts, window: Duration, start: Instant) -> Self {
         Metrics {
             parts,
-            widgets: widgets::Widgets::new(window, start),
+            widgets: widgets::Widgets::default(),
+            window: widgets::Window::new(window, start),
             http: http::Http::default(),
             textfile: textfile::Textfile::default(),
             log: log::Log::default(),
@@ -113,7 +121,7 @@ impl Metrics {
             textfile: p.textfile.then(|| self.textfile.snapshot()),
             log: p.log.then(|| self.log.snapshot()),
             process,
-            ..self.widgets.snapshot(now, p.in_progress)
+            ..self.widgets.snapshot(&self.window, now, p.in_progress)
         }
     }
 
@@ -285,7 +293,16 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let (text, om) = (types(Format::Text), types(Format::OpenMetrics));
-        assert_eq!(text.len(), 23, "{text:?}");
+        for owned in [
+            "widgets_processed_total",
+            "widget_exporter_build_info",
+            "widget_exporter_http_requests_total",
+            "widget_exporter_textfile_writes_total",
+            "widget_exporter_log_lines_total",
+            "process_cpu_seconds_total",
+        ] {
+            assert!(text.iter().any(|(n, _)| n == owned), "{owned}: {text:?}");
+        }
         assert_eq!(text.len(), om.len());
         for ((name, kind), (om_name, om_kind)) in text.iter().zip(&om) {
             let suffix = match om_kind.as_str() {

@@ -62,10 +62,9 @@ pub const BUCKETS: [(u64, &str); 14] = [
     (10_000_000_000, "10.0"),
 ];
 
-/// The live widget values.
-#[derive(Debug)]
+/// The live widget values (the average's own state is the [`Window`], a part of its own).
+#[derive(Debug, Default)]
 pub(crate) struct Widgets {
-    window: Window,
     processed: AtomicU64,
     failed: AtomicU64,
     in_progress: AtomicU64,
@@ -76,29 +75,16 @@ pub(crate) struct Widgets {
 }
 
 impl Widgets {
-    /// No widget yet; an average window of `width` whose slots count from `start`.
-    pub(crate) fn new(width: Duration, start: Instant) -> Widgets {
-        Widgets {
-            window: Window::new(width, start),
-            processed: AtomicU64::default(),
-            failed: AtomicU64::default(),
-            in_progress: AtomicU64::default(),
-            duration_buckets: Default::default(),
-            duration_sum_nanos: AtomicU64::default(),
-            last_processed_unix_nanos: AtomicU64::default(),
-        }
-    }
-
-    /// The widget fields of a snapshot (the average window as of `now`; in progress only
-    /// when the source can tell); every other owner's part is left empty.
-    pub(crate) fn snapshot(&self, now: Instant, in_progress: bool) -> Snapshot {
+    /// The widget fields of a snapshot (the average over `window` as of `now`; in progress
+    /// only when the source can tell); every other owner's part is left empty.
+    pub(crate) fn snapshot(&self, window: &Window, now: Instant, in_progress: bool) -> Snapshot {
         let mut buckets = [0; BUCKETS.len() + 1];
         let mut cumulative = 0;
         for (out, count) in buckets.iter_mut().zip(&self.duration_buckets) {
             cumulative += count.load(Relaxed);
             *out = cumulative;
         }
-        let (window_sum, window_count) = self.window.totals(now);
+        let (window_sum, window_count) = window.totals(now);
         Snapshot {
             processed: self.processed.load(Relaxed),
             failed: self.failed.load(Relaxed),
@@ -173,7 +159,7 @@ impl Metrics {
             let sum = w.duration_sum_nanos.load(Relaxed);
             w.duration_sum_nanos
                 .store(sum.saturating_add(nanos), Relaxed);
-            w.window.record(at, nanos);
+            self.window.record(at, nanos);
         }
         w.processed.fetch_add(1, Relaxed);
         if failed {
@@ -193,7 +179,7 @@ const WINDOW_SLOTS: usize = 100;
 /// whatever the widget rate; the mean is exact over the widgets of the slots it covers, which
 /// span between 99 % and 100 % of the window (the oldest slot leaves whole).
 #[derive(Debug)]
-struct Window {
+pub(crate) struct Window {
     start: Instant,
     slot_nanos: u128,
     /// Slot number + 1 (0: never used), sum of durations in nanoseconds, widget count.
@@ -201,7 +187,8 @@ struct Window {
 }
 
 impl Window {
-    fn new(width: Duration, start: Instant) -> Self {
+    /// An empty window `width` wide whose slots count from `start`.
+    pub(crate) fn new(width: Duration, start: Instant) -> Self {
         Window {
             start,
             slot_nanos: (width.as_nanos() / WINDOW_SLOTS as u128).max(1),
