@@ -156,3 +156,49 @@ impl Metrics {
         self.log.rotations[kind as usize].fetch_add(1, Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{LineResult, Rotation};
+    use crate::host::process::ProcessStats;
+    use crate::metrics::render::{render, Format};
+    use crate::metrics::{Metrics, Parts};
+
+    /// Each count lands on the sample of its own label value.
+    #[test]
+    fn counts_land_on_their_label() {
+        let parts = Parts {
+            log: true,
+            ..Parts::default()
+        };
+        for (i, &result) in LineResult::ALL.iter().enumerate() {
+            assert_eq!(
+                result as usize, i,
+                "{result:?}: ALL is in declaration order"
+            );
+            let m = Metrics::new(parts, Duration::from_secs(60), Instant::now());
+            m.count_line(result);
+            let mut out = String::new();
+            render(&m.snapshot(ProcessStats::default()), Format::Text, &mut out);
+            let want = format!(
+                "\nwidget_exporter_log_lines_total{{result=\"{}\"}} 1\n",
+                result.as_str()
+            );
+            assert!(out.contains(&want), "{want}{out}");
+        }
+        for (i, &kind) in Rotation::ALL.iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}: ALL is in declaration order");
+            let m = Metrics::new(parts, Duration::from_secs(60), Instant::now());
+            m.count_rotation(kind);
+            let mut out = String::new();
+            render(&m.snapshot(ProcessStats::default()), Format::Text, &mut out);
+            let want = format!(
+                "\nwidget_exporter_log_rotations_total{{kind=\"{}\"}} 1\n",
+                kind.as_str()
+            );
+            assert!(out.contains(&want), "{want}{out}");
+        }
+    }
+}
