@@ -739,7 +739,7 @@ fn refused_calls(kernel: Version, flags: &[&str]) {
         .arg(&trace)
         .arg(binary())
         .args(flags);
-    let e = Exporter::start_with(filtered(&mut cmd, kernel));
+    let mut e = Exporter::start_with(filtered(&mut cmd, kernel));
     let _ = e.get("/metrics");
     let _ = e.get_with(
         "/metrics",
@@ -749,6 +749,11 @@ fn refused_calls(kernel: Version, flags: &[&str]) {
     for pid in children(e.child.id()) {
         // SAFETY: kill takes integers; the pid is a child of our own strace.
         unsafe { kill(pid, 9) };
+    }
+    // strace then reaps it and exits by itself.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline && matches!(e.child.try_wait(), Ok(None)) {
+        std::thread::sleep(Duration::from_millis(20));
     }
     drop(e);
     let text = std::fs::read_to_string(&trace).unwrap_or_default();
