@@ -70,8 +70,9 @@ enum Trouble {
 }
 
 /// What the line splitter does with the bytes up to the next `\n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Mode {
+    #[default]
     Keep,
     /// Skipping a line over the limit; reported when its end arrives.
     SkipLong,
@@ -90,6 +91,72 @@ enum Stop {
     End,
 }
 
+/// Splits bytes into lines: the unfinished line between calls (at most [`MAX_LINE`] bytes,
+/// grown only as far as lines need), and what to do with the bytes up to the next `\n`.
+#[derive(Debug, Default)]
+pub struct Splitter {
+    partial: Vec<u8>,
+    mode: Mode,
+}
+
+impl Splitter {
+    /// Splits `data` into lines, carrying an unfinished one to the next call.
+    pub fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+        let mut rest = data;
+        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+            let piece = &rest[..nl];
+            rest = &rest[nl + 1..];
+            match self.mode {
+                Mode::SkipLong => on(Event::TooLong),
+                Mode::SkipSilent => {}
+                Mode::Keep if self.partial.len() + piece.len() > MAX_LINE => on(Event::TooLong),
+                Mode::Keep if self.partial.is_empty() => on(Event::Line(strip_cr(piece))),
+                Mode::Keep => {
+                    self.partial.extend_from_slice(piece);
+                    on(Event::Line(strip_cr(&self.partial)));
+                }
+            }
+            self.partial.clear();
+            self.mode = Mode::Keep;
+        }
+        if self.mode == Mode::Keep {
+            if self.partial.len() + rest.len() > MAX_LINE {
+                self.partial.clear();
+                self.mode = Mode::SkipLong;
+            } else {
+                self.partial.extend_from_slice(rest);
+            }
+        }
+    }
+
+    /// Hands out a final line without its `\n` (a stream that ended).
+    pub fn flush(&mut self, on: &mut impl FnMut(Event<'_>)) {
+        match self.mode {
+            Mode::Keep if !self.partial.is_empty() => on(Event::Line(strip_cr(&self.partial))),
+            Mode::SkipLong => on(Event::TooLong),
+            _ => {}
+        }
+        self.partial.clear();
+        self.mode = Mode::Keep;
+    }
+
+    /// Forgets the unfinished line (the next byte starts a line).
+    pub fn reset(&mut self) {
+        self.partial.clear();
+        self.mode = Mode::Keep;
+    }
+
+    /// Bytes held for an unfinished line that will be handed out (not skipped).
+    #[must_use]
+    pub fn held(&self) -> usize {
+        if self.mode == Mode::Keep {
+            self.partial.len()
+        } else {
+            0
+        }
+    }
+}
+
 /// An open file (or stream) and the partial line it owes.
 struct Reader {
     file: File,
@@ -97,8 +164,7 @@ struct Reader {
     ino: u64,
     /// Bytes read so far from the start of the file.
     offset: u64,
-    partial: Vec<u8>,
-    mode: Mode,
+    lines: Splitter,
     last_data: Instant,
     /// The file's first bytes as last seen, up to [`HEAD`] and up to the first NUL (see
     /// [`Reader::check_truncated`]); `head_len` of them are valid.
@@ -113,8 +179,7 @@ impl Reader {
             dev: meta.dev(),
             ino: meta.ino(),
             offset: 0,
-            partial: Vec::with_capacity(MAX_LINE),
-            mode: Mode::Keep,
+            lines: Splitter::default(),
             last_data: now,
             head: [0; HEAD],
             head_len: 0,
@@ -172,51 +237,10 @@ impl Reader {
         if truncated {
             self.file.seek(SeekFrom::Start(0))?;
             self.offset = 0;
-            self.partial.clear();
-            self.mode = Mode::Keep;
+            self.lines.reset();
         }
         self.keep_head(&now[..n]);
         Ok(truncated)
-    }
-
-    /// Splits `data` into lines, carrying an unfinished one to the next call.
-    fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
-        let mut rest = data;
-        while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
-            let piece = &rest[..nl];
-            rest = &rest[nl + 1..];
-            match self.mode {
-                Mode::SkipLong => on(Event::TooLong),
-                Mode::SkipSilent => {}
-                Mode::Keep if self.partial.len() + piece.len() > MAX_LINE => on(Event::TooLong),
-                Mode::Keep if self.partial.is_empty() => on(Event::Line(strip_cr(piece))),
-                Mode::Keep => {
-                    self.partial.extend_from_slice(piece);
-                    on(Event::Line(strip_cr(&self.partial)));
-                }
-            }
-            self.partial.clear();
-            self.mode = Mode::Keep;
-        }
-        if self.mode == Mode::Keep {
-            if self.partial.len() + rest.len() > MAX_LINE {
-                self.partial.clear();
-                self.mode = Mode::SkipLong;
-            } else {
-                self.partial.extend_from_slice(rest);
-            }
-        }
-    }
-
-    /// Hands out a final line without its `\n` (a stream that ended).
-    fn flush(&mut self, on: &mut impl FnMut(Event<'_>)) {
-        match self.mode {
-            Mode::Keep if !self.partial.is_empty() => on(Event::Line(strip_cr(&self.partial))),
-            Mode::SkipLong => on(Event::TooLong),
-            _ => {}
-        }
-        self.partial.clear();
-        self.mode = Mode::Keep;
     }
 
     /// Reads up to `budget` bytes. Returns the bytes read and why reading stopped.
@@ -241,7 +265,7 @@ impl Reader {
             total += n;
             self.offset += n as u64;
             self.last_data = now;
-            self.feed(&chunk[..n], on);
+            self.lines.feed(&chunk[..n], on);
         }
         Ok((total, Stop::Budget))
     }
@@ -304,11 +328,7 @@ impl Tail {
     #[must_use]
     pub fn position(&self) -> Option<Position> {
         let cur = self.cur.as_ref().filter(|_| !self.stream)?;
-        let held = if cur.mode == Mode::Keep {
-            cur.partial.len() as u64
-        } else {
-            0
-        };
+        let held = cur.lines.held() as u64;
         Some(Position {
             dev: cur.dev,
             ino: cur.ino,
@@ -328,8 +348,7 @@ impl Tail {
             return false;
         }
         cur.offset = at.offset;
-        cur.partial.clear();
-        cur.mode = Mode::Keep;
+        cur.lines.reset();
         true
     }
 
@@ -493,7 +512,7 @@ impl Tail {
             }
             reader.offset = meta.len();
             if !ends_clean {
-                reader.mode = Mode::SkipSilent;
+                reader.lines.mode = Mode::SkipSilent;
             }
         }
         self.cur = Some(reader);
@@ -510,7 +529,7 @@ impl Tail {
             Ok((_, Stop::End)) => {
                 // A FIFO also reads 0 while no writer has it open; a writer may come back.
                 if self.trouble != Some(Trouble::StreamEnded) {
-                    cur.flush(on);
+                    cur.lines.flush(on);
                     self.trouble(Trouble::StreamEnded, &"end of stream");
                 }
             }
