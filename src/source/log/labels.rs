@@ -140,6 +140,12 @@ impl LabelSets {
         &self.names
     }
 
+    /// The series cap.
+    #[must_use]
+    pub fn max_series(&self) -> usize {
+        self.max_series
+    }
+
     /// The number of distinct sets admitted (the overflow series not included).
     #[must_use]
     pub fn len(&self) -> usize {
