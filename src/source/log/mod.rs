@@ -5,6 +5,7 @@
 
 pub mod check;
 pub mod classify;
+pub mod files;
 pub mod labels;
 pub mod tail;
 pub mod template;

@@ -1,4 +1,4 @@
-//! Following a log (issue 8): a path tailed across rename and truncate rotation, or a stream
+//! Following a log: a path tailed across rename and truncate rotation, or a stream
 //! (`-`, a FIFO) read as it comes. Owns opening, rotation detection, draining a renamed file,
 //! splitting bytes into lines and the line-length limit. Never blocks (reads are on regular
 //! files or `O_NONBLOCK` streams) and does a bounded amount of work per [`Tail::step`]; the
@@ -22,7 +22,7 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const STEP_BUDGET: usize = 512 << 10;
 
 /// Bytes per `read` call.
-const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 
 /// How long a renamed-away file must stay quiet before it is closed: the writer keeps writing
 /// to it until its postrotate signal arrives and it reopens the path.
@@ -33,7 +33,7 @@ pub const DRAIN_QUIET: Duration = Duration::from_secs(5);
 pub const HEAD: usize = 64;
 
 /// `O_NONBLOCK` on Linux (every architecture we build for), spelled here to stay free of libc.
-const O_NONBLOCK: i32 = 0o4000;
+pub(super) const O_NONBLOCK: i32 = 0o4000;
 
 /// What a step found, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,7 +82,7 @@ enum Mode {
 
 /// Why a read stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(super) enum Stop {
     /// The step's byte budget is spent.
     Budget,
     /// A stream has nothing more for now.
@@ -158,14 +158,14 @@ impl Splitter {
 }
 
 /// An open file (or stream) and the partial line it owes.
-struct Reader {
+pub(super) struct Reader {
     file: File,
-    dev: u64,
-    ino: u64,
+    pub(super) dev: u64,
+    pub(super) ino: u64,
     /// Bytes read so far from the start of the file.
-    offset: u64,
+    pub(super) offset: u64,
     lines: Splitter,
-    last_data: Instant,
+    pub(super) last_data: Instant,
     /// The file's first bytes as last seen, up to [`HEAD`] and up to the first NUL (see
     /// [`Reader::check_truncated`]); `head_len` of them are valid.
     head: [u8; HEAD],
@@ -173,7 +173,7 @@ struct Reader {
 }
 
 impl Reader {
-    fn new(file: File, meta: &std::fs::Metadata, now: Instant) -> Reader {
+    pub(super) fn new(file: File, meta: &std::fs::Metadata, now: Instant) -> Reader {
         Reader {
             file,
             dev: meta.dev(),
@@ -208,7 +208,7 @@ impl Reader {
     }
 
     /// Takes the fingerprint of a file just opened.
-    fn fingerprint(&mut self) {
+    pub(super) fn fingerprint(&mut self) {
         let mut now = [0; HEAD];
         let n = self.read_head(&mut now).unwrap_or(0);
         self.keep_head(&now[..n]);
@@ -228,7 +228,7 @@ impl Reader {
     /// distinguishing bytes), and a truncation that lands between this check and the read
     /// that follows it in the same step. A file rewritten in place without truncation counts
     /// as truncated, and is read again from its start.
-    fn check_truncated(&mut self) -> std::io::Result<bool> {
+    pub(super) fn check_truncated(&mut self) -> std::io::Result<bool> {
         let len = self.file.metadata()?.len();
         let mut now = [0; HEAD];
         let n = self.read_head(&mut now)?;
@@ -244,7 +244,7 @@ impl Reader {
     }
 
     /// Reads up to `budget` bytes. Returns the bytes read and why reading stopped.
-    fn read(
+    pub(super) fn read(
         &mut self,
         chunk: &mut [u8],
         budget: &mut usize,
@@ -272,6 +272,48 @@ impl Reader {
 
     fn same_file(&self, meta: &std::fs::Metadata) -> bool {
         self.dev == meta.dev() && self.ino == meta.ino()
+    }
+
+    /// Moves to the end of a file `len` bytes long: only lines written from now on count, and
+    /// a line half-written at the end is skipped.
+    pub(super) fn skip_to_end(&mut self, len: u64) -> std::io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let mut last = [0u8];
+        let ends_clean =
+            self.file.read_at(&mut last, len - 1).is_ok_and(|n| n == 1) && last[0] == b'\n';
+        self.file.seek(SeekFrom::Start(len))?;
+        self.offset = len;
+        if !ends_clean {
+            self.lines.mode = Mode::SkipSilent;
+        }
+        Ok(())
+    }
+
+    /// Bytes the unfinished line's buffer holds on the heap.
+    pub(super) fn held_capacity(&self) -> usize {
+        self.lines.partial.capacity()
+    }
+
+    /// Goes to a carried offset if the file is not shorter than it.
+    pub(super) fn resume(&mut self, offset: u64) -> bool {
+        let fits = self.file.metadata().is_ok_and(|m| m.len() >= offset);
+        if !fits || self.file.seek(SeekFrom::Start(offset)).is_err() {
+            return false;
+        }
+        self.offset = offset;
+        self.lines.reset();
+        true
+    }
+
+    /// The carried position: the first byte not yet handed out as part of a complete line.
+    pub(super) fn position(&self) -> Position {
+        Position {
+            dev: self.dev,
+            ino: self.ino,
+            offset: self.offset - self.lines.held() as u64,
+        }
     }
 }
 
@@ -327,13 +369,7 @@ impl Tail {
     /// The position to carry across a restart in place (regular files only).
     #[must_use]
     pub fn position(&self) -> Option<Position> {
-        let cur = self.cur.as_ref().filter(|_| !self.stream)?;
-        let held = cur.lines.held() as u64;
-        Some(Position {
-            dev: cur.dev,
-            ino: cur.ino,
-            offset: cur.offset - held,
-        })
+        Some(self.cur.as_ref().filter(|_| !self.stream)?.position())
     }
 
     /// Resumes at a carried position if the path still names that file and it is not shorter.
@@ -341,15 +377,7 @@ impl Tail {
         let Some(cur) = self.cur.as_mut().filter(|_| !self.stream) else {
             return false;
         };
-        let fits = cur.dev == at.dev
-            && cur.ino == at.ino
-            && cur.file.metadata().is_ok_and(|m| m.len() >= at.offset);
-        if !fits || cur.file.seek(SeekFrom::Start(at.offset)).is_err() {
-            return false;
-        }
-        cur.offset = at.offset;
-        cur.lines.reset();
-        true
+        cur.dev == at.dev && cur.ino == at.ino && cur.resume(at.offset)
     }
 
     /// Reads what the log gained (at most [`STEP_BUDGET`] bytes) and checks the path for
@@ -498,22 +526,9 @@ impl Tail {
         if !self.stream {
             reader.fingerprint();
         }
-        if at_start && !self.stream && meta.len() > 0 {
-            // Only lines written from now on count; a line half-written at the end is skipped.
-            let mut last = [0u8];
-            let ends_clean = reader
-                .file
-                .read_at(&mut last, meta.len() - 1)
-                .is_ok_and(|n| n == 1)
-                && last[0] == b'\n';
-            if reader.file.seek(SeekFrom::Start(meta.len())).is_err() {
-                self.trouble(Trouble::Unreadable, &"cannot seek");
-                return;
-            }
-            reader.offset = meta.len();
-            if !ends_clean {
-                reader.lines.mode = Mode::SkipSilent;
-            }
+        if at_start && !self.stream && reader.skip_to_end(meta.len()).is_err() {
+            self.trouble(Trouble::Unreadable, &"cannot seek");
+            return;
         }
         self.cur = Some(reader);
         self.recovered();
