@@ -1,12 +1,15 @@
 //! The check mode's report: a log read once from its start to its end through the same line
 //! splitter, classifier and label-set table as the live source, and what a template would
-//! count there, as text for an operator. Owns the report's counts and its wording. Pure apart
-//! from the `Read` it is handed: no paths, clocks, metrics or printing.
+//! count there, as text for an operator. Owns the report's counts and its wording, and what
+//! "every file the path names" means for a check. No clocks, metrics or printing.
 
 use std::fmt::Write as _;
+use std::fs::File;
 use std::io::{ErrorKind, Read};
+use std::path::Path;
 
 use crate::source::log::classify::{Classifier, Line};
+use crate::source::log::files::Glob;
 use crate::source::log::labels::{LabelSets, Series, OVERFLOW_VALUE};
 use crate::source::log::tail::{Event, Splitter};
 
@@ -72,6 +75,39 @@ impl Check {
         splitter.flush(&mut |e| self.event(e));
         self.splitter = splitter;
         result
+    }
+
+    /// Reads what `--widget.log.path` names from its start to its end: standard input for
+    /// `-`, every matching file (by name) for a glob, else the file. The error says what
+    /// could not be read (an empty glob is one: there was nothing to try the templates on).
+    pub fn read_path(&mut self, path: &Path) -> Result<(), String> {
+        if path == Path::new("-") {
+            return self
+                .read(std::io::stdin().lock())
+                .map_err(|e| format!("cannot read standard input: {e}"));
+        }
+        let glob = Glob::parse(path).map_err(str::to_owned)?;
+        let files = match &glob {
+            Some(glob) => glob
+                .list()
+                .map_err(|e| format!("cannot list {}: {e}", glob.dir().display()))?,
+            None => vec![path.to_owned()],
+        };
+        if files.is_empty() {
+            return Err(format!("no file matches {}", path.display()));
+        }
+        for file in files {
+            let opened = File::open(&file).and_then(|f| {
+                if f.metadata()?.is_dir() {
+                    return Err(std::io::Error::other("is a directory"));
+                }
+                Ok(f)
+            });
+            opened
+                .and_then(|f| self.read(f))
+                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+        }
+        Ok(())
     }
 
     fn event(&mut self, event: Event<'_>) {
@@ -334,6 +370,38 @@ invalid lines (first 2 of 2):
         for (line, want) in cases {
             assert_eq!(shown(line), *want, "{:?}", String::from_utf8_lossy(line));
         }
+    }
+
+    #[test]
+    fn a_path_a_glob_or_nothing_to_read() {
+        let dir = std::env::temp_dir().join(format!("we-check-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        std::fs::write(dir.join("b.log"), "x start\n").expect("write");
+        std::fs::write(dir.join("a.log"), "x start\nhalf").expect("write");
+        std::fs::write(dir.join("a.log.1"), "x start\n").expect("write");
+        let mut c = check(10);
+        c.read_path(&dir.join("*.log")).expect("a glob");
+        // Each file's last line ends with the file: "half" is a line of its own.
+        assert!(
+            c.report().starts_with("lines: matched=2 unmatched=1 "),
+            "{}",
+            c.report()
+        );
+        let mut c = check(10);
+        c.read_path(&dir.join("a.log.1")).expect("a file");
+        assert!(c.report().starts_with("lines: matched=1 "));
+        let errors = [
+            (dir.join("*.nothing"), "no file matches"),
+            (dir.join("missing.log"), "cannot read"),
+            (dir.clone(), "is a directory"),
+            (dir.join("*/x.log"), "--widget.log.path may hold"),
+        ];
+        for (path, want) in errors {
+            let err = check(10).read_path(&path).expect_err("cannot read");
+            assert!(err.contains(want), "{err}");
+        }
+        std::fs::remove_dir_all(&dir).expect("clean up");
     }
 
     #[test]

@@ -7,7 +7,9 @@
 use std::time::Duration;
 
 use crate::source::log::labels::{arrange, positions, union};
-use crate::source::log::template::{parse_duration, Found, Template, Unit, MAX_LABELS};
+use crate::source::log::template::{
+    parse_duration, Found, Template, Unit, MAX_LABELS, MAX_LABEL_VALUE,
+};
 
 /// What a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,7 +153,7 @@ impl Classifier {
             Why::Label { name, too_long } => {
                 let name = self.names.get(name).map_or("?", String::as_str);
                 if too_long {
-                    format!("the value of label {name} is longer than 128 bytes")
+                    format!("the value of label {name} is longer than {MAX_LABEL_VALUE} bytes")
                 } else {
                     format!("the value of label {name} is not valid UTF-8")
                 }

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::log;
 use crate::source::log::tail::{
-    Event, Position, Reader, Stop, CHUNK, DRAIN_QUIET, O_NONBLOCK, STEP_BUDGET,
+    Event, Position, Reader, Stop, Tail, CHUNK, DRAIN_QUIET, O_NONBLOCK, STEP_BUDGET,
 };
 
 /// Default of `--widget.log.max-files`.
@@ -476,6 +476,80 @@ impl Files {
     }
 }
 
+/// What the log source follows: one path (a file, a FIFO or standard input), as always, or
+/// a glob of files. One type for the source to hold whichever `--widget.log.path` names.
+pub enum Follower {
+    /// A plain path.
+    One(Tail),
+    /// A glob.
+    Many(Files),
+}
+
+impl Follower {
+    /// Follows `path`: a glob when its last component holds `*` or `?`. The error is one
+    /// line naming the flag (a misplaced wildcard, or a directory).
+    pub fn open(path: &Path, max_files: usize, now: Instant) -> Result<Follower, &'static str> {
+        match Glob::parse(path)? {
+            Some(glob) => Ok(Follower::Many(Files::open(glob, max_files, now))),
+            None => Tail::open(path, now)
+                .map(Follower::One)
+                .ok_or("--widget.log.path names a directory, not a log file"),
+        }
+    }
+
+    /// Reads what the log gained; returns whether bytes are left over for another step.
+    pub fn step(&mut self, now: Instant, on: impl FnMut(Event<'_>)) -> bool {
+        match self {
+            Follower::One(t) => t.step(now, on),
+            Follower::Many(f) => f.step(now, on),
+        }
+    }
+
+    /// Whether the log (the file, or the glob's directory) was readable at the last step.
+    #[must_use]
+    pub fn readable(&self) -> bool {
+        match self {
+            Follower::One(t) => t.readable(),
+            Follower::Many(f) => f.readable(),
+        }
+    }
+
+    /// How many files are followed now: for a plain path, 1 while it is readable.
+    #[must_use]
+    pub fn files(&self) -> usize {
+        match self {
+            Follower::One(t) => usize::from(t.readable()),
+            Follower::Many(f) => f.files(),
+        }
+    }
+
+    /// The earliest instant at which a drained file may be closed, if one is open.
+    #[must_use]
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        match self {
+            Follower::One(t) => t.drain_deadline(),
+            Follower::Many(f) => f.drain_deadline(),
+        }
+    }
+
+    /// The positions to carry across a restart in place.
+    #[must_use]
+    pub fn positions(&self) -> Vec<Position> {
+        match self {
+            Follower::One(t) => t.position().into_iter().collect(),
+            Follower::Many(f) => f.positions(),
+        }
+    }
+
+    /// Resumes at carried positions; returns how many files resumed.
+    pub fn resume(&mut self, carried: &[Position]) -> usize {
+        match self {
+            Follower::One(t) => carried.iter().filter(|&&p| t.resume(p)).take(1).count(),
+            Follower::Many(f) => f.resume(carried),
+        }
+    }
+}
+
 /// Positions in their carried form: one `dev ino offset` line each.
 #[must_use]
 pub fn encode_positions(positions: &[Position]) -> String {
@@ -795,6 +869,34 @@ mod tests {
         assert!(
             held <= DEFAULT_MAX_FILES * 64,
             "{held} bytes held beyond the buffer"
+        );
+    }
+
+    #[test]
+    fn the_follower_takes_a_plain_path_or_a_glob() {
+        let dir = Dir::new();
+        let log = dir.0.join("app.log");
+        append(&log, b"");
+        let t0 = Instant::now();
+        let mut one = Follower::open(&log, 2, t0).expect("a file");
+        assert!(matches!(one, Follower::One(_)));
+        let mut many = Follower::open(&dir.0.join("*.log"), 2, t0).expect("a glob");
+        assert!(matches!(many, Follower::Many(_)));
+        append(&log, b"x\n");
+        for f in [&mut one, &mut many] {
+            let mut n = 0;
+            assert!(!f.step(t0, |e| n += usize::from(e == Event::Line(b"x"))));
+            assert_eq!((n, f.files(), f.readable()), (1, 1, true));
+            assert_eq!(f.positions().len(), 1);
+            assert_eq!(f.positions()[0].offset, 2);
+        }
+        let carried = one.positions();
+        let mut again = Follower::open(&log, 2, t0).expect("a file");
+        assert_eq!(again.resume(&carried), 1);
+        assert!(Follower::open(&dir.0, 2, t0).is_err(), "a directory");
+        assert!(
+            Follower::open(&dir.0.join("*/x.log"), 2, t0).is_err(),
+            "a glob in a directory"
         );
     }
 

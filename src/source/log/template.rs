@@ -112,9 +112,9 @@ impl Invalid {
     pub fn reason(self, template: &Template) -> String {
         let name = template.labels.get(self.label).map_or("?", String::as_str);
         if self.too_long {
-            format!("label {name} value is longer than {MAX_LABEL_VALUE} bytes")
+            format!("the value of label {name} is longer than {MAX_LABEL_VALUE} bytes")
         } else {
-            format!("label {name} value is not valid UTF-8")
+            format!("the value of label {name} is not valid UTF-8")
         }
     }
 }
@@ -768,7 +768,7 @@ mod tests {
             (
                 "s={label:s}",
                 b"s=\xff\xfe",
-                Some(Err("label s value is not valid UTF-8")),
+                Some(Err("the value of label s is not valid UTF-8")),
             ),
             ("s={label:s}", "s=é".as_bytes(), Some(Ok(&["é"]))),
         ];
