@@ -900,6 +900,105 @@ mod tests {
         );
     }
 
+    /// `name` on `PATH` (or in /usr/sbin); when absent, `skipped: NAME not found`, or a
+    /// failure under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`, as tests/support does.
+    fn require_tool(name: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let found = std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file());
+        if found.is_none() {
+            let required =
+                std::env::var_os("WIDGET_EXPORTER_REQUIRE_TOOLS").is_some_and(|v| v == "1");
+            assert!(
+                !required,
+                "{name} not found and WIDGET_EXPORTER_REQUIRE_TOOLS=1"
+            );
+            eprintln!("skipped: {name} not found");
+        }
+        found
+    }
+
+    #[test]
+    fn three_files_rotated_by_logrotate_are_counted_exactly() {
+        let Some(logrotate) = require_tool("logrotate") else {
+            return;
+        };
+        let dir = Dir::new();
+        let paths: Vec<PathBuf> = (1..=3)
+            .map(|i| dir.0.join(format!("worker-{i}.log")))
+            .collect();
+        for p in &paths {
+            append(p, b"before the start: not counted\n");
+        }
+        let reopen = dir.0.join("reopen");
+        let conf = dir.0.join("logrotate.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "{}/worker-*.log {{\n  rotate 10\n  create\n  postrotate\n    touch {}\n  endscript\n}}\n",
+                dir.0.display(),
+                reopen.display()
+            ),
+        )
+        .expect("write the logrotate config");
+        let mut now = Instant::now();
+        let mut files = Files::open(dir.glob("worker-*.log"), DEFAULT_MAX_FILES, now);
+        let open = |p: &PathBuf| OpenOptions::new().append(true).open(p).expect("writer");
+        let mut writers: Vec<std::fs::File> = paths.iter().map(open).collect();
+        let (mut written, mut seen, mut renamed) = (0, std::collections::HashSet::new(), 0);
+        let mut take = |files: &mut Files, now: Instant| {
+            for line in step(files, now) {
+                if line == "<renamed>" {
+                    renamed += 1;
+                } else {
+                    assert!(seen.insert(line.clone()), "{line:?} counted twice");
+                }
+            }
+        };
+        let mut write = |writers: &mut Vec<std::fs::File>, tag: &str| {
+            for (w, f) in writers.iter_mut().enumerate() {
+                for k in 0..40 {
+                    writeln!(f, "{tag} worker {w} line {k}").expect("write");
+                    written += 1;
+                }
+            }
+        };
+        for round in 0..4 {
+            write(&mut writers, &format!("r{round} before"));
+            if round % 2 == 0 {
+                take(&mut files, now);
+            }
+            let status = std::process::Command::new(&logrotate)
+                .arg("-f")
+                .arg("-s")
+                .arg(dir.0.join("state"))
+                .arg(&conf)
+                .status()
+                .expect("run logrotate");
+            assert!(status.success(), "logrotate: {status}");
+            // Until the postrotate signal reaches them, the writers write to the rotated files.
+            write(&mut writers, &format!("r{round} late"));
+            std::fs::remove_file(&reopen).expect("postrotate ran");
+            writers = paths.iter().map(open).collect();
+            write(&mut writers, &format!("r{round} after"));
+            take(&mut files, now);
+            now += DRAIN_QUIET / 3;
+        }
+        for _ in 0..3 {
+            now += DRAIN_QUIET;
+            take(&mut files, now);
+        }
+        assert_eq!(seen.len(), written, "every line once");
+        assert_eq!(renamed, 12, "three files rotated four times");
+        assert_eq!((files.files(), files.drain_deadline()), (3, None));
+        assert!(
+            dir.0.join("worker-1.log.4").exists(),
+            "logrotate kept its rotated copies"
+        );
+    }
+
     #[test]
     fn a_fifo_in_the_glob_is_not_opened() {
         let dir = Dir::new();
