@@ -390,7 +390,15 @@ impl Tail {
         }
         // The old file first: its lines were written before the new file's.
         if let Some(old) = self.old.as_mut() {
-            match old.read(&mut self.chunk, &mut budget, now, &mut on) {
+            // Truncated after it was renamed away: read it again from its start.
+            let read = old.check_truncated().and_then(|truncated| {
+                if truncated {
+                    log::info("rotated log file truncated; reading it from its start", &[]);
+                    on(Event::Truncated);
+                }
+                old.read(&mut self.chunk, &mut budget, now, &mut on)
+            });
+            match read {
                 Ok((_, Stop::End)) if now.duration_since(old.last_data) >= DRAIN_QUIET => {
                     log::debug("closed the rotated log file after it went quiet", &[]);
                     self.old = None;
