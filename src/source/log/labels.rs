@@ -12,6 +12,7 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::time::{Duration, Instant};
 
 use crate::source::log::template::{Template, MAX_LABELS, MAX_LABEL_VALUE};
 
@@ -23,6 +24,9 @@ pub const MAX_SERIES_LIMIT: usize = 10_000;
 
 /// The value of every label of the overflow series.
 pub const OVERFLOW_VALUE: &str = "__overflow__";
+
+/// How long without an overflow ends an overflow streak.
+pub const STREAK_QUIET: Duration = Duration::from_secs(60);
 
 /// Ends each stored value; never part of valid UTF-8.
 const SEP: u8 = 0xFF;
@@ -88,8 +92,9 @@ pub enum Series {
     /// A set admitted just now, at this index (the next free one): the caller makes its series.
     New(usize),
     /// A new set past the cap: it counts in the overflow series. `streak_started` is true for
-    /// the first overflow since the table was made or since [`LabelSets::end_step`] closed a
-    /// step without one: the caller warns then, once per streak.
+    /// the first overflow since the table was made or since a streak ended (no overflow for
+    /// [`STREAK_QUIET`], as [`LabelSets::end_step`] tells): the caller warns then, once per
+    /// streak.
     Overflow {
         /// Whether this overflow starts a streak.
         streak_started: bool,
@@ -112,7 +117,8 @@ pub struct LabelSets {
     overflows: u64,
     /// Whether the current step saw an overflow, and whether a streak is running.
     overflow_this_step: bool,
-    in_streak: bool,
+    /// The end of the last step that overflowed, while a streak runs.
+    streak: Option<Instant>,
 }
 
 impl LabelSets {
@@ -130,7 +136,7 @@ impl LabelSets {
             scratch: Vec::with_capacity(MAX_LABELS * (MAX_LABEL_VALUE + 1)),
             overflows: 0,
             overflow_this_step: false,
-            in_streak: false,
+            streak: None,
         }
     }
 
@@ -189,9 +195,8 @@ impl LabelSets {
         }
         if self.sets.len() >= self.max_series {
             self.overflows += 1;
+            let streak_started = self.streak.is_none() && !self.overflow_this_step;
             self.overflow_this_step = true;
-            let streak_started = !self.in_streak;
-            self.in_streak = true;
             return Series::Overflow { streak_started };
         }
         let series = self.sets.len();
@@ -204,13 +209,18 @@ impl LabelSets {
         Series::New(series)
     }
 
-    /// Closes a step: a step without an overflow ends the streak, so the next overflow is
-    /// warned about again.
-    pub fn end_step(&mut self) {
-        if !self.overflow_this_step {
-            self.in_streak = false;
+    /// Closes the step that ends at `now`: a streak ends once no step overflowed for
+    /// [`STREAK_QUIET`], so the next overflow is warned about again (sets that overflow now and
+    /// then make one warning a minute at most, not one per poll).
+    pub fn end_step(&mut self, now: Instant) {
+        if std::mem::take(&mut self.overflow_this_step) {
+            self.streak = Some(now);
+        } else if self
+            .streak
+            .is_some_and(|last| now.saturating_duration_since(last) >= STREAK_QUIET)
+        {
+            self.streak = None;
         }
-        self.overflow_this_step = false;
     }
 
     /// Where `scratch` is or would go in the index, and its series if it is there.
@@ -380,16 +390,27 @@ mod tests {
         assert_eq!((t.len(), t.overflows()), (3, 2));
         assert_eq!(t.values(1).collect::<Vec<_>>(), ["failed", "w1"]);
         assert_eq!(t.values(9).count(), 0, "no such series: no values");
-        // A step with an overflow keeps the streak; a step without one ends it.
-        t.end_step();
+        // Steps with an overflow keep the streak; a minute without one ends it.
+        let t0 = Instant::now();
+        t.end_step(t0);
+        t.end_step(t0 + STREAK_QUIET / 2);
         assert_eq!(
             t.lookup(&["x", "y"]),
             Series::Overflow {
                 streak_started: false
             }
         );
-        t.end_step();
-        t.end_step();
+        t.end_step(t0 + STREAK_QUIET);
+        t.end_step(t0 + STREAK_QUIET * 3 / 2);
+        assert_eq!(
+            t.lookup(&["x", "y"]),
+            Series::Overflow {
+                streak_started: false
+            },
+            "less than a minute after the last overflow"
+        );
+        t.end_step(t0 + STREAK_QUIET * 2);
+        t.end_step(t0 + STREAK_QUIET * 3);
         assert_eq!(
             t.lookup(&["x", "y"]),
             Series::Overflow {
