@@ -558,12 +558,14 @@ impl Follower {
     }
 }
 
-/// Positions in their carried form: one `dev ino offset` line each.
+/// Positions in their carried form: `dev,ino,offset` each, joined by `;` (one position is
+/// written as the single log's carried position always was).
 #[must_use]
 pub fn encode_positions(positions: &[Position]) -> String {
     let mut out = String::new();
-    for p in positions {
-        let _ = writeln!(out, "{} {} {}", p.dev, p.ino, p.offset);
+    for (i, p) in positions.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ";" };
+        let _ = write!(out, "{sep}{},{},{}", p.dev, p.ino, p.offset);
     }
     out
 }
@@ -572,9 +574,9 @@ pub fn encode_positions(positions: &[Position]) -> String {
 /// [`MAX_FILES_LIMIT`] are kept. Never panics.
 #[must_use]
 pub fn decode_positions(text: &str) -> Vec<Position> {
-    text.lines()
-        .filter_map(|line| {
-            let mut it = line.split(' ').map(str::parse::<u64>);
+    text.split(';')
+        .filter_map(|one| {
+            let mut it = one.split(',').map(str::parse::<u64>);
             match (it.next(), it.next(), it.next(), it.next()) {
                 (Some(Ok(dev)), Some(Ok(ino)), Some(Ok(offset)), None) => {
                     Some(Position { dev, ino, offset })
@@ -826,14 +828,22 @@ mod tests {
         append(&b, b"b1\n");
         assert_eq!(step(&mut files, t0), ["a1", "b1"]);
         let text = encode_positions(&files.positions());
-        let carried = decode_positions(&format!("garbage\n1 2\n{text}1 2 3 4\n"));
+        assert_eq!(text.matches(';').count(), 1, "{text}");
+        let carried = decode_positions(&format!("garbage;1,2;{text};1,2,3,4;"));
         assert_eq!(carried.len(), 2);
         append(&a, b"2\n");
         append(&b, b"b2\n");
         let mut again = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
         assert_eq!(again.resume(&carried), 2);
         assert_eq!(step(&mut again, t0), ["a2", "b2"]);
-        assert!(decode_positions("\u{0}\n99999999999999999999 1 1\n").is_empty());
+        assert!(decode_positions("\u{0};99999999999999999999,1,1").is_empty());
+        let one = Position {
+            dev: 8,
+            ino: 9,
+            offset: 10,
+        };
+        assert_eq!(encode_positions(&[one]), "8,9,10");
+        assert_eq!(decode_positions("8,9,10"), [one]);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! log lines cannot be chosen to collide.
 
 use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
@@ -30,6 +31,21 @@ pub const STREAK_QUIET: Duration = Duration::from_secs(60);
 
 /// Ends each stored value; never part of valid UTF-8.
 const SEP: u8 = 0xFF;
+
+/// `%XX` back to bytes; `None` for a `%` without two hex digits.
+fn unescape(text: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'%' {
+            let hex = [bytes.next()?, bytes.next()?];
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+        } else {
+            out.push(b);
+        }
+    }
+    Some(out)
+}
 
 /// An empty slot of the index.
 const EMPTY: u32 = u32::MAX;
@@ -260,9 +276,11 @@ impl LabelSets {
     }
 
     /// The table in its carried form: netstrings (`len:bytes,`) of a version tag, the names,
-    /// the overflow count and every set's values in series order.
+    /// the overflow count and every set's values in series order; then `%`, control bytes
+    /// and DEL written `%XX`, so the text holds no NUL or line break and fits an environment
+    /// variable's syntax (not its size: at the largest cap, up to about 5 MiB).
     #[must_use]
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self) -> String {
         let mut out = Vec::new();
         let mut field = |bytes: &[u8]| {
             out.extend_from_slice(bytes.len().to_string().as_bytes());
@@ -282,15 +300,26 @@ impl LabelSets {
                 field(value.as_bytes());
             }
         }
-        out
+        let mut text = String::with_capacity(out.len());
+        for chunk in out.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c == '%' || c.is_ascii_control() {
+                    let _ = write!(text, "%{:02X}", c as u32);
+                } else {
+                    text.push(c);
+                }
+            }
+        }
+        text
     }
 
     /// A table carried by [`LabelSets::encode`], if it was made for the same names and fits
     /// `max_series`; `None` for anything else (another configuration, garbage, a duplicate set
     /// or a value no capture could give): the caller starts an empty table. Never panics.
     #[must_use]
-    pub fn decode(bytes: &[u8], names: &[String], max_series: usize) -> Option<LabelSets> {
-        let mut rest = bytes;
+    pub fn decode(text: &str, names: &[String], max_series: usize) -> Option<LabelSets> {
+        let bytes = unescape(text)?;
+        let mut rest = &bytes[..];
         let mut field = || -> Option<&[u8]> {
             let colon = rest.iter().take(8).position(|&b| b == b':')?;
             let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
@@ -459,13 +488,17 @@ mod tests {
     fn the_carried_form_round_trips_and_garbage_is_refused() {
         let n = names(&["status", "worker"]);
         let mut t = LabelSets::new(&n, 10);
-        for v in [["ok", "w1"], ["fa,il:ed", "w\u{fc}"], ["", "\n12:"]] {
+        for v in [
+            ["ok", "w1"],
+            ["fa,il:ed", "w\u{fc}"],
+            ["", "\n1\x002%4:\u{7f}"],
+        ] {
             let _ = t.lookup(&v);
         }
-        let _ = LabelSets::new(&n, 1).lookup(&["x", "y"]);
         t.overflows = 7;
-        let bytes = t.encode();
-        let mut back = LabelSets::decode(&bytes, &n, 10).expect("round trip");
+        let text = t.encode();
+        assert!(!text.chars().any(|c| c.is_ascii_control()), "{text:?}");
+        let mut back = LabelSets::decode(&text, &n, 10).expect("round trip");
         assert_eq!((back.len(), back.overflows()), (3, 7));
         for series in 0..3 {
             assert_eq!(
@@ -476,38 +509,41 @@ mod tests {
         assert_eq!(back.lookup(&["fa,il:ed", "w\u{fc}"]), Series::Known(1));
         assert_eq!(back.lookup(&["new", "set"]), Series::New(3));
         // Another configuration: other names, or more sets than the cap now allows.
-        assert!(LabelSets::decode(&bytes, &names(&["status"]), 10).is_none());
-        assert!(LabelSets::decode(&bytes, &names(&["status", "queue"]), 10).is_none());
-        assert!(LabelSets::decode(&bytes, &n, 2).is_none());
+        assert!(LabelSets::decode(&text, &names(&["status"]), 10).is_none());
+        assert!(LabelSets::decode(&text, &names(&["status", "queue"]), 10).is_none());
+        assert!(LabelSets::decode(&text, &n, 2).is_none());
         // Every truncation, and every single-byte change, is refused or decodes to a table
         // without panicking.
-        for cut in 0..bytes.len() {
+        for cut in (0..text.len()).filter(|&c| text.is_char_boundary(c)) {
             assert!(
-                LabelSets::decode(&bytes[..cut], &n, 10).is_none(),
+                LabelSets::decode(&text[..cut], &n, 10).is_none(),
                 "cut at {cut}"
             );
         }
-        for at in 0..bytes.len() {
-            for b in [0u8, b'9', b':', b',', 0xFF] {
-                let mut bad = bytes.clone();
+        for at in 0..text.len() {
+            for b in [0u8, b'9', b':', b',', b'%', 0xFF] {
+                let mut bad = text.clone().into_bytes();
                 bad[at] = b;
-                let _ = LabelSets::decode(&bad, &n, 10);
+                let _ = LabelSets::decode(&String::from_utf8_lossy(&bad), &n, 10);
             }
         }
         let mut g = fastrand::Rng::with_seed(15);
         for _ in 0..2_000 {
             let junk: Vec<u8> = (0..g.usize(..64)).map(|_| g.u8(..)).collect();
-            assert!(LabelSets::decode(&junk, &n, 10).is_none());
+            assert!(LabelSets::decode(&String::from_utf8_lossy(&junk), &n, 10).is_none());
         }
-        assert!(LabelSets::decode(b"10:labelsets1,1:0,1:0,1:0,", &[], 10).is_some());
+        assert!(LabelSets::decode("10:labelsets1,1:0,1:0,1:0,", &[], 10).is_some());
         assert!(
-            LabelSets::decode(b"10:labelsets1,1:0,1:0,99999999999999999999:", &[], 10).is_none()
+            LabelSets::decode("10:labelsets1,1:0,1:0,99999999999999999999:", &[], 10).is_none()
         );
-        // A duplicate set or an over-long value cannot come from a capture.
-        let dup = b"10:labelsets1,1:1,1:s,1:0,1:2,2:ok,2:ok,";
+        // A duplicate set, an over-long value or a broken escape cannot come from encode.
+        let dup = "10:labelsets1,1:1,1:s,1:0,1:2,2:ok,2:ok,";
         assert!(LabelSets::decode(dup, &names(&["s"]), 10).is_none());
         let long = format!("10:labelsets1,1:1,1:s,1:0,1:1,129:{},", "v".repeat(129));
-        assert!(LabelSets::decode(long.as_bytes(), &names(&["s"]), 10).is_none());
+        assert!(LabelSets::decode(&long, &names(&["s"]), 10).is_none());
+        for broken in ["10:labelsets1,1:0,1:0,1:0,%", "%0", "%zz10:labelsets1,"] {
+            assert!(LabelSets::decode(broken, &[], 10).is_none(), "{broken}");
+        }
     }
 
     #[test]
