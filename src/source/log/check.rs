@@ -79,7 +79,8 @@ impl Check {
 
     /// Reads what `--widget.log.path` names from its start to its end: standard input for
     /// `-`, every matching file (by name) for a glob, else the file. The error says what
-    /// could not be read (an empty glob is one: there was nothing to try the templates on).
+    /// could not be read (an empty glob is one: there was nothing to try the templates on);
+    /// the files that could be read are counted all the same.
     pub fn read_path(&mut self, path: &Path) -> Result<(), String> {
         if path == Path::new("-") {
             return self
@@ -96,18 +97,19 @@ impl Check {
         if files.is_empty() {
             return Err(format!("no file matches {}", path.display()));
         }
+        let mut first_error = Ok(());
         for file in files {
-            let opened = File::open(&file).and_then(|f| {
+            let read = File::open(&file).and_then(|f| {
                 if f.metadata()?.is_dir() {
                     return Err(std::io::Error::other("is a directory"));
                 }
-                Ok(f)
+                self.read(f)
             });
-            opened
-                .and_then(|f| self.read(f))
-                .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+            if let (Err(e), Ok(())) = (read, &first_error) {
+                first_error = Err(format!("cannot read {}: {e}", file.display()));
+            }
         }
-        Ok(())
+        first_error
     }
 
     fn event(&mut self, event: Event<'_>) {
