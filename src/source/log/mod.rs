@@ -3,6 +3,10 @@
 //! started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
 //! [`crate::source::log::template`]; it never renders, serves or blocks, and it spells no metric names.
 
+pub mod check;
+pub mod classify;
+pub mod files;
+pub mod labels;
 pub mod tail;
 pub mod template;
 
