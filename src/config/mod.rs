@@ -21,6 +21,10 @@ use crate::source::log::template::Unit;
 use crate::source::log::{LogConfig, Pattern};
 use crate::source::sim::SimConfig;
 
+pub mod duration;
+
+pub use duration::{format_duration, parse_duration};
+
 /// The shortest and longest `--widget.average-window`: the window's memory is a fixed ring
 /// of time slots, so any width in this range works at any widget rate.
 const AVERAGE_WINDOW: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(86_400));
@@ -30,8 +34,6 @@ const MIN_CYCLE: Duration = Duration::from_millis(1);
 /// Bounds of `--widget.log.poll-interval`: often enough to matter, rare enough to stay idle.
 const MIN_POLL: Duration = Duration::from_millis(10);
 const MAX_POLL: Duration = Duration::from_secs(60);
-
-const DURATION_SHAPE: &str = "expected a duration like 250ms or 1s";
 
 /// Where the exporter listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1037,125 +1039,6 @@ fn check_telemetry_path(p: &str) -> Result<(), &'static str> {
     }
 }
 
-/// Parses a Go-style duration: `0`, or one or more `<number><unit>` with an optional
-/// fraction (`1.5s`, `.5s`, `1m30s`) and units `ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`.
-/// A leading `-` is understood but refused; so is anything past 2^64 nanoseconds.
-/// The error is a short reason that reads after "invalid value …: ".
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let too_long = || "too long (the limit is about 584 years)".to_owned();
-    let (negative, body) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if body == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if body.is_empty() {
-        return Err(DURATION_SHAPE.to_owned());
-    }
-    let mut total: u64 = 0;
-    let mut rest = body;
-    while !rest.is_empty() {
-        // Every split below is at an ASCII byte, so it is always on a char boundary.
-        let (whole, after) = rest.split_at(count_digits(rest));
-        let (frac, after) = match after.strip_prefix('.') {
-            Some(f) => f.split_at(count_digits(f)),
-            None => ("", after),
-        };
-        if whole.is_empty() && frac.is_empty() {
-            return Err(DURATION_SHAPE.to_owned());
-        }
-        let unit_len = after
-            .bytes()
-            .take_while(|b| *b != b'.' && !b.is_ascii_digit())
-            .count();
-        let (unit, after) = after.split_at(unit_len);
-        rest = after;
-        let per: u128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            "" => return Err(format!("{DURATION_SHAPE} (missing unit)")),
-            other => return Err(format!("{DURATION_SHAPE} (unknown unit {other:?})")),
-        };
-        let mut nanos = whole
-            .bytes()
-            .try_fold(0u128, |n, b| {
-                n.checked_mul(10)?.checked_add(u128::from(b - b'0'))
-            })
-            .and_then(|n| n.checked_mul(per))
-            .ok_or_else(too_long)?;
-        // Digits past the 19th change the result by well under a nanosecond.
-        let (mut numerator, mut scale) = (0u128, 1u128);
-        for b in frac.bytes().take(19) {
-            numerator = numerator * 10 + u128::from(b - b'0');
-            scale *= 10;
-        }
-        nanos = nanos
-            .checked_add(numerator * per / scale)
-            .ok_or_else(too_long)?;
-        let nanos = u64::try_from(nanos).map_err(|_| too_long())?;
-        total = total.checked_add(nanos).ok_or_else(too_long)?;
-    }
-    if negative && total > 0 {
-        return Err("negative durations are not allowed".to_owned());
-    }
-    Ok(Duration::from_nanos(total))
-}
-
-fn count_digits(s: &str) -> usize {
-    s.bytes().take_while(u8::is_ascii_digit).count()
-}
-
-/// Formats a duration the way Go's `time.Duration.String()` does, so that
-/// [`parse_duration`] reads it back exactly: `0s`, `1.5µs`, `250ms`, `1.5s`, `1m30s`,
-/// `2h0m0s`.
-#[must_use]
-pub fn format_duration(d: Duration) -> String {
-    let mut out = String::new();
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        out.push_str("0s");
-    } else if nanos < 1_000_000_000 {
-        let (unit, scale, width) = match nanos {
-            0..=999 => ("ns", 1, 0),
-            1_000..=999_999 => ("µs", 1_000, 3),
-            _ => ("ms", 1_000_000, 6),
-        };
-        push_decimal(&mut out, nanos / scale, nanos % scale, width);
-        out.push_str(unit);
-    } else {
-        let secs = d.as_secs();
-        let (hours, minutes) = (secs / 3600, secs / 60 % 60);
-        if hours > 0 {
-            let _ = write!(out, "{hours}h{minutes}m");
-        } else if minutes > 0 {
-            let _ = write!(out, "{minutes}m");
-        }
-        push_decimal(
-            &mut out,
-            u128::from(secs % 60),
-            u128::from(d.subsec_nanos()),
-            9,
-        );
-        out.push('s');
-    }
-    out
-}
-
-/// `whole`, then `.frac` as `width` digits without trailing zeros, if `frac` is not 0.
-fn push_decimal(out: &mut String, whole: u128, frac: u128, width: usize) {
-    let _ = write!(out, "{whole}");
-    if frac > 0 {
-        let digits = format!("{frac:0width$}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1180,101 +1063,6 @@ mod tests {
         let mut config = Config::default();
         edit(&mut config);
         config
-    }
-
-    #[test]
-    fn durations_parse() {
-        #[rustfmt::skip]
-        let cases: &[(&str, Result<Duration, &str>)] = &[
-            ("0", Ok(Duration::ZERO)),
-            ("-0", Ok(Duration::ZERO)),
-            ("+0", Ok(Duration::ZERO)),
-            ("0s", Ok(Duration::ZERO)),
-            ("-0s", Ok(Duration::ZERO)),
-            ("1ns", Ok(NS(1))),
-            ("1us", Ok(NS(1_000))),
-            ("1µs", Ok(NS(1_000))), // U+00B5 micro sign
-            ("1μs", Ok(NS(1_000))), // U+03BC greek mu
-            ("1.5ms", Ok(NS(1_500_000))),
-            ("250ms", Ok(MS(250))),
-            ("1s", Ok(S(1))),
-            ("+1s", Ok(S(1))),
-            ("1.5s", Ok(MS(1500))),
-            (".5s", Ok(MS(500))),
-            ("1.s", Ok(S(1))),
-            ("1.5h", Ok(S(5400))),
-            ("1s500ms", Ok(MS(1500))),
-            ("1m30s", Ok(S(90))),
-            ("2h45m", Ok(S(9900))),
-            ("2h0m0s", Ok(S(7200))),
-            ("1h1h", Ok(S(7200))),
-            ("0.000000001s", Ok(NS(1))),
-            ("0.0000000009s", Ok(Duration::ZERO)),
-            ("1.0000000000000000000000001s", Ok(S(1))),
-            ("18446744073709551615ns", Ok(NS(u64::MAX))),
-            ("5124095h34m33.709551615s", Ok(NS(u64::MAX))),
-            ("", Err("expected a duration like 250ms or 1s")),
-            ("-", Err("expected a duration like 250ms or 1s")),
-            ("+", Err("expected a duration like 250ms or 1s")),
-            ("abc", Err("expected a duration like 250ms or 1s")),
-            ("µs", Err("expected a duration like 250ms or 1s")),
-            ("s", Err("expected a duration like 250ms or 1s")),
-            (".s", Err("expected a duration like 250ms or 1s")),
-            (" 1s", Err("expected a duration like 250ms or 1s")),
-            ("--1s", Err("expected a duration like 250ms or 1s")),
-            ("1", Err("(missing unit)")),
-            ("10", Err("(missing unit)")),
-            ("1s1", Err("(missing unit)")),
-            ("1.5.5s", Err("(missing unit)")),
-            ("1x", Err("(unknown unit \"x\")")),
-            ("1 s", Err("(unknown unit \" s\")")),
-            ("1S", Err("(unknown unit \"S\")")),
-            ("1sec", Err("(unknown unit \"sec\")")),
-            ("-1s", Err("negative durations are not allowed")),
-            ("-1.5ms", Err("negative durations are not allowed")),
-            ("99999999999h", Err("too long")),
-            ("18446744073709551616ns", Err("too long")),
-            ("5124095h34m33.709551616s", Err("too long")),
-            ("18446744073709551615ns1ns", Err("too long")),
-            ("99999999999999999999999999999999999999999s", Err("too long")),
-        ];
-        for (input, want) in cases {
-            match (parse_duration(input), want) {
-                (Ok(got), Ok(want)) => assert_eq!(got, *want, "{input:?}"),
-                (Err(got), Err(want)) => assert!(got.contains(want), "{input:?}: {got}"),
-                (got, want) => panic!("{input:?}: got {got:?}, want {want:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn durations_format() {
-        #[rustfmt::skip]
-        let cases = [
-            (Duration::ZERO, "0s"),
-            (NS(1), "1ns"),
-            (NS(999), "999ns"),
-            (NS(1_000), "1µs"),
-            (NS(1_500), "1.5µs"),
-            (NS(1_000_001), "1.000001ms"),
-            (NS(1_500_000), "1.5ms"),
-            (MS(250), "250ms"),
-            (NS(999_999_999), "999.999999ms"),
-            (S(1), "1s"),
-            (MS(1500), "1.5s"),
-            (NS(1_000_000_001), "1.000000001s"),
-            (S(60), "1m0s"),
-            (S(90), "1m30s"),
-            (S(3600), "1h0m0s"),
-            (S(7200), "2h0m0s"),
-            (S(9900), "2h45m0s"),
-            (S(3661) + MS(500), "1h1m1.5s"),
-            (NS(u64::MAX), "5124095h34m33.709551615s"),
-        ];
-        for (d, want) in cases {
-            assert_eq!(format_duration(d), want, "{d:?}");
-            assert_eq!(parse_duration(want), Ok(d), "{want} does not read back");
-        }
     }
 
     #[test]
