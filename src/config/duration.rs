@@ -1,9 +1,9 @@
 //! Durations: the one parser and the one formatter. The grammar is Go's `time.Duration`
 //! (`250ms`, `1.5s`, `1m30s`, units `ns`, `us`/`µs`/`μs`, `ms`, `s`, `m`, `h`); what differs
-//! between its users is a parameter ([`Grammar`]): whether a bare number stands for a unit
+//! between its users is a parameter (`Grammar`): whether a bare number stands for a unit
 //! (a log line's `took=0.231`) and the longest duration accepted. Flags read durations through
 //! [`parse_duration`], which adds the sign and the wording of the error; the log source's
-//! templates call [`nanos`] on the bytes `{duration}` captured. [`format_duration`] writes
+//! templates call `nanos` on the bytes `{duration}` captured. [`format_duration`] writes
 //! what [`parse_duration`] reads back. Pure: no clocks.
 
 use std::fmt::Write as _;
@@ -113,7 +113,7 @@ fn count_digits(s: &[u8]) -> usize {
     s.iter().take_while(|b| b.is_ascii_digit()).count()
 }
 
-/// Parses a flag's duration: [`nanos`] with every unit required, and a leading `-` understood
+/// Parses a flag's duration: `nanos` with every unit required, and a leading `-` understood
 /// but refused (`+` is allowed). The error is a short reason that reads after
 /// "invalid value …: ".
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
