@@ -10,121 +10,19 @@
 //! [`reads`] find the chosen kind here. To add a source: one new file (or folder) with a
 //! type implementing [`Source`] and its `KIND`, and one line in [`KINDS`].
 
+pub mod kind;
 pub mod log;
 pub mod sim;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use crate::config::{Config, SourceConfig, SourceFlags, SourceTable};
-use crate::error::Error;
+use crate::config::{Config, SourceTable};
 use crate::metrics::{Metrics, Parts};
+
+pub use kind::{Families, Kind, Opened, Reads, Registered, Source, Step};
 
 /// Every kind of source, the default first: the registry.
 pub static KINDS: &[&dyn Registered] = &[&sim::KIND, &log::KIND];
-
-/// Where widgets come from.
-pub trait Source {
-    /// Advances to `now`, recording every widget event due by then into `metrics`. Never
-    /// blocks; does a bounded amount of work per call.
-    fn step(&mut self, now: Instant, metrics: &Metrics) -> Step;
-
-    /// The latest instant by which the loop must call [`Source::step`] again; `now` or
-    /// earlier means "at once" (more work is waiting).
-    fn next_due(&self) -> Instant;
-}
-
-/// What one [`Source::step`] did, for the debug log and the benchmark.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Step {
-    /// Widget events handled (starts and ends).
-    pub events: u32,
-    /// How long after its due instant the most overdue event was handled.
-    pub lateness: Duration,
-}
-
-/// The optional metric families a source provides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Families {
-    /// `widgets_in_progress`: left out by a source that cannot tell when widgets start.
-    pub in_progress: bool,
-    /// The log source's own families.
-    pub log: bool,
-}
-
-/// What a printed service unit must let the source read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reads {
-    /// Nothing outside the unit's defaults.
-    Nothing,
-    /// A log file, readable to `group` (by number) when only that group may read it.
-    Log {
-        /// The group to join, if the file's mode needs one.
-        group: Option<u32>,
-    },
-}
-
-/// What opening a source gives.
-pub type Opened = Result<Box<dyn Source>, Error>;
-
-/// A kind of source, declared in its own file: everything the rest of the exporter needs
-/// to know of it. `R` is its raw flags, `V` its validated config.
-pub struct Kind<R: 'static, V: 'static> {
-    /// Its name, flag rows and validation, as the command line reads them.
-    pub flags: SourceFlags<R, V>,
-    /// Opens it, first stepped at `start` (whose wall-clock time is `start_unix_nanos`).
-    /// `metrics` may carry a position from a previous image of the process.
-    pub open: fn(&V, &Metrics, Instant, u64) -> Opened,
-    /// The optional families it provides with this config.
-    pub families: fn(&V) -> Families,
-    /// What a printed service unit must let it read.
-    pub reads: fn(&V) -> Reads,
-}
-
-/// A [`Kind`] with its types erased, for the registry's list.
-pub trait Registered: Sync {
-    /// Its flag table, for [`crate::config`].
-    fn table(&'static self) -> &'static dyn SourceTable;
-    /// [`Kind::open`], if `config` is of this kind.
-    fn open(
-        &self,
-        config: &SourceConfig,
-        metrics: &Metrics,
-        start: Instant,
-        start_unix_nanos: u64,
-    ) -> Option<Opened>;
-    /// [`Kind::families`], if `config` is of this kind.
-    fn families(&self, config: &SourceConfig) -> Option<Families>;
-    /// [`Kind::reads`], if `config` is of this kind.
-    fn reads(&self, config: &SourceConfig) -> Option<Reads>;
-}
-
-impl<R, V> Registered for Kind<R, V>
-where
-    R: Default + 'static,
-    V: Clone + PartialEq + std::fmt::Debug + Send + Sync + 'static,
-{
-    fn table(&'static self) -> &'static dyn SourceTable {
-        &self.flags
-    }
-
-    fn open(
-        &self,
-        config: &SourceConfig,
-        metrics: &Metrics,
-        start: Instant,
-        start_unix_nanos: u64,
-    ) -> Option<Opened> {
-        Some((self.open)(config.get()?, metrics, start, start_unix_nanos))
-    }
-
-    fn families(&self, config: &SourceConfig) -> Option<Families> {
-        Some((self.families)(config.get()?))
-    }
-
-    fn reads(&self, config: &SourceConfig) -> Option<Reads> {
-        Some((self.reads)(config.get()?))
-    }
-}
 
 /// The kinds' flag tables, the default first: what [`crate::config::parse`] and
 /// [`crate::config::usage`] take.
@@ -163,12 +61,7 @@ pub fn reads(config: &Config) -> Reads {
 
 /// Opens the configured source, first stepped at `start` (whose wall-clock time is
 /// `start_unix_nanos`). `metrics` may carry a position from a previous image of the process.
-pub fn open(
-    config: &Config,
-    metrics: &Metrics,
-    start: Instant,
-    start_unix_nanos: u64,
-) -> Result<Box<dyn Source>, Error> {
+pub fn open(config: &Config, metrics: &Metrics, start: Instant, start_unix_nanos: u64) -> Opened {
     chosen(config, |k| {
         k.open(&config.source, metrics, start, start_unix_nanos)
     })
@@ -179,13 +72,16 @@ pub fn open(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::SourceConfig;
     use crate::config::{self, flag, Command, ListenAddress, Print, Scope, Takes, UnitFlavor};
+    use crate::error::Error;
     use crate::log::{Format, Level};
     use crate::source::log::config::{LogFlags, Pattern};
     use crate::source::log::template::Unit;
     use crate::source::sim::SimConfig;
     use std::ffi::OsString;
     use std::net::{Ipv6Addr, SocketAddr};
+    use std::time::Duration;
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
     const NS: fn(u64) -> Duration = Duration::from_nanos;

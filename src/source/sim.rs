@@ -12,7 +12,7 @@ use crate::config::{
 };
 use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::source::{Families, Kind, Reads, Source, Step};
+use crate::source::kind::{Families, Kind, Reads, Source, Step};
 
 /// The simulation in the source registry. Its flags need no raw stage of their own: every
 /// one has a default, so the raw flags are already a [`SimConfig`] that `validate` checks

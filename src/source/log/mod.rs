@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use crate::config::SourceFlags;
 use crate::error::Error;
 use crate::metrics::{LineResult, Metrics, Rotation};
+use crate::source::kind::{Families, Kind, Reads, Source, Step};
 use crate::source::log::config::{LogConfig, LogFlags};
 use crate::source::log::tail::{Event, Position, Tail};
 use crate::source::log::template::{parse_duration, Match, Template, Unit};
-use crate::source::{Families, Kind, Reads, Source, Step};
 
 /// The log source in the source registry.
 pub(crate) static KIND: Kind<LogFlags, LogConfig> = Kind {
