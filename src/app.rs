@@ -160,7 +160,13 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     let start_unix = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let source = source::open(config, &metrics, started, start_unix)?;
+    let source = source::open(
+        config,
+        &metrics,
+        carried.position.as_deref(),
+        started,
+        start_unix,
+    )?;
     let mut state = Loop {
         source,
         web,
@@ -284,6 +290,7 @@ impl Web {
         &mut self,
         now: Instant,
         metrics: &Metrics,
+        source: &dyn Source,
         started: Instant,
         source_due: Instant,
     ) -> Result<Instant, Error> {
@@ -318,7 +325,9 @@ impl Web {
         }
         if self.restarts.wants_look(now) {
             let open = self.guard.open_connections(now);
-            self.restarts.finish(now, &open, &self.kept, metrics)?;
+            let position = source.position();
+            self.restarts
+                .finish(now, &open, &self.kept, metrics, position.as_deref())?;
         }
         if let Some(look) = self.restarts.next_deadline() {
             // Draining: the probe's connection would wait in the backlog for the next image.
@@ -346,7 +355,13 @@ impl Loop {
         step(&mut *self.source, &self.metrics, now);
         let mut deadline = self.source.next_due();
         if let Some(web) = &mut self.web {
-            deadline = deadline.min(web.wake(now, &self.metrics, self.started, deadline)?);
+            deadline = deadline.min(web.wake(
+                now,
+                &self.metrics,
+                &*self.source,
+                self.started,
+                deadline,
+            )?);
         }
         if let Some(textfile) = &mut self.textfile {
             if textfile.tick(now, &self.metrics).is_some_and(Outcome::ok) && !self.ready {

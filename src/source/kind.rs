@@ -18,6 +18,12 @@ pub trait Source {
     /// The latest instant by which the loop must call [`Source::step`] again; `now` or
     /// earlier means "at once" (more work is waiting).
     fn next_due(&self) -> Instant;
+
+    /// Where the source has got to, as text a restart in place hands to the next image's
+    /// [`Kind::open`] so that it resumes there; `None` when there is nothing to resume.
+    fn position(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What one [`Source::step`] did, for the debug log and the benchmark.
@@ -58,9 +64,10 @@ pub type Opened = Result<Box<dyn Source>, Error>;
 pub struct Kind<R: 'static, V: 'static> {
     /// Its name, flag rows and validation, as the command line reads them.
     pub flags: SourceFlags<R, V>,
-    /// Opens it, first stepped at `start` (whose wall-clock time is `start_unix_nanos`).
-    /// `metrics` may carry a position from a previous image of the process.
-    pub open: fn(&V, &Metrics, Instant, u64) -> Opened,
+    /// Opens it, first stepped at `start` (whose wall-clock time is `start_unix_nanos`),
+    /// resuming at a position ([`Source::position`]) a previous image of the process handed
+    /// over, where it can.
+    pub open: fn(&V, &Metrics, Option<&str>, Instant, u64) -> Opened,
     /// The optional families it provides with this config.
     pub families: fn(&V) -> Families,
     /// What a printed service unit must let it read.
@@ -76,6 +83,7 @@ pub trait Registered: Sync {
         &self,
         config: &SourceConfig,
         metrics: &Metrics,
+        position: Option<&str>,
         start: Instant,
         start_unix_nanos: u64,
     ) -> Option<Opened>;
@@ -98,10 +106,17 @@ where
         &self,
         config: &SourceConfig,
         metrics: &Metrics,
+        position: Option<&str>,
         start: Instant,
         start_unix_nanos: u64,
     ) -> Option<Opened> {
-        Some((self.open)(config.get()?, metrics, start, start_unix_nanos))
+        Some((self.open)(
+            config.get()?,
+            metrics,
+            position,
+            start,
+            start_unix_nanos,
+        ))
     }
 
     fn families(&self, config: &SourceConfig) -> Option<Families> {

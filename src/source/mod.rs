@@ -60,10 +60,17 @@ pub fn reads(config: &Config) -> Reads {
 }
 
 /// Opens the configured source, first stepped at `start` (whose wall-clock time is
-/// `start_unix_nanos`). `metrics` may carry a position from a previous image of the process.
-pub fn open(config: &Config, metrics: &Metrics, start: Instant, start_unix_nanos: u64) -> Opened {
+/// `start_unix_nanos`), resuming at `position` ([`Source::position`] of a previous image of
+/// the process) where the source can.
+pub fn open(
+    config: &Config,
+    metrics: &Metrics,
+    position: Option<&str>,
+    start: Instant,
+    start_unix_nanos: u64,
+) -> Opened {
     chosen(config, |k| {
-        k.open(&config.source, metrics, start, start_unix_nanos)
+        k.open(&config.source, metrics, position, start, start_unix_nanos)
     })
 }
 

@@ -24,7 +24,7 @@ pub(crate) static KIND: Kind<SimConfig, SimConfig> = Kind {
         rows: FLAGS,
         validate,
     },
-    open: |config, _, start, start_unix_nanos| {
+    open: |config, _, _, start, start_unix_nanos| {
         Ok(Box::new(Simulator::new(
             config.clone(),
             start,
