@@ -78,24 +78,24 @@ pub struct Flag {
 
 /// One row of a flag table: the flag, how its value is read into the raw flags `R`, and how
 /// a validated config `V` spells it back.
-pub struct Row<R, V> {
+pub(crate) struct Row<R, V> {
     /// The flag itself.
-    pub flag: Flag,
+    pub(crate) flag: Flag,
     /// Reads the value (if any) into the raw flags; an error is the reason, quoted after
     /// `invalid value "V" for FLAG: `.
-    pub apply: fn(&mut R, Option<&str>) -> Result<(), String>,
+    pub(crate) apply: fn(&mut R, Option<&str>) -> Result<(), String>,
     /// The value that gives back `V`'s setting, when it differs from the default.
-    pub show: fn(&V) -> Option<String>,
+    pub(crate) show: fn(&V) -> Option<String>,
 }
 
 /// The value a flag was given; `Takes::Value` flags always get one.
 #[must_use]
-pub fn given(v: Option<&str>) -> &str {
+pub(crate) fn given(v: Option<&str>) -> &str {
     v.unwrap_or_default()
 }
 
 /// `Some(text)` when `value` differs from `default`: the usual `show`.
-pub fn unless<T: PartialEq>(
+pub(crate) fn unless<T: PartialEq>(
     value: &T,
     default: &T,
     text: impl FnOnce() -> String,
@@ -105,7 +105,7 @@ pub fn unless<T: PartialEq>(
 
 /// A `show` for flags that are never spelled back.
 #[must_use]
-pub fn never<V>(_: &V) -> Option<String> {
+pub(crate) fn never<V>(_: &V) -> Option<String> {
     None
 }
 
@@ -202,15 +202,15 @@ fn wrap(out: &mut String, text: &str, width: usize) {
 }
 
 /// One kind of source as the command line sees it, declared in the source's own file.
-pub struct SourceFlags<R: 'static, V: 'static> {
+pub(crate) struct SourceFlags<R: 'static, V: 'static> {
     /// The value of `--widget.source` that chooses it.
-    pub name: &'static str,
+    pub(crate) name: &'static str,
     /// How `--help`'s first lines say where its widgets come from ("from a simulation").
-    pub summary: &'static str,
+    pub(crate) summary: &'static str,
     /// Its flags, in `--help` order; given with another source, they are refused.
-    pub rows: &'static [Row<R, V>],
+    pub(crate) rows: &'static [Row<R, V>],
     /// Turns the raw flags into its validated config, or one usage error naming the flag.
-    pub validate: fn(R) -> Result<V, Error>,
+    pub(crate) validate: fn(R) -> Result<V, Error>,
 }
 
 /// [`SourceFlags`] with its types erased, for the parser's list of kinds.
@@ -283,13 +283,13 @@ pub struct SourceConfig {
 impl SourceConfig {
     /// The kind's name, as `--widget.source` takes it.
     #[must_use]
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         self.kind.name()
     }
 
     /// Whether the kind is the default one (no `--widget.source` needed to choose it).
     #[must_use]
-    pub fn is_default(&self) -> bool {
+    pub(crate) fn is_default(&self) -> bool {
         self.default
     }
 
@@ -300,7 +300,7 @@ impl SourceConfig {
 
     /// The config as its kind's type `V`; `None` if it is of another kind.
     #[must_use]
-    pub fn get<V: Any>(&self) -> Option<&V> {
+    pub(crate) fn get<V: Any>(&self) -> Option<&V> {
         (*self.value).as_any().downcast_ref()
     }
 

@@ -27,17 +27,15 @@ use std::ffi::OsString;
 use crate::config::flags::{names, SWITCH};
 use crate::error::Error;
 
-pub mod duration;
-pub mod flags;
-pub mod settings;
+pub(crate) mod duration;
+pub(crate) mod flags;
+pub(crate) mod settings;
 
 pub use duration::{format_duration, parse_duration};
-pub use flags::{
-    given, never, unless, Flag, Kinds, Row, Scope, SourceConfig, SourceFlags, SourceTable, Takes,
-};
-pub use settings::{
-    Command, Config, ListenAddress, Print, Raw, UnitFlavor, AFTER_SOURCES, BEFORE_SOURCES,
-};
+pub(crate) use flags::{given, unless, Row, SourceFlags};
+pub use flags::{Flag, Kinds, Scope, SourceConfig, SourceTable, Takes};
+pub use settings::{Command, Config, ListenAddress, Print, UnitFlavor};
+pub(crate) use settings::{Raw, AFTER_SOURCES, BEFORE_SOURCES};
 
 /// Where a flag's value goes.
 #[derive(Clone, Copy)]

@@ -156,7 +156,7 @@ pub enum Command {
 /// The general flags as read, every one with its default until given: what a general row's
 /// `apply` changes. The sources' raw flags are kept beside it, one per kind.
 #[derive(Debug)]
-pub struct Raw {
+pub(crate) struct Raw {
     pub(crate) listen_address: ListenAddress,
     pub(crate) telemetry_path: String,
     pub(crate) systemd_socket: bool,
@@ -195,7 +195,7 @@ fn print(p: &mut Raw, what: Print) -> Result<(), String> {
 }
 
 /// The general flags listed between `--widget.source` and the sources' flags.
-pub const BEFORE_SOURCES: &[Row<Raw, Config>] = &[
+pub(crate) const BEFORE_SOURCES: &[Row<Raw, Config>] = &[
     Row {
         flag: Flag {
             name: "--web.listen-address",
@@ -307,7 +307,7 @@ pub const BEFORE_SOURCES: &[Row<Raw, Config>] = &[
 ];
 
 /// The general flags listed after the sources' flags.
-pub const AFTER_SOURCES: &[Row<Raw, Config>] = &[
+pub(crate) const AFTER_SOURCES: &[Row<Raw, Config>] = &[
     Row {
         flag: Flag {
             name: "--widget.average-window",

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 
 /// Where widgets come from.
-pub trait Source {
+pub(crate) trait Source {
     /// Advances to `now`, recording every widget event due by then into `metrics`. Never
     /// blocks; does a bounded amount of work per call.
     fn step(&mut self, now: Instant, metrics: &Metrics) -> Step;
@@ -28,20 +28,20 @@ pub trait Source {
 
 /// What one [`Source::step`] did, for the debug log and the benchmark.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Step {
+pub(crate) struct Step {
     /// Widget events handled (starts and ends).
-    pub events: u32,
+    pub(crate) events: u32,
     /// How long after its due instant the most overdue event was handled.
-    pub lateness: Duration,
+    pub(crate) lateness: Duration,
 }
 
 /// The optional metric families a source provides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Families {
+pub(crate) struct Families {
     /// `widgets_in_progress`: left out by a source that cannot tell when widgets start.
-    pub in_progress: bool,
+    pub(crate) in_progress: bool,
     /// The log source's own families.
-    pub log: bool,
+    pub(crate) log: bool,
 }
 
 /// What a printed service unit must let the source read.
@@ -57,25 +57,25 @@ pub enum Reads {
 }
 
 /// What opening a source gives.
-pub type Opened = Result<Box<dyn Source>, Error>;
+pub(crate) type Opened = Result<Box<dyn Source>, Error>;
 
 /// A kind of source, declared in its own file: everything the rest of the exporter needs
 /// to know of it. `R` is its raw flags, `V` its validated config.
-pub struct Kind<R: 'static, V: 'static> {
+pub(crate) struct Kind<R: 'static, V: 'static> {
     /// Its name, flag rows and validation, as the command line reads them.
-    pub flags: SourceFlags<R, V>,
+    pub(crate) flags: SourceFlags<R, V>,
     /// Opens it, first stepped at `start` (whose wall-clock time is `start_unix_nanos`),
     /// resuming at a position ([`Source::position`]) a previous image of the process handed
     /// over, where it can.
-    pub open: fn(&V, &Metrics, Option<&str>, Instant, u64) -> Opened,
+    pub(crate) open: fn(&V, &Metrics, Option<&str>, Instant, u64) -> Opened,
     /// The optional families it provides with this config.
-    pub families: fn(&V) -> Families,
+    pub(crate) families: fn(&V) -> Families,
     /// What a printed service unit must let it read.
-    pub reads: fn(&V) -> Reads,
+    pub(crate) reads: fn(&V) -> Reads,
 }
 
 /// A [`Kind`] with its types erased, for the registry's list.
-pub trait Registered: Sync {
+pub(crate) trait Registered: Sync {
     /// Its flag table, for [`crate::config`].
     fn table(&'static self) -> &'static dyn SourceTable;
     /// [`Kind::open`], if `config` is of this kind.

@@ -10,19 +10,20 @@
 //! [`reads`] find the chosen kind here. To add a source: one new file (or folder) with a
 //! type implementing [`Source`] and its `KIND`, and one line in [`KINDS`].
 
-pub mod kind;
+pub(crate) mod kind;
 pub mod log;
-pub mod sim;
+pub(crate) mod sim;
 
 use std::time::Instant;
 
 use crate::config::{Config, SourceTable};
 use crate::metrics::{Metrics, Parts};
 
-pub use kind::{Families, Kind, Opened, Reads, Registered, Source, Step};
+pub use kind::Reads;
+pub(crate) use kind::{Opened, Registered, Source};
 
 /// Every kind of source, the default first: the registry.
-pub static KINDS: &[&dyn Registered] = &[&sim::KIND, &log::KIND];
+pub(crate) static KINDS: &[&dyn Registered] = &[&sim::KIND, &log::KIND];
 
 /// The kinds' flag tables, the default first: what [`crate::config::parse`] and
 /// [`crate::config::usage`] take.
@@ -43,7 +44,7 @@ fn chosen<T>(config: &Config, ask: impl Fn(&dyn Registered) -> Option<T>) -> T {
 
 /// The optional metric families this config's source and outputs provide.
 #[must_use]
-pub fn parts(config: &Config) -> Parts {
+pub(crate) fn parts(config: &Config) -> Parts {
     let families = chosen(config, |k| k.families(&config.source));
     Parts {
         in_progress: families.in_progress,
@@ -62,7 +63,7 @@ pub fn reads(config: &Config) -> Reads {
 /// Opens the configured source, first stepped at `start` (whose wall-clock time is
 /// `start_unix_nanos`), resuming at `position` ([`Source::position`] of a previous image of
 /// the process) where the source can.
-pub fn open(
+pub(crate) fn open(
     config: &Config,
     metrics: &Metrics,
     position: Option<&str>,
@@ -83,6 +84,7 @@ mod tests {
     use crate::config::{self, flag, Command, ListenAddress, Print, Scope, Takes, UnitFlavor};
     use crate::error::Error;
     use crate::log::{Format, Level};
+    use crate::source::kind::Kind;
     use crate::source::log::config::{LogFlags, Pattern};
     use crate::source::log::template::Unit;
     use crate::source::sim::SimConfig;

@@ -40,17 +40,17 @@ pub(crate) static KIND: Kind<SimConfig, SimConfig> = Kind {
 
 /// How the simulated widget service behaves.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SimConfig {
+pub(crate) struct SimConfig {
     /// Shortest processing time of one widget.
-    pub min_duration: Duration,
+    pub(crate) min_duration: Duration,
     /// Longest processing time of one widget.
-    pub max_duration: Duration,
+    pub(crate) max_duration: Duration,
     /// Idle time between one widget's end and the next one's start.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Probability in [0, 1] that a widget fails.
-    pub failure_ratio: f64,
+    pub(crate) failure_ratio: f64,
     /// Seed for a reproducible sequence; `None` seeds from the OS.
-    pub seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
 }
 
 const DEFAULT: SimConfig = SimConfig {
@@ -210,7 +210,7 @@ fn validate(sim: SimConfig) -> Result<SimConfig, Error> {
 /// Most events one [`Simulator::step`] handles. A loop that was stopped (SIGSTOP, a debugger)
 /// far longer than this many widget cycles resynchronises instead of replaying every missed
 /// widget in one burst.
-pub const MAX_EVENTS_PER_STEP: u32 = 10_000;
+pub(crate) const MAX_EVENTS_PER_STEP: u32 = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -224,20 +224,9 @@ enum State {
     },
 }
 
-/// What one [`Simulator::step`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepReport {
-    /// Events handled (widget starts and ends).
-    pub events: u32,
-    /// How long after its scheduled instant the most overdue handled event ran.
-    pub lateness: Duration,
-    /// The step gave up replaying missed widgets and restarted the schedule at `now`.
-    pub resynced: bool,
-}
-
 /// The widget service's state, its random generator and the wall-clock anchor.
 #[derive(Debug)]
-pub struct Simulator {
+pub(crate) struct Simulator {
     config: SimConfig,
     state: State,
     rng: fastrand::Rng,
@@ -249,7 +238,7 @@ impl Simulator {
     /// A simulator whose first widget starts at `start`; `start_unix_nanos` is the wall-clock
     /// time of that instant, used for `widget_last_processed_timestamp_seconds`.
     #[must_use]
-    pub fn new(config: SimConfig, start: Instant, start_unix_nanos: u64) -> Self {
+    pub(crate) fn new(config: SimConfig, start: Instant, start_unix_nanos: u64) -> Self {
         Simulator {
             rng: config
                 .seed
@@ -262,7 +251,7 @@ impl Simulator {
 
     /// When the next widget event is due; the loop may sleep until then.
     #[must_use]
-    pub fn next_event(&self) -> Instant {
+    pub(crate) fn next_event(&self) -> Instant {
         match self.state {
             State::Idle { next_start } => next_start,
             State::Processing { end, .. } => end,
@@ -270,13 +259,14 @@ impl Simulator {
     }
 
     /// Advances the simulation to `now`: handles every event due, each at its scheduled
-    /// instant (so a late loop does not skew durations, the schedule or the window).
-    pub fn advance(&mut self, now: Instant, metrics: &Metrics) -> StepReport {
-        let mut report = StepReport::default();
+    /// instant (so a late loop does not skew durations, the schedule or the window). After
+    /// [`MAX_EVENTS_PER_STEP`] it gives up replaying missed widgets and restarts the
+    /// schedule at `now`.
+    pub(crate) fn advance(&mut self, now: Instant, metrics: &Metrics) -> Step {
+        let mut report = Step::default();
         while self.next_event() <= now {
             if report.events == MAX_EVENTS_PER_STEP {
                 self.state = State::Idle { next_start: now };
-                report.resynced = true;
                 break;
             }
             report.events += 1;
@@ -322,11 +312,7 @@ impl Simulator {
 
 impl Source for Simulator {
     fn step(&mut self, now: Instant, metrics: &Metrics) -> Step {
-        let report = self.advance(now, metrics);
-        Step {
-            events: report.events,
-            lateness: report.lateness,
-        }
+        self.advance(now, metrics)
     }
 
     fn next_due(&self) -> Instant {
@@ -452,8 +438,8 @@ mod tests {
         let mut sim = Simulator::new(config(1, 1, 0, 0.0), t0, 0);
         let later = t0 + Duration::from_secs(3600);
         let r = sim.advance(later, &m);
-        assert!(r.resynced);
         assert_eq!(r.events, MAX_EVENTS_PER_STEP);
+        // Resynchronised: the schedule restarts at `later` instead of replaying the rest.
         assert_eq!(sim.next_event(), later);
     }
 }

@@ -17,16 +17,16 @@ const MAX_POLL: Duration = Duration::from_secs(60);
 
 /// A template as the operator wrote it, and compiled.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     /// The flag value, to spell it back in printed units.
-    pub text: String,
+    pub(crate) text: String,
     /// The compiled matcher.
-    pub template: Template,
+    pub(crate) template: Template,
 }
 
 impl Pattern {
     /// Compiles a flag value; with `need_duration` it must contain `{duration}`.
-    pub fn parse(text: &str, need_duration: bool) -> Result<Pattern, &'static str> {
+    pub(crate) fn parse(text: &str, need_duration: bool) -> Result<Pattern, &'static str> {
         Ok(Pattern {
             text: text.to_owned(),
             template: Template::parse(text.as_bytes(), need_duration)?,
@@ -36,19 +36,19 @@ impl Pattern {
 
 /// The log source's flags as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogFlags {
+pub(crate) struct LogFlags {
     /// `--widget.log.path`.
-    pub path: Option<PathBuf>,
+    pub(crate) path: Option<PathBuf>,
     /// `--widget.log.finished`.
-    pub finished: Option<Pattern>,
+    pub(crate) finished: Option<Pattern>,
     /// `--widget.log.failed`.
-    pub failed: Option<Pattern>,
+    pub(crate) failed: Option<Pattern>,
     /// `--widget.log.started`.
-    pub started: Option<Pattern>,
+    pub(crate) started: Option<Pattern>,
     /// `--widget.log.duration-unit`.
-    pub unit: Unit,
+    pub(crate) unit: Unit,
     /// `--widget.log.poll-interval`.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
 }
 
 impl Default for LogFlags {
@@ -66,26 +66,26 @@ impl Default for LogFlags {
 
 /// The log source's settings, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     /// `--widget.log.path` (`-` is standard input).
-    pub path: PathBuf,
+    pub(crate) path: PathBuf,
     /// `--widget.log.finished`: contains `{duration}`.
-    pub finished: Pattern,
+    pub(crate) finished: Pattern,
     /// `--widget.log.failed`.
-    pub failed: Option<Pattern>,
+    pub(crate) failed: Option<Pattern>,
     /// `--widget.log.started`.
-    pub started: Option<Pattern>,
+    pub(crate) started: Option<Pattern>,
     /// `--widget.log.duration-unit`.
-    pub unit: Unit,
+    pub(crate) unit: Unit,
     /// `--widget.log.poll-interval`: from 10ms to 1m.
-    pub poll_interval: Duration,
+    pub(crate) poll_interval: Duration,
 }
 
 impl LogConfig {
     /// The group a service must join to read the configured log: the file's group (by
     /// number) when only that group may read it (mode `0640` and the like).
     #[must_use]
-    pub fn reading_group(&self) -> Option<u32> {
+    pub(crate) fn reading_group(&self) -> Option<u32> {
         use std::os::unix::fs::MetadataExt;
         let meta = std::fs::metadata(&self.path).ok()?;
         (meta.mode() & 0o044 == 0o040).then(|| meta.gid())

@@ -3,7 +3,7 @@
 //! started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
 //! [`crate::source::log::template`]; it never renders, serves or blocks, and it spells no metric names.
 
-pub mod config;
+pub(crate) mod config;
 pub mod tail;
 pub mod template;
 
@@ -52,7 +52,7 @@ struct Rules {
 }
 
 /// Widgets from a followed log.
-pub struct LogTail {
+pub(crate) struct LogTail {
     tail: Tail,
     rules: Rules,
     poll: Duration,
@@ -65,7 +65,7 @@ impl LogTail {
     /// Opens the log (a missing file is waited for; a directory is an error). Resumes at
     /// `position`, where a previous image of this process stopped ([`Source::position`]), if
     /// the path still names that file.
-    pub fn open(
+    pub(crate) fn open(
         config: &LogConfig,
         metrics: &Metrics,
         position: Option<&str>,
