@@ -1,5 +1,5 @@
 //! The flag-table machinery: what one flag is ([`Flag`]), how its value is read and spelled
-//! back ([`Row`]), and the table of one kind of source ([`SourceFlags`]) with its types
+//! back (`Row`), and the table of one kind of source (`SourceFlags`) with its types
 //! erased ([`SourceTable`]) so that the command line can hold every kind in one list. The
 //! validated settings of the chosen kind travel in [`SourceConfig`].
 //!
@@ -213,7 +213,7 @@ pub(crate) struct SourceFlags<R: 'static, V: 'static> {
     pub(crate) validate: fn(R) -> Result<V, Error>,
 }
 
-/// [`SourceFlags`] with its types erased, for the parser's list of kinds.
+/// `SourceFlags` with its types erased, for the parser's list of kinds.
 pub trait SourceTable: Sync {
     /// The value of `--widget.source` that chooses it.
     fn name(&self) -> &'static str;
@@ -273,7 +273,7 @@ where
 }
 
 /// The chosen source's validated config, whatever its type: the registry reads it back with
-/// [`SourceConfig::get`] and the kind's own type.
+/// `SourceConfig::get` and the kind's own type.
 pub struct SourceConfig {
     kind: &'static dyn SourceTable,
     default: bool,
@@ -304,7 +304,7 @@ impl SourceConfig {
         (*self.value).as_any().downcast_ref()
     }
 
-    /// [`SourceConfig::get`], to edit: tests build the configs they expect.
+    /// `SourceConfig::get`, to edit: tests build the configs they expect.
     #[cfg(test)]
     pub(crate) fn get_mut<V: Any>(&mut self) -> Option<&mut V> {
         (*self.value).as_any_mut().downcast_mut()

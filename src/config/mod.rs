@@ -1,7 +1,7 @@
-//! The command line, in two stages (ripgrep's): the flags as read ([`Raw`], every general
+//! The command line, in two stages (ripgrep's): the flags as read (`Raw`, every general
 //! value with its default; each source's own raw flags beside it), then a validated
 //! [`Config`] whose required values are never `Option`s that a user checks again. Every flag
-//! is declared once, as a [`Row`] of a table: its name, value syntax, default, help line,
+//! is declared once, as a `Row` of a table: its name, value syntax, default, help line,
 //! scope, how its value is read and how a config spells it back. The tables drive parsing
 //! (kingpin style: `--flag=value` or `--flag value`), `--help` ([`usage`]),
 //! [`Config::to_args`] for the printed systemd units, [`Config::settings`] for the start-up
@@ -10,16 +10,16 @@
 //! kinds of source, and decides what to do with the answer.
 //!
 //! `config` sits at the bottom, below `source`, so it names no source and imports nothing of
-//! them. Each kind of source declares its table and validation ([`SourceFlags`]) in its own
+//! them. Each kind of source declares its table and validation (`SourceFlags`) in its own
 //! file; the source registry hands the kinds to [`parse`] and [`usage`] as an argument
 //! ([`Kinds`]), and the validated config of the chosen one travels in [`Config::source`] with
-//! its type erased ([`SourceConfig`], see [`flags`] for why). Inside, the files layer too:
-//! [`duration`] and [`flags`] (the table machinery, `--help`) at the bottom, [`settings`]
-//! (the general rows, [`Raw`], [`Config`]) above them, this file (the parse loop and the
+//! its type erased ([`SourceConfig`], see `flags` for why). Inside, the files layer too:
+//! `duration` and `flags` (the table machinery, `--help`) at the bottom, `settings`
+//! (the general rows, `Raw`, [`Config`]) above them, this file (the parse loop and the
 //! checks across flags) on top; children never use this file.
 //!
-//! To add a general flag: a row in [`BEFORE_SOURCES`] or [`AFTER_SOURCES`] (in `--help`
-//! order), a field in [`Raw`] and, if it needs one, in [`Config`]; checks across flags go in
+//! To add a general flag: a row in `BEFORE_SOURCES` or `AFTER_SOURCES` (in `--help`
+//! order), a field in `Raw` and, if it needs one, in [`Config`]; checks across flags go in
 //! `validate`. A source's flag goes in that source's table.
 
 use std::ffi::OsString;

@@ -1,4 +1,4 @@
-//! What a kind of source is: the [`Source`] trait its type implements, and the [`Kind`] it
+//! What a kind of source is: the `Source` trait its type implements, and the `Kind` it
 //! declares in its own file (flag rows and validation, how it opens, which optional families
 //! it has, what a printed unit must let it read). The sources build on this file and the
 //! registry ([`crate::source`]) lists them, so neither needs the other's file.
@@ -20,7 +20,7 @@ pub(crate) trait Source {
     fn next_due(&self) -> Instant;
 
     /// Where the source has got to, as text a restart in place hands to the next image's
-    /// [`Kind::open`] so that it resumes there; `None` when there is nothing to resume.
+    /// `Kind::open` so that it resumes there; `None` when there is nothing to resume.
     fn position(&self) -> Option<String> {
         None
     }
@@ -65,7 +65,7 @@ pub(crate) struct Kind<R: 'static, V: 'static> {
     /// Its name, flag rows and validation, as the command line reads them.
     pub(crate) flags: SourceFlags<R, V>,
     /// Opens it, first stepped at `start` (whose wall-clock time is `start_unix_nanos`),
-    /// resuming at a position ([`Source::position`]) a previous image of the process handed
+    /// resuming at a position (`Source::position`) a previous image of the process handed
     /// over, where it can.
     pub(crate) open: fn(&V, &Metrics, Option<&str>, Instant, u64) -> Opened,
     /// The optional families it provides with this config.
@@ -74,11 +74,11 @@ pub(crate) struct Kind<R: 'static, V: 'static> {
     pub(crate) reads: fn(&V) -> Reads,
 }
 
-/// A [`Kind`] with its types erased, for the registry's list.
+/// A `Kind` with its types erased, for the registry's list.
 pub(crate) trait Registered: Sync {
     /// Its flag table, for [`crate::config`].
     fn table(&'static self) -> &'static dyn SourceTable;
-    /// [`Kind::open`], if `config` is of this kind.
+    /// `Kind::open`, if `config` is of this kind.
     fn open(
         &self,
         config: &SourceConfig,

@@ -3,12 +3,12 @@
 //! the loop can sleep until then. Sources never render, serve or block: a source with a lot
 //! to do (a log's backlog) does a bounded share per step and asks to be stepped again at once.
 //!
-//! A source describes itself: its file declares a [`Kind`] (its flag rows and validation,
+//! A source describes itself: its file declares a `Kind` (its flag rows and validation,
 //! how it opens, which optional families it has, what a printed unit must let it read), and
-//! [`KINDS`], the registry, lists every kind. Nothing else names a source: [`crate::config`]
-//! gets the kinds' flag tables from [`tables`] as an argument, and [`open`], [`parts`] and
+//! `KINDS`, the registry, lists every kind. Nothing else names a source: [`crate::config`]
+//! gets the kinds' flag tables from [`tables`] as an argument, and `open`, `parts` and
 //! [`reads`] find the chosen kind here. To add a source: one new file (or folder) with a
-//! type implementing [`Source`] and its `KIND`, and one line in [`KINDS`].
+//! type implementing `Source` and its `KIND`, and one line in `KINDS`.
 
 pub(crate) mod kind;
 pub mod log;
@@ -61,7 +61,7 @@ pub fn reads(config: &Config) -> Reads {
 }
 
 /// Opens the configured source, first stepped at `start` (whose wall-clock time is
-/// `start_unix_nanos`), resuming at `position` ([`Source::position`] of a previous image of
+/// `start_unix_nanos`), resuming at `position` (`Source::position` of a previous image of
 /// the process) where the source can.
 pub(crate) fn open(
     config: &Config,
