@@ -305,3 +305,111 @@ fn value(
     }
     Ok(next)
 }
+
+/// The parser with made-up kinds of source: what it does for any registry, without one.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A kind whose one flag is required: `--x.n`, a number.
+    #[derive(Debug, Default, Clone, Copy)]
+    struct Raw {
+        n: Option<u32>,
+    }
+
+    #[derive(Debug, Clone, PartialEq)]
+    struct Settings {
+        n: u32,
+    }
+
+    fn required(raw: Raw) -> Result<Settings, Error> {
+        let n = raw
+            .n
+            .ok_or_else(|| Error::Usage("flag --x.n is required".into()))?;
+        Ok(Settings { n })
+    }
+
+    const fn row(name: &'static str) -> Row<Raw, Settings> {
+        Row {
+            flag: Flag {
+                name,
+                short: None,
+                takes: Takes::Value,
+                syntax: "N",
+                default: "",
+                help: "a number",
+                scope: Scope::Source,
+            },
+            apply: |raw, v| {
+                raw.n = Some(given(v).parse().map_err(|_| "expected a number")?);
+                Ok(())
+            },
+            show: |c| Some(c.n.to_string()),
+        }
+    }
+
+    static A: SourceFlags<Raw, Settings> = SourceFlags {
+        name: "a",
+        summary: "from a",
+        rows: &[row("--a.n")],
+        validate: required,
+    };
+    static B: SourceFlags<Raw, Settings> = SourceFlags {
+        name: "b",
+        summary: "from b",
+        rows: &[row("--bb.n")],
+        validate: required,
+    };
+    static C: SourceFlags<Raw, Settings> = SourceFlags {
+        name: "c",
+        summary: "from c",
+        rows: &[],
+        validate: required,
+    };
+
+    fn run(args: &[&str]) -> Result<Command, String> {
+        parse(args.iter().copied(), &[&A, &B, &C]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_kinds_come_from_the_argument() {
+        let kinds: Kinds = &[&A, &B, &C];
+        let help = usage(kinds);
+        let about = help.replace('\n', " ");
+        assert!(
+            about.contains("widgets from a (the default), from b or from c."),
+            "{help}"
+        );
+        assert!(
+            help.contains("widget source: a, b or c (default a)"),
+            "{help}"
+        );
+        assert!(
+            help.contains("--a.n=N") && help.contains("--bb.n=N"),
+            "{help}"
+        );
+        // The chosen kind's flags are read and validated into its own type.
+        let Ok(Command::Run(config)) = run(&["--widget.source=b", "--bb.n=7"]) else {
+            panic!("{:?}", run(&["--widget.source=b", "--bb.n=7"]));
+        };
+        assert_eq!(config.source.name(), "b");
+        assert_eq!(config.source.get::<Settings>(), Some(&Settings { n: 7 }));
+        assert_eq!(config.to_args(), ["--widget.source=b", "--bb.n=7"]);
+        assert!(config
+            .settings()
+            .contains(&("widget.source", "b".to_owned())));
+        // Errors name the kinds given, the flag and the kind it belongs to.
+        #[rustfmt::skip]
+        let cases: &[(&[&str], &str)] = &[
+            (&["--widget.source=d"], "invalid value \"d\" for --widget.source: expected a, b or c"),
+            (&["--a.n=x"], "invalid value \"x\" for --a.n: expected a number"),
+            (&["--bb.n=1"], "flag --bb.n is for --widget.source=b, not a"),
+            (&["--widget.source=c"], "flag --x.n is required"),
+        ];
+        for (args, want) in cases {
+            assert_eq!(run(args).err().as_deref(), Some(*want), "{args:?}");
+        }
+        // With no kind at all there is nothing to run.
+        assert!(parse(["--log.level=info"], &[]).is_err());
+    }
+}

@@ -1,6 +1,6 @@
-//! The log source (issue 8): real widgets counted from the application's own log. Owns the
-//! log flags' settings and what a line means (failed template first, then finished, then
-//! started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
+//! The log source (issue 8): real widgets counted from the application's own log. Owns its
+//! registry entry ([`KIND`]; its flags and validated config are in `config`) and what a line
+//! means (failed template first, then finished, then started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
 //! [`crate::source::log::template`]; it never renders, serves or blocks, and it spells no metric names.
 
 pub(crate) mod config;
