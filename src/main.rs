@@ -3,20 +3,19 @@
 
 use std::process::ExitCode;
 
-use widget_exporter::config::{
-    self, Command, Config, ListenAddress, Print, SourceKind, UnitFlavor,
-};
+use widget_exporter::config::{self, Command, Config, ListenAddress, Print, UnitFlavor};
 use widget_exporter::host::systemd;
 use widget_exporter::output::textfile;
-use widget_exporter::source::log as logtail;
+use widget_exporter::source::{self, Reads};
 use widget_exporter::{app, log};
 
 /// Alerting rules for operators, a real file packagers can read.
 const ALERT_RULES: &str = include_str!("host/units/widget-exporter.rules.yml");
 
 fn main() -> ExitCode {
-    match config::parse(std::env::args_os().skip(1)) {
-        Ok(Command::Help) => print!("{}", config::usage()),
+    let sources = source::tables();
+    match config::parse(std::env::args_os().skip(1), &sources) {
+        Ok(Command::Help) => print!("{}", config::usage(&sources)),
         Ok(Command::Version) => println!("widget-exporter {}", env!("CARGO_PKG_VERSION")),
         Ok(Command::Print(what, config)) => print!("{}", printed(what, &config)),
         Ok(Command::Run(config)) => {
@@ -39,12 +38,12 @@ fn main() -> ExitCode {
 
 /// The text of a `--print-*` flag, filled in with the other flags given.
 fn printed(what: Print, config: &Config) -> String {
-    // `cli` made sure a textfile path here is absolute and plain enough for a unit file.
+    // `config` made sure a textfile path here is absolute and plain enough for a unit file.
     let writes = config.textfile_path.as_deref().map(textfile::dir_of);
     let unit = |text: &str, directive: &str| {
         let mut unit = systemd::fill_args(text, &config.to_args());
-        if config.source == SourceKind::Log {
-            unit = systemd::with_log_access(&unit, logtail::reading_group(&config.log));
+        if let Reads::Log { group } = source::reads(config) {
+            unit = systemd::with_log_access(&unit, group);
         }
         match writes {
             Some(dir) => systemd::allow_writes(&unit, directive, dir),
@@ -60,7 +59,7 @@ fn printed(what: Print, config: &Config) -> String {
         Print::SystemdSocket => systemd::socket_unit(&match config.listen_address {
             ListenAddress::AllInterfaces(port) => port.to_string(),
             ListenAddress::Ip(addr) => addr.to_string(),
-            // Refused by `cli`: there is no socket to describe.
+            // Refused by `config`: there is no socket to describe.
             ListenAddress::Off => String::new(),
         }),
         Print::AlertRules => ALERT_RULES.to_owned(),

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use widget_exporter::config::{self, format_duration, parse_duration, Command};
 use widget_exporter::host::process;
 use widget_exporter::metrics::render::{negotiate, Format};
+use widget_exporter::source;
 
 use support::{master_seed, Rng};
 
@@ -59,7 +60,7 @@ fn fuzz(target: &str, mut case: impl FnMut(&mut Rng, &mut String)) {
 // ---------------------------------------------------------------------------------------
 // Flags
 
-/// Tokens that look like flags but are not: every real flag comes from `config::FLAGS`, so a
+/// Tokens that look like flags but are not: every real flag comes from `config::flags`, so a
 /// flag added to the table is fuzzed at once.
 const NEAR_FLAGS: &[&str] = &["-h", "--", "-", "--web", "--widget.", "---log.level"];
 
@@ -126,7 +127,7 @@ fn random_args(rng: &mut Rng) -> Vec<OsString> {
     let mut args = Vec::new();
     for _ in 0..rng.below(7) {
         let flag = if rng.chance(80) {
-            rng.pick(config::FLAGS).name
+            rng.pick(&config::flags(&source::tables())).name
         } else {
             *rng.pick(NEAR_FLAGS)
         };
@@ -160,7 +161,7 @@ fn cli_parse() {
     fuzz("cli_parse", |rng, input| {
         let args = random_args(rng);
         *input = format!("{args:?}");
-        let config = match config::parse(args) {
+        let config = match config::parse(args, &source::tables()) {
             Ok(Command::Run(c) | Command::Print(_, c)) => c,
             Ok(Command::Help | Command::Version) => return,
             Err(e) => {
@@ -176,7 +177,7 @@ fn cli_parse() {
         accepted += 1;
         // Invariant: a config's own spelling parses back to the same config.
         let args = config.to_args();
-        match config::parse(args.clone()) {
+        match config::parse(args.clone(), &source::tables()) {
             Ok(Command::Run(again)) => assert_eq!(
                 again.to_args(),
                 args,

@@ -2,44 +2,215 @@
 //! "processing" (a duration drawn uniformly from the configured range) and "idle" (the
 //! configured interval), and records each finished widget in [`Metrics`]. Time is passed in
 //! and randomness comes from its own seeded generator, so tests drive it without clocks. It
-//! never sleeps: it tells the loop when its next event is due.
+//! never sleeps: it tells the loop when its next event is due. Its flags, their validation
+//! and its registry entry ([`KIND`]) are at the top of this file.
 
 use std::time::{Duration, Instant};
 
+use crate::config::{
+    format_duration, given, parse_duration, unless, Flag, Row, Scope, SourceFlags, Takes,
+};
+use crate::error::Error;
 use crate::metrics::Metrics;
-use crate::source::{Source, Step};
+use crate::source::kind::{Families, Kind, Reads, Source, Step};
 
-/// How the simulated widget service behaves; validated by `cli`.
+/// The simulation in the source registry. Its flags need no raw stage of their own: every
+/// one has a default, so the raw flags are already a [`SimConfig`] that `validate` checks
+/// across flags.
+pub(crate) static KIND: Kind<SimConfig, SimConfig> = Kind {
+    flags: SourceFlags {
+        name: "simulation",
+        summary: "from a simulation",
+        rows: FLAGS,
+        validate,
+    },
+    open: |config, _, _, start, start_unix_nanos| {
+        Ok(Box::new(Simulator::new(
+            config.clone(),
+            start,
+            start_unix_nanos,
+        )))
+    },
+    families: |_| Families {
+        in_progress: true,
+        log: false,
+    },
+    reads: |_| Reads::Nothing,
+};
+
+/// How the simulated widget service behaves.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SimConfig {
+pub(crate) struct SimConfig {
     /// Shortest processing time of one widget.
-    pub min_duration: Duration,
+    pub(crate) min_duration: Duration,
     /// Longest processing time of one widget.
-    pub max_duration: Duration,
+    pub(crate) max_duration: Duration,
     /// Idle time between one widget's end and the next one's start.
-    pub interval: Duration,
+    pub(crate) interval: Duration,
     /// Probability in [0, 1] that a widget fails.
-    pub failure_ratio: f64,
+    pub(crate) failure_ratio: f64,
     /// Seed for a reproducible sequence; `None` seeds from the OS.
-    pub seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
 }
+
+const DEFAULT: SimConfig = SimConfig {
+    min_duration: Duration::from_millis(100),
+    max_duration: Duration::from_millis(500),
+    interval: Duration::from_secs(1),
+    failure_ratio: 0.0,
+    seed: None,
+};
 
 impl Default for SimConfig {
     fn default() -> Self {
-        SimConfig {
-            min_duration: Duration::from_millis(100),
-            max_duration: Duration::from_millis(500),
-            interval: Duration::from_secs(1),
-            failure_ratio: 0.0,
-            seed: None,
-        }
+        DEFAULT
     }
+}
+
+/// The shortest widget cycle (`min-duration + interval`): it bounds the event rate.
+const MIN_CYCLE: Duration = Duration::from_millis(1);
+
+/// The simulation's flags, in `--help` order.
+const FLAGS: &[Row<SimConfig, SimConfig>] = &[
+    Row {
+        flag: Flag {
+            name: "--widget.min-duration",
+            short: None,
+            takes: Takes::Value,
+            syntax: "DURATION",
+            default: "100ms",
+            help: "shortest time a simulated widget takes",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            p.min_duration = parse_duration(given(v))?;
+            if p.min_duration.is_zero() {
+                return Err("must be longer than 0s".into());
+            }
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.min_duration, &DEFAULT.min_duration, || {
+                format_duration(c.min_duration)
+            })
+        },
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.max-duration",
+            short: None,
+            takes: Takes::Value,
+            syntax: "DURATION",
+            default: "500ms",
+            help: "longest time a simulated widget takes",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            p.max_duration = parse_duration(given(v))?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.max_duration, &DEFAULT.max_duration, || {
+                format_duration(c.max_duration)
+            })
+        },
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.interval",
+            short: None,
+            takes: Takes::Value,
+            syntax: "DURATION",
+            default: "1s",
+            help: "idle time between simulated widgets",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            p.interval = parse_duration(given(v))?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.interval, &DEFAULT.interval, || {
+                format_duration(c.interval)
+            })
+        },
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.failure-ratio",
+            short: None,
+            takes: Takes::Value,
+            syntax: "RATIO",
+            default: "0",
+            help: "chance from 0 to 1 that a simulated widget fails",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            p.failure_ratio = match given(v).parse::<f64>() {
+                // `+ 0.0` turns -0 into 0, so the config never spells a negative zero.
+                Ok(r) if (0.0..=1.0).contains(&r) => r + 0.0,
+                _ => return Err("expected a number from 0 to 1".into()),
+            };
+            Ok(())
+        },
+        // Bits, not `==`: -0.0 is not the default spelling, and NaN must not vanish.
+        show: |c| {
+            unless(
+                &c.failure_ratio.to_bits(),
+                &DEFAULT.failure_ratio.to_bits(),
+                || c.failure_ratio.to_string(),
+            )
+        },
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.seed",
+            short: None,
+            takes: Takes::Value,
+            syntax: "N",
+            default: "",
+            help: "seed for a reproducible simulation (default random)",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            let seed = given(v)
+                .parse::<u64>()
+                .map_err(|_| "expected a whole number from 0 to 18446744073709551615".to_owned())?;
+            p.seed = Some(seed);
+            Ok(())
+        },
+        show: |c| c.seed.map(|s| s.to_string()),
+    },
+];
+
+/// The checks across the simulation's flags.
+fn validate(sim: SimConfig) -> Result<SimConfig, Error> {
+    let (min, max, interval) = (sim.min_duration, sim.max_duration, sim.interval);
+    let fmt = format_duration;
+    if min > max {
+        return Err(Error::Usage(format!(
+            "--widget.min-duration ({}) is longer than --widget.max-duration ({})",
+            fmt(min),
+            fmt(max)
+        )));
+    }
+    // Both are below 2^64 ns when parsed, so this cannot saturate in practice.
+    if min.saturating_add(interval) < MIN_CYCLE {
+        return Err(Error::Usage(format!(
+            "--widget.min-duration ({}) plus --widget.interval ({}) is shorter than {}, \
+             the shortest widget cycle the simulation allows",
+            fmt(min),
+            fmt(interval),
+            fmt(MIN_CYCLE)
+        )));
+    }
+    Ok(sim)
 }
 
 /// Most events one [`Simulator::step`] handles. A loop that was stopped (SIGSTOP, a debugger)
 /// far longer than this many widget cycles resynchronises instead of replaying every missed
 /// widget in one burst.
-pub const MAX_EVENTS_PER_STEP: u32 = 10_000;
+pub(crate) const MAX_EVENTS_PER_STEP: u32 = 10_000;
 
 #[derive(Debug, Clone, Copy)]
 enum State {
@@ -53,20 +224,9 @@ enum State {
     },
 }
 
-/// What one [`Simulator::step`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StepReport {
-    /// Events handled (widget starts and ends).
-    pub events: u32,
-    /// How long after its scheduled instant the most overdue handled event ran.
-    pub lateness: Duration,
-    /// The step gave up replaying missed widgets and restarted the schedule at `now`.
-    pub resynced: bool,
-}
-
 /// The widget service's state, its random generator and the wall-clock anchor.
 #[derive(Debug)]
-pub struct Simulator {
+pub(crate) struct Simulator {
     config: SimConfig,
     state: State,
     rng: fastrand::Rng,
@@ -78,7 +238,7 @@ impl Simulator {
     /// A simulator whose first widget starts at `start`; `start_unix_nanos` is the wall-clock
     /// time of that instant, used for `widget_last_processed_timestamp_seconds`.
     #[must_use]
-    pub fn new(config: SimConfig, start: Instant, start_unix_nanos: u64) -> Self {
+    pub(crate) fn new(config: SimConfig, start: Instant, start_unix_nanos: u64) -> Self {
         Simulator {
             rng: config
                 .seed
@@ -91,7 +251,7 @@ impl Simulator {
 
     /// When the next widget event is due; the loop may sleep until then.
     #[must_use]
-    pub fn next_event(&self) -> Instant {
+    pub(crate) fn next_event(&self) -> Instant {
         match self.state {
             State::Idle { next_start } => next_start,
             State::Processing { end, .. } => end,
@@ -99,13 +259,14 @@ impl Simulator {
     }
 
     /// Advances the simulation to `now`: handles every event due, each at its scheduled
-    /// instant (so a late loop does not skew durations, the schedule or the window).
-    pub fn advance(&mut self, now: Instant, metrics: &Metrics) -> StepReport {
-        let mut report = StepReport::default();
+    /// instant (so a late loop does not skew durations, the schedule or the window). After
+    /// [`MAX_EVENTS_PER_STEP`] it gives up replaying missed widgets and restarts the
+    /// schedule at `now`.
+    pub(crate) fn advance(&mut self, now: Instant, metrics: &Metrics) -> Step {
+        let mut report = Step::default();
         while self.next_event() <= now {
             if report.events == MAX_EVENTS_PER_STEP {
                 self.state = State::Idle { next_start: now };
-                report.resynced = true;
                 break;
             }
             report.events += 1;
@@ -151,11 +312,7 @@ impl Simulator {
 
 impl Source for Simulator {
     fn step(&mut self, now: Instant, metrics: &Metrics) -> Step {
-        let report = self.advance(now, metrics);
-        Step {
-            events: report.events,
-            lateness: report.lateness,
-        }
+        self.advance(now, metrics)
     }
 
     fn next_due(&self) -> Instant {
@@ -281,8 +438,8 @@ mod tests {
         let mut sim = Simulator::new(config(1, 1, 0, 0.0), t0, 0);
         let later = t0 + Duration::from_secs(3600);
         let r = sim.advance(later, &m);
-        assert!(r.resynced);
         assert_eq!(r.events, MAX_EVENTS_PER_STEP);
+        // Resynchronised: the schedule restarts at `later` instead of replaying the rest.
         assert_eq!(sim.next_event(), later);
     }
 }

@@ -1,87 +1,51 @@
-//! The log source (issue 8): real widgets counted from the application's own log. Owns the
-//! log flags' settings and what a line means (failed template first, then finished, then
-//! started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
+//! The log source (issue 8): real widgets counted from the application's own log. Owns its
+//! registry entry ([`KIND`]; its flags and validated config are in `config`) and what a line
+//! means (failed template first, then finished, then started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
 //! [`crate::source::log::template`]; it never renders, serves or blocks, and it spells no metric names.
 
 pub mod check;
 pub mod classify;
 pub mod files;
 pub mod labels;
+pub(crate) mod config;
 pub mod tail;
 pub mod template;
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::config::SourceFlags;
 use crate::error::Error;
 use crate::metrics::{LineResult, Metrics, Rotation};
+use crate::source::kind::{Families, Kind, Reads, Source, Step};
+use crate::source::log::config::{LogConfig, LogFlags};
 use crate::source::log::tail::{Event, Position, Tail};
 use crate::source::log::template::{parse_duration, Match, Template, Unit};
-use crate::source::{Source, Step};
 
-/// A template as the operator wrote it, and compiled.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pattern {
-    /// The flag value, to spell it back in printed units.
-    pub text: String,
-    /// The compiled matcher.
-    pub template: Template,
-}
-
-impl Pattern {
-    /// Compiles a flag value; with `need_duration` it must contain `{duration}`.
-    pub fn parse(text: &str, need_duration: bool) -> Result<Pattern, &'static str> {
-        Ok(Pattern {
-            text: text.to_owned(),
-            template: Template::parse(text.as_bytes(), need_duration)?,
-        })
-    }
-}
-
-/// The log source's flags.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LogConfig {
-    /// `--widget.log.path` (`-` is standard input); required with the log source.
-    pub path: Option<PathBuf>,
-    /// `--widget.log.finished`; required with the log source.
-    pub finished: Option<Pattern>,
-    /// `--widget.log.failed`.
-    pub failed: Option<Pattern>,
-    /// `--widget.log.started`.
-    pub started: Option<Pattern>,
-    /// `--widget.log.duration-unit`.
-    pub unit: Unit,
-    /// `--widget.log.poll-interval`.
-    pub poll_interval: Duration,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            path: None,
-            finished: None,
-            failed: None,
-            started: None,
-            unit: Unit::S,
-            poll_interval: Duration::from_secs(1),
-        }
-    }
-}
-
-/// The group a service must join to read the configured log: the file's group (by number)
-/// when only that group may read it (mode `0640` and the like).
-#[must_use]
-pub fn reading_group(config: &LogConfig) -> Option<u32> {
-    use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(config.path.as_ref()?).ok()?;
-    (meta.mode() & 0o044 == 0o040).then(|| meta.gid())
-}
-
-/// The matcher of a template the flags already parsed. Compiled again rather than cloned:
-/// the binary is size-bound and `parse` is there anyway.
-fn compile(p: &Pattern) -> Template {
-    Template::parse(p.text.as_bytes(), false).expect("a template that parsed once parses again")
-}
+/// The log source in the source registry.
+pub(crate) static KIND: Kind<LogFlags, LogConfig> = Kind {
+    flags: SourceFlags {
+        name: "log",
+        summary: "counted from a log file",
+        rows: config::FLAGS,
+        validate: config::validate,
+    },
+    open: |config, metrics, position, start, start_unix_nanos| {
+        Ok(Box::new(LogTail::open(
+            config,
+            metrics,
+            position,
+            start,
+            start_unix_nanos,
+        )?))
+    },
+    families: |config| Families {
+        in_progress: config.started.is_some(),
+        log: true,
+    },
+    reads: |config| Reads::Log {
+        group: config.reading_group(),
+    },
+};
 
 /// What lines mean.
 struct Rules {
@@ -92,7 +56,7 @@ struct Rules {
 }
 
 /// Widgets from a followed log.
-pub struct LogTail {
+pub(crate) struct LogTail {
     tail: Tail,
     rules: Rules,
     poll: Duration,
@@ -105,18 +69,14 @@ impl LogTail {
     /// Opens the log (a missing file is waited for; a directory is an error). Resumes at
     /// `position`, where a previous image of this process stopped ([`Source::position`]), if
     /// the path still names that file.
-    pub fn open(
+    pub(crate) fn open(
         config: &LogConfig,
         metrics: &Metrics,
         position: Option<&str>,
         start: Instant,
         start_unix_nanos: u64,
     ) -> Result<LogTail, Error> {
-        let (Some(path), Some(finished)) = (&config.path, &config.finished) else {
-            return Err(Error::Usage(
-                "--widget.source=log needs --widget.log.path and --widget.log.finished".into(),
-            ));
-        };
+        let path = &config.path;
         let mut tail = Tail::open(path, start).ok_or_else(|| {
             Error::Fatal("--widget.log.path names a directory, not a log file".to_owned())
         })?;
@@ -130,9 +90,9 @@ impl LogTail {
         Ok(LogTail {
             tail,
             rules: Rules {
-                finished: compile(finished),
-                failed: config.failed.as_ref().map(compile),
-                started: config.started.as_ref().map(compile),
+                finished: config.finished.template.clone(),
+                failed: config.failed.as_ref().map(|p| p.template.clone()),
+                started: config.started.as_ref().map(|p| p.template.clone()),
                 unit: config.unit,
             },
             poll: config.poll_interval,
@@ -240,13 +200,16 @@ mod tests {
     use super::*;
     use crate::host::process::ProcessStats;
     use crate::metrics::{Parts, Snapshot};
+    use crate::source::log::config::Pattern;
     use std::io::Write;
+    use std::path::PathBuf;
 
     fn config(path: PathBuf, started: bool) -> LogConfig {
         let p = |t: &str, d| Some(Pattern::parse(t, d).expect("test template parses"));
         LogConfig {
-            path: Some(path),
-            finished: p("* widget * done status=ok took={duration}", true),
+            path,
+            finished: Pattern::parse("* widget * done status=ok took={duration}", true)
+                .expect("test template parses"),
             failed: p("* widget * done status=failed*", false),
             started: if started {
                 p("* widget * start", false)

@@ -17,6 +17,8 @@
 
 use std::time::Duration;
 
+use crate::config::duration::{self, Grammar};
+
 /// Most label names one template may hold (the flags allow as many across all templates).
 pub const MAX_LABELS: usize = 4;
 
@@ -506,82 +508,19 @@ impl Unit {
     }
 }
 
-/// Nanoseconds per Go unit suffix.
-fn unit_nanos(unit: &[u8]) -> Option<u64> {
-    Some(match unit {
-        b"ns" => 1,
-        // `µ` (micro sign) and `μ` (Greek mu), as Go accepts both.
-        b"us" | b"\xc2\xb5s" | b"\xce\xbcs" => 1_000,
-        b"ms" => 1_000_000,
-        b"s" => 1_000_000_000,
-        b"m" => 60_000_000_000,
-        b"h" => 3_600_000_000_000,
-        _ => return None,
-    })
-}
-
 /// Parses a captured duration: a non-negative decimal with an attached Go-style unit
-/// (`231ms`, `1.5s`, `1m30s`) or bare (`0.231`, scaled by `bare`). `None` when it does not
-/// parse or exceeds Go's range (about 292 years); such a line counts as `invalid`.
+/// (`231ms`, `1.5s`, `1m30s`) or bare (`0.231`, scaled by `bare`), through the crate's one
+/// duration parser. `None` when it does not parse or exceeds Go's range (about 292 years);
+/// such a line counts as `invalid`.
 #[must_use]
 pub fn parse_duration(text: &[u8], bare: Unit) -> Option<Duration> {
-    let mut total: u64 = 0;
-    let mut rest = text;
-    let mut items = 0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .iter()
-            .position(|b| !matches!(b, b'0'..=b'9' | b'.'))
-            .unwrap_or(rest.len());
-        let (num, after) = rest.split_at(num_len);
-        let unit_len = after
-            .iter()
-            .position(|b| matches!(b, b'0'..=b'9' | b'.'))
-            .unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let scale = if unit.is_empty() {
-            // A bare number only alone: "1m30" is a typo, not 1 minute and 30 units.
-            if items > 0 || !next.is_empty() {
-                return None;
-            }
-            bare.nanos()
-        } else {
-            unit_nanos(unit)?
-        };
-        total = total.checked_add(decimal_nanos(num, scale)?)?;
-        items += 1;
-        rest = next;
-    }
-    if items == 0 || total > i64::MAX as u64 {
-        return None;
-    }
-    Some(Duration::from_nanos(total))
-}
-
-/// `num` (digits with at most one `.`, at least one digit) times `scale` nanoseconds, rounded down.
-fn decimal_nanos(num: &[u8], scale: u64) -> Option<u64> {
-    let (int, frac) = match num.iter().position(|&b| b == b'.') {
-        Some(dot) => (&num[..dot], &num[dot + 1..]),
-        None => (num, &num[num.len()..]),
+    let grammar = Grammar {
+        bare: Some(bare.nanos()),
+        max_nanos: i64::MAX as u64,
     };
-    if int.is_empty() && frac.is_empty() || frac.contains(&b'.') {
-        return None;
-    }
-    let mut value: u64 = 0;
-    for &d in int {
-        value = value.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
-    }
-    let mut nanos = value.checked_mul(scale)?;
-    // Fraction digits past nanosecond precision cannot change the result once `place` hits 0.
-    let mut place = scale;
-    for &d in frac {
-        place /= 10;
-        nanos = nanos.checked_add(u64::from(d - b'0') * place)?;
-        if place == 0 {
-            break;
-        }
-    }
-    Some(nanos)
+    duration::nanos(text, grammar)
+        .ok()
+        .map(Duration::from_nanos)
 }
 
 #[cfg(test)]

@@ -1,0 +1,227 @@
+//! The log source's flags and its validated config, in two stages: [`LogFlags`] as read
+//! (the required path and finished template may still be missing), then [`LogConfig`], where
+//! they are not `Option`s. The log source opens from a [`LogConfig`] and checks nothing
+//! again. Pure, but for [`LogConfig::reading_group`], which looks at the file for the
+//! printed unit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::config::{format_duration, given, parse_duration, unless, Flag, Row, Scope, Takes};
+use crate::error::Error;
+use crate::source::log::template::{Template, Unit};
+
+/// Bounds of `--widget.log.poll-interval`: often enough to matter, rare enough to stay idle.
+const MIN_POLL: Duration = Duration::from_millis(10);
+const MAX_POLL: Duration = Duration::from_secs(60);
+
+/// A template as the operator wrote it, and compiled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pattern {
+    /// The flag value, to spell it back in printed units.
+    pub(crate) text: String,
+    /// The compiled matcher.
+    pub(crate) template: Template,
+}
+
+impl Pattern {
+    /// Compiles a flag value; with `need_duration` it must contain `{duration}`.
+    pub(crate) fn parse(text: &str, need_duration: bool) -> Result<Pattern, &'static str> {
+        Ok(Pattern {
+            text: text.to_owned(),
+            template: Template::parse(text.as_bytes(), need_duration)?,
+        })
+    }
+}
+
+/// The log source's flags as read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogFlags {
+    /// `--widget.log.path`.
+    pub(crate) path: Option<PathBuf>,
+    /// `--widget.log.finished`.
+    pub(crate) finished: Option<Pattern>,
+    /// `--widget.log.failed`.
+    pub(crate) failed: Option<Pattern>,
+    /// `--widget.log.started`.
+    pub(crate) started: Option<Pattern>,
+    /// `--widget.log.duration-unit`.
+    pub(crate) unit: Unit,
+    /// `--widget.log.poll-interval`.
+    pub(crate) poll_interval: Duration,
+}
+
+impl Default for LogFlags {
+    fn default() -> Self {
+        LogFlags {
+            path: None,
+            finished: None,
+            failed: None,
+            started: None,
+            unit: Unit::S,
+            poll_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The log source's settings, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LogConfig {
+    /// `--widget.log.path` (`-` is standard input).
+    pub(crate) path: PathBuf,
+    /// `--widget.log.finished`: contains `{duration}`.
+    pub(crate) finished: Pattern,
+    /// `--widget.log.failed`.
+    pub(crate) failed: Option<Pattern>,
+    /// `--widget.log.started`.
+    pub(crate) started: Option<Pattern>,
+    /// `--widget.log.duration-unit`.
+    pub(crate) unit: Unit,
+    /// `--widget.log.poll-interval`: from 10ms to 1m.
+    pub(crate) poll_interval: Duration,
+}
+
+impl LogConfig {
+    /// The group a service must join to read the configured log: the file's group (by
+    /// number) when only that group may read it (mode `0640` and the like).
+    #[must_use]
+    pub(crate) fn reading_group(&self) -> Option<u32> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::metadata(&self.path).ok()?;
+        (meta.mode() & 0o044 == 0o040).then(|| meta.gid())
+    }
+}
+
+/// Reads a template flag into its slot.
+fn template(
+    slot: &mut Option<Pattern>,
+    v: Option<&str>,
+    need_duration: bool,
+) -> Result<(), String> {
+    *slot = Some(Pattern::parse(given(v), need_duration)?);
+    Ok(())
+}
+
+/// The log source's flags, in `--help` order.
+pub(crate) const FLAGS: &[Row<LogFlags, LogConfig>] = &[
+    Row {
+        flag: Flag {
+            name: "--widget.log.path",
+            short: None,
+            takes: Takes::Value,
+            syntax: "FILE",
+            default: "",
+            help: "the log to follow (- or a FIFO: read as a stream)",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            if given(v).is_empty() {
+                return Err("must not be empty".into());
+            }
+            p.path = Some(given(v).into());
+            Ok(())
+        },
+        show: |c| Some(c.path.display().to_string()),
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.log.finished",
+            short: None,
+            takes: Takes::Value,
+            syntax: "TEMPLATE",
+            default: "",
+            help: "a line matching it is one finished widget",
+            scope: Scope::Source,
+        },
+        apply: |p, v| template(&mut p.finished, v, true),
+        show: |c| Some(c.finished.text.clone()),
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.log.failed",
+            short: None,
+            takes: Takes::Value,
+            syntax: "TEMPLATE",
+            default: "",
+            help: "a line matching it is one failed widget",
+            scope: Scope::Source,
+        },
+        apply: |p, v| template(&mut p.failed, v, false),
+        show: |c| c.failed.as_ref().map(|p| p.text.clone()),
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.log.started",
+            short: None,
+            takes: Takes::Value,
+            syntax: "TEMPLATE",
+            default: "",
+            help: "a line matching it is one widget started",
+            scope: Scope::Source,
+        },
+        apply: |p, v| template(&mut p.started, v, false),
+        show: |c| c.started.as_ref().map(|p| p.text.clone()),
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.log.duration-unit",
+            short: None,
+            takes: Takes::Value,
+            syntax: "UNIT",
+            default: "s",
+            help: "unit of a bare {duration} number: s, ms, us, ns",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            p.unit = Unit::parse(given(v)).ok_or("expected s, ms, us or ns")?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.unit, &LogFlags::default().unit, || {
+                c.unit.as_str().to_owned()
+            })
+        },
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.log.poll-interval",
+            short: None,
+            takes: Takes::Value,
+            syntax: "DURATION",
+            default: "1s",
+            help: "how often the log is checked between scrapes",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            let poll = parse_duration(given(v))?;
+            if poll < MIN_POLL || poll > MAX_POLL {
+                return Err("must be from 10ms to 1m".into());
+            }
+            p.poll_interval = poll;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.poll_interval, &LogFlags::default().poll_interval, || {
+                format_duration(c.poll_interval)
+            })
+        },
+    },
+];
+
+/// The required flags, then the validated config.
+pub(crate) fn validate(flags: LogFlags) -> Result<LogConfig, Error> {
+    let required =
+        |flag: &str| Error::Usage(format!("flag {flag} is required with --widget.source=log"));
+    let path = flags.path.ok_or_else(|| required("--widget.log.path"))?;
+    let finished = flags
+        .finished
+        .ok_or_else(|| required("--widget.log.finished"))?;
+    Ok(LogConfig {
+        path,
+        finished,
+        failed: flags.failed,
+        started: flags.started,
+        unit: flags.unit,
+        poll_interval: flags.poll_interval,
+    })
+}
