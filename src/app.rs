@@ -6,10 +6,11 @@
 
 use std::env;
 use std::net::{Ipv4Addr, Ipv6Addr, Shutdown, SocketAddr, TcpListener};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::config::{format_duration, Config, ListenAddress};
 use crate::error::Error;
+use crate::host::clock;
 use crate::host::process::ProcessReader;
 use crate::host::sys;
 use crate::host::systemd::{self, Notifier};
@@ -157,10 +158,7 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
             log::info("restarted in place; counters carried over", &[]);
         }
     }
-    let start_unix = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-    let source = source::open(config, &metrics, started, start_unix)?;
+    let source = source::open(config, &metrics, started, clock::unix_nanos())?;
     let mut state = Loop {
         source,
         web,

@@ -15,8 +15,9 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use crate::host::clock;
 use crate::log;
 use crate::metrics::render::{render, Format};
 use crate::metrics::Metrics;
@@ -130,9 +131,7 @@ impl Textfile {
         if now < self.next {
             return None;
         }
-        let unix_nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
+        let unix_nanos = clock::unix_nanos();
         let snapshot = metrics.textfile_snapshot(now, unix_nanos);
         let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
         metrics.count_textfile_write(outcome.ok(), unix_nanos);
