@@ -3,7 +3,7 @@
 //! temporary files a crash left behind, the atomic replace (a temporary file in the same
 //! directory, fsync, mode 0644, rename, fsync of the directory), the write schedule and the
 //! one-log-line-per-failure-streak rule. What goes into the file is `metrics`'s choice
-//! ([`Metrics::textfile_snapshot`]) and how it is spelled is `render`'s; this file must not
+//! ([`Metrics::textfile_snapshot`](crate::metrics::Metrics::textfile_snapshot)) and how it is spelled is `render`'s; this file must not
 //! know the families, nor touch sockets.
 //!
 //! node_exporter reads only `*.prom`, so the temporary file `.FILE.PID.tmp` is never read
@@ -17,10 +17,11 @@ use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::error::Error;
 use crate::host::clock;
 use crate::log;
 use crate::metrics::render::{render, Format};
-use crate::metrics::Metrics;
+use crate::output::{Numbers, Opening, Output};
 
 /// node_exporter runs as another user and must read the file; the unit's `UMask=0077` alone
 /// would leave it 0600.
@@ -106,38 +107,6 @@ impl Textfile {
         })
     }
 
-    /// When the next write is due.
-    #[must_use]
-    pub fn next_due(&self) -> Instant {
-        self.next
-    }
-
-    /// Whether the latest write succeeded (false before the first): what proves the
-    /// exporter alive to systemd's watchdog when there is no HTTP.
-    #[must_use]
-    pub fn last_ok(&self) -> bool {
-        self.last_ok
-    }
-
-    /// The file this writes, as given.
-    #[must_use]
-    pub fn path(&self) -> &str {
-        &self.shown
-    }
-
-    /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`] gives,
-    /// in the text format, counted in `metrics`. `None` when it was not due.
-    pub fn tick(&mut self, now: Instant, metrics: &Metrics) -> Option<Outcome> {
-        if now < self.next {
-            return None;
-        }
-        let unix_nanos = clock::unix_nanos();
-        let snapshot = metrics.textfile_snapshot(now, unix_nanos);
-        let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
-        metrics.count_textfile_write(outcome.ok(), unix_nanos);
-        Some(outcome)
-    }
-
     /// Renders with `fill` into the reused buffer (cleared first) and replaces the file with
     /// it, then schedules the next write one interval on (skipping intervals the loop slept
     /// through). A failure leaves the previous file and no temporary file behind; only the
@@ -217,6 +186,51 @@ impl Textfile {
         file.write_all(self.buf.as_bytes())
             .map_err(|e| ("write", e))?;
         file.sync_all().map_err(|e| ("fsync", e))
+    }
+}
+
+/// The textfile output, when `--textfile.path` asks for one. A path that cannot be is a
+/// usage error.
+pub(crate) fn open(opening: &Opening) -> Result<Option<Box<dyn Output>>, Error> {
+    let config = opening.config;
+    let Some(path) = &config.textfile_path else {
+        return Ok(None);
+    };
+    let textfile =
+        Textfile::open(path, config.textfile_interval, opening.started).map_err(|why| {
+            Error::Usage(format!("invalid value {path:?} for --textfile.path: {why}"))
+        })?;
+    Ok(Some(Box::new(textfile)))
+}
+
+impl Output for Textfile {
+    /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`](crate::metrics::Metrics::textfile_snapshot) gives, in
+    /// the text format, counted in the metrics. A failed write is logged, never an error.
+    fn wake(&mut self, now: Instant, numbers: &mut Numbers) -> Result<(), Error> {
+        if now < self.next {
+            return Ok(());
+        }
+        let metrics = numbers.metrics();
+        let unix_nanos = clock::unix_nanos();
+        let snapshot = metrics.textfile_snapshot(now, unix_nanos);
+        let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
+        metrics.count_textfile_write(outcome.ok(), unix_nanos);
+        Ok(())
+    }
+
+    fn next_due(&self) -> Instant {
+        self.next
+    }
+
+    /// Without HTTP, the first file written is what proves the exporter up.
+    fn ready(&self) -> Option<String> {
+        self.last_ok.then(|| format!("writing {}", self.shown))
+    }
+
+    /// The latest write succeeded: what proves the exporter alive to systemd's watchdog
+    /// when there is no HTTP.
+    fn alive(&self, _window: Duration, _now: Instant) -> bool {
+        self.last_ok
     }
 }
 
