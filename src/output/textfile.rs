@@ -29,7 +29,7 @@ const MODE: u32 = 0o644;
 
 /// One file kept up to date, with its buffer and schedule.
 #[derive(Debug)]
-pub struct Textfile {
+struct Textfile {
     /// The path as given, for the log.
     shown: String,
     path: PathBuf,
@@ -46,7 +46,7 @@ pub struct Textfile {
 
 /// How a write went, as far as the failure streak is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+enum Outcome {
     /// Written, as the previous one was.
     Written,
     /// Written after one or more failures (logged at info).
@@ -61,7 +61,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the file now holds what was rendered.
     #[must_use]
-    pub fn ok(self) -> bool {
+    fn ok(self) -> bool {
         !matches!(self, Outcome::Failed { .. })
     }
 }
@@ -81,7 +81,7 @@ impl Textfile {
     /// Refuses a path whose directory does not exist or which is a directory itself (the
     /// error is a reason that reads after "invalid value …: "), and removes our temporary
     /// files that a crash left in that directory.
-    pub fn open(path: &str, interval: Duration, now: Instant) -> Result<Textfile, String> {
+    fn open(path: &str, interval: Duration, now: Instant) -> Result<Textfile, String> {
         let dir = dir_of(path);
         let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
         match fs::metadata(dir) {
@@ -111,7 +111,7 @@ impl Textfile {
     /// it, then schedules the next write one interval on (skipping intervals the loop slept
     /// through). A failure leaves the previous file and no temporary file behind; only the
     /// first of a streak is logged (warn), and the recovery (info).
-    pub fn write(&mut self, now: Instant, fill: impl FnOnce(&mut String)) -> Outcome {
+    fn write(&mut self, now: Instant, fill: impl FnOnce(&mut String)) -> Outcome {
         self.next += self.interval;
         if self.next <= now {
             self.next = now + self.interval;

@@ -31,7 +31,7 @@ use crate::output::http::server::{self, header_value};
 
 /// Bodies up to this size are small enough for tiny_http to buffer before handing the
 /// request over; anything larger (or any `Expect`) reaches the loop with the body unread.
-pub(crate) const BUFFERED_BODY: u64 = 1024;
+const BUFFERED_BODY: u64 = 1024;
 
 /// Largest unread body we let tiny_http "drain" after shutting the socket's read side: its
 /// drain allocates the whole remaining length at once (`vec![0; remaining]`) before the read
@@ -40,7 +40,7 @@ pub(crate) const SAFE_DRAIN: u64 = 16 << 20;
 
 /// The raw 400 written straight to a socket when a request must not go back through
 /// tiny_http (see [`Unread::Absurd`]).
-pub(crate) const RAW_BAD_REQUEST: &[u8] =
+const RAW_BAD_REQUEST: &[u8] =
     b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 33\r\nConnection: close\r\n\r\na scrape request carries no body\n";
 
 /// What a request announced about a body that tiny_http has not read.

@@ -15,7 +15,7 @@ use crate::log;
 
 /// Binds the listen address. `:PORT` means every interface: IPv6 dual-stack where the host has
 /// IPv6, IPv4 where it does not (old hosts often boot with IPv6 disabled).
-pub(crate) fn bind(address: &ListenAddress) -> Result<TcpListener, Error> {
+fn bind(address: &ListenAddress) -> Result<TcpListener, Error> {
     let bind = |addr: SocketAddr| {
         TcpListener::bind(addr).map_err(|source| Error::Bind {
             address: addr.to_string(),
@@ -93,7 +93,7 @@ pub(crate) fn listener(config: &Config) -> Result<TcpListener, Error> {
 
 /// Longest a single response write may block the loop (per `write()` call): a client that
 /// stops reading costs us at most about this, then its write fails and we move on.
-pub(crate) const SEND_TIMEOUT: Duration = Duration::from_millis(100);
+const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// Sets `TCP_NODELAY` and a send timeout on a listening socket. Linux copies both to every
 /// socket `accept()` returns, which is the only way to reach the sockets tiny_http accepts.

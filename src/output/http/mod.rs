@@ -8,12 +8,12 @@
 //! loop's request to itself) and [`restart`] (restarting in place, and the drain before).
 //! This file only puts them in order.
 
-pub mod body;
+pub(crate) mod body;
 pub mod guard;
-pub mod listener;
-pub mod probe;
-pub mod restart;
-pub mod server;
+pub(crate) mod listener;
+pub(crate) mod probe;
+pub(crate) mod restart;
+pub(crate) mod server;
 
 use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
@@ -33,24 +33,24 @@ pub use self::server::Site;
 
 /// Most requests answered back to back before the source is stepped again, so a flood of
 /// scrapes cannot starve the widgets.
-pub(crate) const MAX_DRAIN: usize = 64;
+const MAX_DRAIN: usize = 64;
 
 /// How often the loop probes its own listener (more often under a short systemd watchdog).
-pub(crate) const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
 /// How long a probe may take to come back through the HTTP path.
-pub(crate) const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Most starved connections rescued per guard scan (see [`probe::kick`]).
-pub(crate) const MAX_KICKS: usize = 16;
+const MAX_KICKS: usize = 16;
 
 /// How long the self-probe may fail before the exporter exits so that its supervisor
 /// restarts it: a process that cannot be scraped must not look alive.
-pub(crate) const PROBE_GIVE_UP: Duration = Duration::from_secs(6);
+const PROBE_GIVE_UP: Duration = Duration::from_secs(6);
 
 /// The HTTP output: tiny_http's server, and around it the routing, the self-probe, the
 /// connection guard and the restart rule.
-pub(crate) struct Http {
+struct Http {
     site: Site,
     probe: SelfProbe,
     guard: Guard,

@@ -14,7 +14,7 @@ use crate::metrics::Metrics;
 
 /// Where a request goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
+enum Route {
     /// The telemetry path: a scrape.
     Telemetry,
     /// `/`: the landing page.
@@ -29,7 +29,7 @@ pub enum Route {
 
 /// Routes by path (query and fragment ignored, absolute-form targets accepted) and method.
 #[must_use]
-pub fn route(method: &Method, target: &str, telemetry_path: &str) -> Route {
+fn route(method: &Method, target: &str, telemetry_path: &str) -> Route {
     let path = path_of(target);
     let known = path == telemetry_path || path == "/" || path == "/-/healthy";
     if !known {
@@ -74,7 +74,7 @@ pub struct Site {
 /// How old the `process_*` figures in a scrape may be. Reading `/proc` costs ~50 µs, ten
 /// times a render; a scraper hammering the endpoint reuses the figures for up to this long,
 /// while Prometheus (one scrape every few seconds at most) always gets a fresh read.
-pub const PROCESS_MAX_AGE: Duration = Duration::from_secs(1);
+const PROCESS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Site {
     /// A site serving the given telemetry path.
@@ -92,7 +92,7 @@ impl Site {
 
     /// From now on, every answer says `Connection: close` and is the connection's last
     /// (see `restart`: the drain before a restart in place).
-    pub fn close_connections(&mut self) {
+    pub(crate) fn close_connections(&mut self) {
         self.closing = true;
     }
 
@@ -117,7 +117,12 @@ impl Site {
     /// it must. A client that hung up is logged at debug; nothing a client sends can make
     /// this fail. Returns whether the write timed out: the client stopped reading, and its
     /// connection must be cut before it stalls the loop again.
-    pub fn handle(&mut self, request: Request, metrics: &Metrics, unhealthy: Option<&str>) -> bool {
+    pub(crate) fn handle(
+        &mut self,
+        request: Request,
+        metrics: &Metrics,
+        unhealthy: Option<&str>,
+    ) -> bool {
         let route = route(request.method(), request.url(), &self.telemetry_path);
         let mut format = None;
         let seen = log::enabled(log::Level::Debug).then(|| {
@@ -191,7 +196,7 @@ impl Site {
 
 /// The value of the first header named `name` (case-insensitive).
 #[must_use]
-pub fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
+pub(crate) fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
     request
         .headers()
         .iter()
@@ -200,13 +205,13 @@ pub fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r 
 }
 
 /// Answers the loop's own probe: 200, not counted among clients' requests.
-pub fn answer_probe(request: Request) {
+pub(crate) fn answer_probe(request: Request) {
     if let Err(e) = respond(request, 200, TEXT, "OK\n", None, false) {
         log::debug("probe response not delivered", &[("err", &e)]);
     }
 }
 
-pub(crate) const HTML: &str = "text/html; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
 
 fn header(name: &str, value: &str) -> Header {
