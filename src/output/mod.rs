@@ -162,3 +162,134 @@ impl Outputs {
             .is_some_and(|output| output.alive(window, now))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Parts;
+    use crate::source::Step;
+    use std::cell::Cell;
+    use std::rc::Rc;
+
+    /// A source that does nothing and is due at a fixed instant.
+    struct Idle(Instant);
+
+    impl Source for Idle {
+        fn step(&mut self, _now: Instant, _metrics: &Metrics) -> Step {
+            Step::default()
+        }
+        fn next_due(&self) -> Instant {
+            self.0
+        }
+    }
+
+    /// An output with fixed answers that counts, where the test can see it, its waits.
+    struct Fake {
+        due: Instant,
+        ready: Option<&'static str>,
+        alive: bool,
+        waits: bool,
+        waited: Rc<Cell<usize>>,
+    }
+
+    fn fake(due: Instant, ready: Option<&'static str>, alive: bool, waits: bool) -> Fake {
+        Fake {
+            due,
+            ready,
+            alive,
+            waits,
+            waited: Rc::default(),
+        }
+    }
+
+    impl Output for Fake {
+        fn wake(&mut self, _now: Instant, _numbers: &mut Numbers) -> Result<(), Error> {
+            Ok(())
+        }
+        fn next_due(&self) -> Instant {
+            self.due
+        }
+        fn wait(&mut self, _until: Instant, _numbers: &mut Numbers) -> Result<bool, Error> {
+            if self.waits {
+                self.waited.set(self.waited.get() + 1);
+            }
+            Ok(self.waits)
+        }
+        fn ready(&self) -> Option<String> {
+            self.ready.map(str::to_owned)
+        }
+        fn alive(&self, _window: Duration, _now: Instant) -> bool {
+            self.alive
+        }
+    }
+
+    fn numbers(now: Instant) -> Numbers {
+        let parts = Parts {
+            in_progress: false,
+            http: false,
+            textfile: false,
+            log: false,
+        };
+        let metrics = Metrics::new(parts, Duration::from_secs(60), now);
+        Numbers::new(metrics, Box::new(Idle(now)))
+    }
+
+    #[test]
+    fn the_first_output_speaks_for_health() {
+        let t = Instant::now();
+        let later = t + Duration::from_secs(5);
+        let window = Duration::from_secs(1);
+        for (what, first, second, ready, alive) in [
+            (
+                "the first is up and proven, the second is not",
+                fake(later, Some("first"), true, true),
+                fake(t, None, false, false),
+                Some("first"),
+                true,
+            ),
+            (
+                "the second is up and proven, the first is not",
+                fake(t, None, false, true),
+                fake(later, Some("second"), true, false),
+                None,
+                false,
+            ),
+        ] {
+            let outputs = Outputs {
+                all: vec![Box::new(first), Box::new(second)],
+            };
+            assert_eq!(outputs.ready().as_deref(), ready, "{what}");
+            assert_eq!(outputs.alive(window, t), alive, "{what}");
+            assert_eq!(outputs.next_due(), Some(t), "{what}: the earliest");
+        }
+        let none = Outputs { all: Vec::new() };
+        assert_eq!((none.ready(), none.alive(window, t)), (None, false));
+        assert_eq!(none.next_due(), None);
+    }
+
+    #[test]
+    fn the_first_output_that_waits_owns_the_sleep() {
+        let t = Instant::now();
+        let mut n = numbers(t);
+        let outputs = [
+            fake(t, None, false, false),
+            fake(t, None, false, true),
+            fake(t, None, false, true),
+        ];
+        let counts: Vec<Rc<Cell<usize>>> = outputs.iter().map(|o| Rc::clone(&o.waited)).collect();
+        let mut outputs = Outputs {
+            all: outputs
+                .into_iter()
+                .map(|o| Box::new(o) as Box<dyn Output>)
+                .collect(),
+        };
+        outputs.sleep(t, &mut n).expect("the fake waits");
+        let waited: Vec<usize> = counts.iter().map(|c| c.get()).collect();
+        assert_eq!(waited, [0, 1, 0]);
+        // Only time wakes these: the thread parks, here until an instant already past.
+        let mut outputs = Outputs {
+            all: vec![Box::new(fake(t, None, false, false))],
+        };
+        outputs.sleep(t, &mut n).expect("parking does not fail");
+    }
+}
