@@ -4,7 +4,7 @@
 //! (outputs, then the source, then readiness) and what ends the process: an output's error.
 //!
 //! It names no particular source or output: `source::open` picks the source from the
-//! configuration and [`Outputs::open`] the outputs.
+//! configuration and `Outputs::open` the outputs.
 
 use std::env;
 use std::time::{Duration, Instant};

@@ -1,13 +1,13 @@
 //! Where the numbers go: [`http`] for Prometheus, [`textfile`] for node_exporter's textfile
-//! collector. Each is an [`Output`] that the loop in `app` treats alike: it asks each when it
+//! collector. Each is an `Output` that the loop in `app` treats alike: it asks each when it
 //! is due next, wakes each to do what is due, lets one of them own the sleep until the next
 //! due instant, and asks the first for the exporter's health.
 //!
 //! # Adding an output
 //!
-//! One file (or folder) that implements [`Output`] and has an
+//! One file (or folder) that implements `Output` and has an
 //! `open(&Opening) -> Result<Option<Box<dyn Output>>, Error>` (`None` when the configuration
-//! does not ask for it), and one line in [`Outputs::open`]. Its `wake` must never block: the
+//! does not ask for it), and one line in `Outputs::open`. Its `wake` must never block: the
 //! loop's one thread also steps the source and answers scrapes.
 
 pub mod http;

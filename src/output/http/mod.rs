@@ -1,11 +1,11 @@
-//! The HTTP output: Prometheus scrapes it. One type, [`Http`], that the loop wakes like any
+//! The HTTP output: Prometheus scrapes it. One type, `Http`, that the loop wakes like any
 //! other output, and that owns the loop's sleep while it is on: it waits in tiny_http's
 //! `recv_timeout` and answers what is waiting, a bounded number in a row.
 //!
 //! Everything that contains tiny_http 0.12 lives under here, each file owning its whole rule:
-//! [`listener`] (the socket and its options), [`server`] (routing and answers), [`body`]
-//! (requests with a body), [`guard`] (the connection table and shedding), [`probe`] (the
-//! loop's request to itself) and [`restart`] (restarting in place, and the drain before).
+//! `listener` (the socket and its options), `server` (routing and answers), `body`
+//! (requests with a body), [`guard`] (the connection table and shedding), `probe` (the
+//! loop's request to itself) and `restart` (restarting in place, and the drain before).
 //! This file only puts them in order.
 
 pub(crate) mod body;

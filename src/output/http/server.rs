@@ -97,7 +97,7 @@ impl Site {
     }
 
     /// Renders the current metrics into the reused buffer and returns it; reads `/proc` only
-    /// when its last figures are older than [`PROCESS_MAX_AGE`].
+    /// when its last figures are older than `PROCESS_MAX_AGE`.
     pub fn scrape(&mut self, metrics: &Metrics, format: Format) -> &str {
         let now = Instant::now();
         let process = match self.process_cache {
