@@ -7,8 +7,9 @@
 //!
 //! One file (or folder) that implements `Output` and has an
 //! `open(&Opening) -> Result<Option<Box<dyn Output>>, Error>` (`None` when the configuration
-//! does not ask for it), and one line in `Outputs::open`. Its `wake` must never block: the
-//! loop's one thread also steps the source and answers scrapes.
+//! does not ask for it), and its line in `Outputs::open`: opened in the order written there,
+//! listed in order of authority. Its `wake` must never block: the loop's one thread also
+//! steps the source and answers scrapes.
 
 pub mod http;
 pub mod textfile;
