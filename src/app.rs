@@ -47,7 +47,13 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
             log::info("restarted in place; counters carried over", &[]);
         }
     }
-    let source = source::open(config, &metrics, started, clock::unix_nanos())?;
+    let source = source::open(
+        config,
+        &metrics,
+        carried.position.as_deref(),
+        started,
+        clock::unix_nanos(),
+    )?;
     let mut numbers = Numbers::new(metrics, source);
     let mut health = Health {
         systemd,

@@ -169,7 +169,11 @@ pub fn format_line(
                 out.push(',');
                 write_json_string(&mut out, key);
                 out.push(':');
-                write_json_string(&mut out, &value);
+                if is_json_literal(&value) {
+                    out.push_str(&value);
+                } else {
+                    write_json_string(&mut out, &value);
+                }
             }
             out.push('}');
         }
@@ -206,6 +210,47 @@ fn write_json_string(out: &mut String, v: &str) {
         }
     }
     out.push('"');
+}
+
+/// Whether a field's text is a JSON number or boolean, written bare so that a log pipeline
+/// gets `"max_connections":256`, not a string it must convert. The fields' values reach us
+/// already formatted, so this goes by JSON's own grammar: `42`, `-1.5`, `1e-3`, `true`,
+/// `false`; `007`, `1.`, `NaN`, `0.1.0` or an address stay strings.
+fn is_json_literal(v: &str) -> bool {
+    if v == "true" || v == "false" {
+        return true;
+    }
+    let b = v.as_bytes();
+    let mut i = usize::from(b.first() == Some(&b'-'));
+    let digits = |i: &mut usize| {
+        let start = *i;
+        while b.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > start
+    };
+    // An integer part: `0`, or a nonzero digit and more digits.
+    if b.get(i) == Some(&b'0') {
+        i += 1;
+    } else if !digits(&mut i) {
+        return false;
+    }
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    if matches!(b.get(i), Some(b'e' | b'E')) {
+        i += 1;
+        if matches!(b.get(i), Some(b'+' | b'-')) {
+            i += 1;
+        }
+        if !digits(&mut i) {
+            return false;
+        }
+    }
+    i == b.len()
 }
 
 /// `2026-11-27T05:24:55.123Z`, UTC, millisecond precision.
@@ -298,7 +343,46 @@ mod tests {
         );
         assert_eq!(
             line,
-            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"error\",\"msg\":\"bad\\nthing\",\"count\":\"3\",\"ctl\":\"\\u0001\"}\n"
+            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"error\",\"msg\":\"bad\\nthing\",\"count\":3,\"ctl\":\"\\u0001\"}\n"
+        );
+    }
+
+    #[test]
+    fn json_numbers_and_booleans_are_bare() {
+        for (v, bare) in [
+            ("0", true),
+            ("256", true),
+            ("-1", true),
+            ("0.25", true),
+            ("1e-3", true),
+            ("2.5E+10", true),
+            ("true", true),
+            ("false", true),
+            ("", false),
+            ("-", false),
+            ("007", false),
+            ("1.", false),
+            (".5", false),
+            ("1e", false),
+            ("NaN", false),
+            ("+Inf", false),
+            ("0.1.0", false),
+            ("127.0.0.1:8000", false),
+            ("100ms", false),
+            ("True", false),
+        ] {
+            assert_eq!(is_json_literal(v), bare, "{v:?}");
+        }
+        let line = format_line(
+            Format::Json,
+            at(0, 0),
+            Level::Info,
+            "m",
+            &[("n", &256), ("f", &0.5), ("b", &false), ("v", &"0.1.0")],
+        );
+        assert_eq!(
+            line,
+            "{\"ts\":\"1970-01-01T00:00:00.000Z\",\"level\":\"info\",\"msg\":\"m\",\"n\":256,\"f\":0.5,\"b\":false,\"v\":\"0.1.0\"}\n"
         );
     }
 

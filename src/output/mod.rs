@@ -67,6 +67,11 @@ impl Numbers {
         }
     }
 
+    /// Where the source has got to, for a restart in place to hand over.
+    pub(crate) fn position(&self) -> Option<String> {
+        self.source.position()
+    }
+
     /// When the source must be stepped next (a widget event, a log poll).
     pub(crate) fn next_due(&self) -> Instant {
         self.source.next_due()

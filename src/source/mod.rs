@@ -27,6 +27,12 @@ pub trait Source {
     /// The latest instant by which the loop must call [`Source::step`] again; `now` or
     /// earlier means "at once" (more work is waiting).
     fn next_due(&self) -> Instant;
+
+    /// Where the source has got to, as text a restart in place hands to the next image's
+    /// [`open`] so that it resumes there; `None` when there is nothing to resume.
+    fn position(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What one [`Source::step`] did, for the debug log and the benchmark.
@@ -54,10 +60,12 @@ pub fn parts(config: &Config) -> Parts {
 }
 
 /// Opens the configured source, first stepped at `start` (whose wall-clock time is
-/// `start_unix_nanos`). `metrics` may carry a position from a previous image of the process.
+/// `start_unix_nanos`), resuming at `position` ([`Source::position`] of a previous image of
+/// the process) where the source can.
 pub fn open(
     config: &Config,
     metrics: &Metrics,
+    position: Option<&str>,
     start: Instant,
     start_unix_nanos: u64,
 ) -> Result<Box<dyn Source>, Error> {
@@ -68,6 +76,7 @@ pub fn open(
         SourceKind::Log => Box::new(LogTail::open(
             &config.log,
             metrics,
+            position,
             start,
             start_unix_nanos,
         )?),

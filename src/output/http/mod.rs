@@ -147,7 +147,9 @@ impl Output for Http {
         }
         if self.restarts.wants_look(now) {
             let open = self.guard.open_connections(now);
-            self.restarts.finish(now, &open, &self.kept, metrics)?;
+            let position = numbers.position();
+            self.restarts
+                .finish(now, &open, &self.kept, metrics, position.as_deref())?;
         }
         if self.restarts.draining() {
             // The probe's connection would wait in the backlog for the next image.

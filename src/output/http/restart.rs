@@ -1,6 +1,7 @@
 //! The restart rule, whole: when the exporter re-executes itself in place, how it drains its
 //! clients first so that a restart costs no scrape, when it gives up and exits instead, and
-//! what it carries across the exec (the counters, and its own history of fruitless restarts).
+//! what it carries across the exec (the counters, the source's position, and its own history
+//! of fruitless restarts).
 //!
 //! A restart in place sheds what tiny_http can leak but never free: connections stuck inside
 //! it (an `HTTP/2.0` request line deadlocks its connection thread; a request announcing a
@@ -77,6 +78,10 @@ pub const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// Environment variable carrying the counters across a restart in place.
 const STATE_VAR: &str = "WIDGET_EXPORTER_STATE";
 
+/// Environment variable carrying the source's position across a restart in place, so that
+/// the next image neither loses nor repeats what this one read.
+const POSITION_VAR: &str = "WIDGET_EXPORTER_POSITION";
+
 /// Environment variable carrying the ages (ms) of the fruitless memory restarts.
 const HISTORY_VAR: &str = "WIDGET_EXPORTER_RESTARTS";
 
@@ -145,8 +150,10 @@ pub struct Observation {
 /// What was carried across the last restart in place, read once at start.
 #[derive(Debug, Default)]
 pub struct Carried {
-    /// The counters, in [`Metrics::export_counters`]'s format.
+    /// The counters, in `Metrics::export_counters`'s format.
     pub counters: Option<String>,
+    /// Where the source had got to, in `Source::position`'s format.
+    pub position: Option<String>,
     /// Ages of the fruitless memory restarts at the moment of the exec.
     fruitless_ages: Vec<Duration>,
 }
@@ -157,11 +164,14 @@ impl Carried {
     #[must_use]
     pub fn take_from_env() -> Carried {
         let counters = env::var_os(STATE_VAR).map(|s| s.to_string_lossy().into_owned());
+        let position = env::var_os(POSITION_VAR).map(|s| s.to_string_lossy().into_owned());
         let history = env::var_os(HISTORY_VAR).map(|s| s.to_string_lossy().into_owned());
         env::remove_var(STATE_VAR);
+        env::remove_var(POSITION_VAR);
         env::remove_var(HISTORY_VAR);
         Carried {
             counters,
+            position,
             fruitless_ages: history.as_deref().map(parse_ages).unwrap_or_default(),
         }
     }
@@ -431,13 +441,15 @@ impl Restarts {
     }
 
     /// Looks at the drain with the guard's `open` connections: when it is done, restarts in
-    /// place (and returns only the error of a failed exec); otherwise schedules the next look.
+    /// place carrying the counters and the source's `position` (and returns only the error of
+    /// a failed exec); otherwise schedules the next look.
     pub fn finish(
         &mut self,
         now: Instant,
         open: &[Open],
         listener: &TcpListener,
         metrics: &Metrics,
+        position: Option<&str>,
     ) -> Result<(), Error> {
         let Some(d) = &mut self.drain else {
             return Ok(());
@@ -463,7 +475,7 @@ impl Restarts {
             ],
         );
         let history = format_ages(&self.rule.fruitless, now);
-        Err(exec(listener, metrics, &history))
+        Err(exec(listener, metrics, position, &history))
     }
 }
 
@@ -479,11 +491,11 @@ fn stop_accepting(listener: &TcpListener, address: SocketAddr) -> io::Result<()>
 }
 
 /// Replaces this process's image with a fresh one of the same binary, same PID and flags,
-/// handing over the listening socket (as systemd would, at fd 3), the counters and the
-/// fruitless-restart history. Exec ends every thread and closes every other descriptor;
+/// handing over the listening socket (as systemd would, at fd 3), the counters, the source's
+/// position and the fruitless-restart history. Exec ends every thread and closes every other descriptor;
 /// connections waiting in the listen backlog are kept, and systemd sees the same main PID.
 /// It takes a few milliseconds. Returns only if the exec failed.
-fn exec(listener: &TcpListener, metrics: &Metrics, history: &str) -> Error {
+fn exec(listener: &TcpListener, metrics: &Metrics, position: Option<&str>, history: &str) -> Error {
     metrics.count_restart();
     // The drain made the socket non-blocking; the next image's accept thread must block.
     if let Err(e) = listener.set_nonblocking(false) {
@@ -496,7 +508,12 @@ fn exec(listener: &TcpListener, metrics: &Metrics, history: &str) -> Error {
     let program = argv
         .next()
         .unwrap_or_else(|| OsString::from("widget-exporter"));
-    let e = std::process::Command::new("/proc/self/exe")
+    let mut command = std::process::Command::new("/proc/self/exe");
+    match position {
+        Some(p) => command.env(POSITION_VAR, p),
+        None => command.env_remove(POSITION_VAR),
+    };
+    let e = command
         .arg0(program)
         .args(argv)
         .env("LISTEN_PID", std::process::id().to_string())
@@ -645,6 +662,7 @@ mod tests {
                     // Across the exec, as `exec` passes it.
                     carried = Carried {
                         counters: None,
+                        position: None,
                         fruitless_ages: parse_ages(&format_ages(&rule.fruitless, t)),
                     };
                     t += Duration::from_millis(5);

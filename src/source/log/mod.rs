@@ -3,6 +3,10 @@
 //! started) and the log families' counts. It reads through [`crate::source::log::tail`] and matches through
 //! [`crate::source::log::template`]; it never renders, serves or blocks, and it spells no metric names.
 
+pub mod check;
+pub mod classify;
+pub mod files;
+pub mod labels;
 pub mod tail;
 pub mod template;
 
@@ -98,12 +102,13 @@ pub struct LogTail {
 }
 
 impl LogTail {
-    /// Opens the log (a missing file is waited for; a directory is an error). Resumes where a
-    /// previous image of this process stopped if `metrics` carries that position and the path
-    /// still names the same file.
+    /// Opens the log (a missing file is waited for; a directory is an error). Resumes at
+    /// `position`, where a previous image of this process stopped ([`Source::position`]), if
+    /// the path still names that file.
     pub fn open(
         config: &LogConfig,
         metrics: &Metrics,
+        position: Option<&str>,
         start: Instant,
         start_unix_nanos: u64,
     ) -> Result<LogTail, Error> {
@@ -115,8 +120,8 @@ impl LogTail {
         let mut tail = Tail::open(path, start).ok_or_else(|| {
             Error::Fatal("--widget.log.path names a directory, not a log file".to_owned())
         })?;
-        if let Some((dev, ino, offset)) = metrics.log_position() {
-            if tail.resume(Position { dev, ino, offset }) {
+        if let Some(at) = position.and_then(parse_position) {
+            if tail.resume(at) {
                 crate::log::info("resumed the log where the previous image stopped", &[]);
             }
         }
@@ -197,7 +202,6 @@ impl Source for LogTail {
             Event::Truncated => metrics.count_rotation(Rotation::Truncate),
         });
         metrics.set_log_readable(self.tail.readable());
-        metrics.set_log_position(self.tail.position().map(|p| (p.dev, p.ino, p.offset)));
         self.next_due = if more {
             now
         } else {
@@ -213,6 +217,22 @@ impl Source for LogTail {
     fn next_due(&self) -> Instant {
         self.next_due
     }
+
+    fn position(&self) -> Option<String> {
+        let p = self.tail.position()?;
+        Some(format!("{},{},{}", p.dev, p.ino, p.offset))
+    }
+}
+
+/// The inverse of [`LogTail`]'s [`Source::position`]: `dev,ino,offset`.
+fn parse_position(text: &str) -> Option<Position> {
+    let mut numbers = text.split(',').map(|n| n.parse::<u64>().ok());
+    let at = Position {
+        dev: numbers.next()??,
+        ino: numbers.next()??,
+        offset: numbers.next()??,
+    };
+    numbers.next().is_none().then_some(at)
 }
 
 #[cfg(test)]
@@ -257,7 +277,7 @@ mod tests {
         };
         let metrics = Metrics::new(parts, Duration::from_secs(60), t0);
         let mut source =
-            LogTail::open(&config(path.clone(), true), &metrics, t0, 1_000).expect("open");
+            LogTail::open(&config(path.clone(), true), &metrics, None, t0, 1_000).expect("open");
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
@@ -283,13 +303,45 @@ mod tests {
             ([4, 1, 1, 0], 1, [0, 0])
         );
         assert!(source.next_due() > t0 + Duration::from_millis(5));
+        let at = source.position().and_then(|p| parse_position(&p));
         assert_eq!(
-            metrics.log_position().map(|p| p.2),
+            at.map(|p| p.offset),
             std::fs::metadata(&path).ok().map(|m| m.len())
         );
+        // A new image opened at that position reads only what was written since.
+        f.write_all(b"t w-1 widget 4 done status=ok took=5\n")
+            .expect("append");
+        let fresh = Metrics::new(parts, Duration::from_secs(60), t0);
+        let position = source.position();
+        let mut next = LogTail::open(
+            &config(path.clone(), true),
+            &fresh,
+            position.as_deref(),
+            t0,
+            1_000,
+        )
+        .expect("reopen");
+        next.step(t0 + Duration::from_millis(5), &fresh);
+        let log = snap(&fresh).log.expect("log families");
+        assert_eq!((snap(&fresh).processed, log.lines), (1, [1, 0, 0, 0]));
         std::fs::remove_dir_all(&dir).expect("clean up");
         let _ = source.step(t0 + Duration::from_millis(6), &metrics);
         let log = snap(&metrics).log.expect("log families");
         assert_eq!((log.readable, log.rotations), (0, [1, 0]));
+    }
+
+    #[test]
+    fn a_carried_position_parses_strictly() {
+        let at = |dev, ino, offset| Some(Position { dev, ino, offset });
+        for (text, want) in [
+            ("1,2,3", at(1, 2, 3)),
+            ("0,0,0", at(0, 0, 0)),
+            ("1,2", None),
+            ("1,2,3,4", None),
+            ("1,x,3", None),
+            ("", None),
+        ] {
+            assert_eq!(parse_position(text), want, "{text:?}");
+        }
     }
 }

@@ -1,4 +1,4 @@
-//! Following a log (issue 8): a path tailed across rename and truncate rotation, or a stream
+//! Following a log: a path tailed across rename and truncate rotation, or a stream
 //! (`-`, a FIFO) read as it comes. Owns opening, rotation detection, draining a renamed file,
 //! splitting bytes into lines and the line-length limit. Never blocks (reads are on regular
 //! files or `O_NONBLOCK` streams) and does a bounded amount of work per [`Tail::step`]; the
@@ -22,14 +22,18 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub const STEP_BUDGET: usize = 512 << 10;
 
 /// Bytes per `read` call.
-const CHUNK: usize = 64 * 1024;
+pub(super) const CHUNK: usize = 64 * 1024;
 
 /// How long a renamed-away file must stay quiet before it is closed: the writer keeps writing
 /// to it until its postrotate signal arrives and it reopens the path.
 pub const DRAIN_QUIET: Duration = Duration::from_secs(5);
 
+/// Bytes of a file's start kept as its fingerprint, to see a truncation that the file's size
+/// hides (truncated and written past the read position again between two steps).
+pub const HEAD: usize = 64;
+
 /// `O_NONBLOCK` on Linux (every architecture we build for), spelled here to stay free of libc.
-const O_NONBLOCK: i32 = 0o4000;
+pub(super) const O_NONBLOCK: i32 = 0o4000;
 
 /// What a step found, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,7 +44,8 @@ pub enum Event<'a> {
     TooLong,
     /// The path now names another file; the old one is still drained.
     Renamed,
-    /// The file shrank under us (copytruncate): read again from its start.
+    /// The file was truncated under us (copytruncate): read again from its start. Seen when
+    /// it shrank below the read position or when its first bytes changed.
     Truncated,
 }
 
@@ -65,8 +70,9 @@ enum Trouble {
 }
 
 /// What the line splitter does with the bytes up to the next `\n`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 enum Mode {
+    #[default]
     Keep,
     /// Skipping a line over the limit; reported when its end arrives.
     SkipLong,
@@ -76,7 +82,7 @@ enum Mode {
 
 /// Why a read stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stop {
+pub(super) enum Stop {
     /// The step's byte budget is spent.
     Budget,
     /// A stream has nothing more for now.
@@ -85,33 +91,17 @@ enum Stop {
     End,
 }
 
-/// An open file (or stream) and the partial line it owes.
-struct Reader {
-    file: File,
-    dev: u64,
-    ino: u64,
-    /// Bytes read so far from the start of the file.
-    offset: u64,
+/// Splits bytes into lines: the unfinished line between calls (at most [`MAX_LINE`] bytes,
+/// grown only as far as lines need), and what to do with the bytes up to the next `\n`.
+#[derive(Debug, Default)]
+pub struct Splitter {
     partial: Vec<u8>,
     mode: Mode,
-    last_data: Instant,
 }
 
-impl Reader {
-    fn new(file: File, meta: &std::fs::Metadata, now: Instant) -> Reader {
-        Reader {
-            file,
-            dev: meta.dev(),
-            ino: meta.ino(),
-            offset: 0,
-            partial: Vec::with_capacity(MAX_LINE),
-            mode: Mode::Keep,
-            last_data: now,
-        }
-    }
-
+impl Splitter {
     /// Splits `data` into lines, carrying an unfinished one to the next call.
-    fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+    pub fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
         let mut rest = data;
         while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
             let piece = &rest[..nl];
@@ -140,7 +130,7 @@ impl Reader {
     }
 
     /// Hands out a final line without its `\n` (a stream that ended).
-    fn flush(&mut self, on: &mut impl FnMut(Event<'_>)) {
+    pub fn flush(&mut self, on: &mut impl FnMut(Event<'_>)) {
         match self.mode {
             Mode::Keep if !self.partial.is_empty() => on(Event::Line(strip_cr(&self.partial))),
             Mode::SkipLong => on(Event::TooLong),
@@ -150,8 +140,111 @@ impl Reader {
         self.mode = Mode::Keep;
     }
 
+    /// Forgets the unfinished line (the next byte starts a line).
+    pub fn reset(&mut self) {
+        self.partial.clear();
+        self.mode = Mode::Keep;
+    }
+
+    /// Bytes held for an unfinished line that will be handed out (not skipped).
+    #[must_use]
+    pub fn held(&self) -> usize {
+        if self.mode == Mode::Keep {
+            self.partial.len()
+        } else {
+            0
+        }
+    }
+}
+
+/// An open file (or stream) and the partial line it owes.
+pub(super) struct Reader {
+    file: File,
+    pub(super) dev: u64,
+    pub(super) ino: u64,
+    /// Bytes read so far from the start of the file.
+    pub(super) offset: u64,
+    lines: Splitter,
+    pub(super) last_data: Instant,
+    /// The file's first bytes as last seen, up to [`HEAD`] and up to the first NUL (see
+    /// [`Reader::check_truncated`]); `head_len` of them are valid.
+    head: [u8; HEAD],
+    head_len: usize,
+}
+
+impl Reader {
+    pub(super) fn new(file: File, meta: &std::fs::Metadata, now: Instant) -> Reader {
+        Reader {
+            file,
+            dev: meta.dev(),
+            ino: meta.ino(),
+            offset: 0,
+            lines: Splitter::default(),
+            last_data: now,
+            head: [0; HEAD],
+            head_len: 0,
+        }
+    }
+
+    /// Reads the file's first bytes (at most [`HEAD`]) without moving the read position.
+    fn read_head(&self, buf: &mut [u8; HEAD]) -> std::io::Result<usize> {
+        let mut n = 0;
+        while n < HEAD {
+            match self.file.read_at(&mut buf[n..], n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Keeps `now` (the file's first bytes) as the fingerprint, up to its first NUL.
+    fn keep_head(&mut self, now: &[u8]) {
+        let n = now.iter().position(|&b| b == 0).unwrap_or(now.len());
+        self.head[..n].copy_from_slice(&now[..n]);
+        self.head_len = n;
+    }
+
+    /// Takes the fingerprint of a file just opened.
+    pub(super) fn fingerprint(&mut self) {
+        let mut now = [0; HEAD];
+        let n = self.read_head(&mut now).unwrap_or(0);
+        self.keep_head(&now[..n]);
+    }
+
+    /// Whether the file was truncated since the last look, and if so goes back to its start.
+    ///
+    /// The rule: truncated when the file is shorter than the read position, or when a byte of
+    /// the fingerprint differs from the byte now at its place. The fingerprint is the file's
+    /// first [`HEAD`] bytes as last seen, cut at the first NUL: bytes not written yet read as
+    /// NUL (a file grown by `truncate -s`, preallocated, or holed by a writer without
+    /// `O_APPEND` after a copytruncate), so a NUL that later becomes text is not a change,
+    /// while text that becomes NUL is. A file shorter than the fingerprint is compared over
+    /// what it holds; each look keeps what it saw, so a fingerprint taken while the file was
+    /// short grows with it. Not seen: a truncation whose new first bytes equal the old ones (a
+    /// file rewritten with the same first line, or shorter than the fingerprint's
+    /// distinguishing bytes), and a truncation that lands between this check and the read
+    /// that follows it in the same step. A file rewritten in place without truncation counts
+    /// as truncated, and is read again from its start.
+    pub(super) fn check_truncated(&mut self) -> std::io::Result<bool> {
+        let len = self.file.metadata()?.len();
+        let mut now = [0; HEAD];
+        let n = self.read_head(&mut now)?;
+        let common = n.min(self.head_len);
+        let truncated = len < self.offset || now[..common] != self.head[..common];
+        if truncated {
+            self.file.seek(SeekFrom::Start(0))?;
+            self.offset = 0;
+            self.lines.reset();
+        }
+        self.keep_head(&now[..n]);
+        Ok(truncated)
+    }
+
     /// Reads up to `budget` bytes. Returns the bytes read and why reading stopped.
-    fn read(
+    pub(super) fn read(
         &mut self,
         chunk: &mut [u8],
         budget: &mut usize,
@@ -172,13 +265,55 @@ impl Reader {
             total += n;
             self.offset += n as u64;
             self.last_data = now;
-            self.feed(&chunk[..n], on);
+            self.lines.feed(&chunk[..n], on);
         }
         Ok((total, Stop::Budget))
     }
 
     fn same_file(&self, meta: &std::fs::Metadata) -> bool {
         self.dev == meta.dev() && self.ino == meta.ino()
+    }
+
+    /// Moves to the end of a file `len` bytes long: only lines written from now on count, and
+    /// a line half-written at the end is skipped.
+    pub(super) fn skip_to_end(&mut self, len: u64) -> std::io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let mut last = [0u8];
+        let ends_clean =
+            self.file.read_at(&mut last, len - 1).is_ok_and(|n| n == 1) && last[0] == b'\n';
+        self.file.seek(SeekFrom::Start(len))?;
+        self.offset = len;
+        if !ends_clean {
+            self.lines.mode = Mode::SkipSilent;
+        }
+        Ok(())
+    }
+
+    /// Bytes the unfinished line's buffer holds on the heap.
+    pub(super) fn held_capacity(&self) -> usize {
+        self.lines.partial.capacity()
+    }
+
+    /// Goes to a carried offset if the file is not shorter than it.
+    pub(super) fn resume(&mut self, offset: u64) -> bool {
+        let fits = self.file.metadata().is_ok_and(|m| m.len() >= offset);
+        if !fits || self.file.seek(SeekFrom::Start(offset)).is_err() {
+            return false;
+        }
+        self.offset = offset;
+        self.lines.reset();
+        true
+    }
+
+    /// The carried position: the first byte not yet handed out as part of a complete line.
+    pub(super) fn position(&self) -> Position {
+        Position {
+            dev: self.dev,
+            ino: self.ino,
+            offset: self.offset - self.lines.held() as u64,
+        }
     }
 }
 
@@ -234,17 +369,7 @@ impl Tail {
     /// The position to carry across a restart in place (regular files only).
     #[must_use]
     pub fn position(&self) -> Option<Position> {
-        let cur = self.cur.as_ref().filter(|_| !self.stream)?;
-        let held = if cur.mode == Mode::Keep {
-            cur.partial.len() as u64
-        } else {
-            0
-        };
-        Some(Position {
-            dev: cur.dev,
-            ino: cur.ino,
-            offset: cur.offset - held,
-        })
+        Some(self.cur.as_ref().filter(|_| !self.stream)?.position())
     }
 
     /// Resumes at a carried position if the path still names that file and it is not shorter.
@@ -252,16 +377,7 @@ impl Tail {
         let Some(cur) = self.cur.as_mut().filter(|_| !self.stream) else {
             return false;
         };
-        let fits = cur.dev == at.dev
-            && cur.ino == at.ino
-            && cur.file.metadata().is_ok_and(|m| m.len() >= at.offset);
-        if !fits || cur.file.seek(SeekFrom::Start(at.offset)).is_err() {
-            return false;
-        }
-        cur.offset = at.offset;
-        cur.partial.clear();
-        cur.mode = Mode::Keep;
-        true
+        cur.dev == at.dev && cur.ino == at.ino && cur.resume(at.offset)
     }
 
     /// Reads what the log gained (at most [`STEP_BUDGET`] bytes) and checks the path for
@@ -274,7 +390,15 @@ impl Tail {
         }
         // The old file first: its lines were written before the new file's.
         if let Some(old) = self.old.as_mut() {
-            match old.read(&mut self.chunk, &mut budget, now, &mut on) {
+            // Truncated after it was renamed away: read it again from its start.
+            let read = old.check_truncated().and_then(|truncated| {
+                if truncated {
+                    log::info("rotated log file truncated; reading it from its start", &[]);
+                    on(Event::Truncated);
+                }
+                old.read(&mut self.chunk, &mut budget, now, &mut on)
+            });
+            match read {
                 Ok((_, Stop::End)) if now.duration_since(old.last_data) >= DRAIN_QUIET => {
                     log::debug("closed the rotated log file after it went quiet", &[]);
                     self.old = None;
@@ -289,6 +413,8 @@ impl Tail {
                 }
             }
         }
+        // Before reading: bytes read past a truncation would be the middle of the new content.
+        self.check_truncated(&mut on);
         self.read_cur(now, &mut budget, &mut on);
         self.check_path(now, &mut on);
         if self.cur.is_some() && budget > 0 {
@@ -301,6 +427,22 @@ impl Tail {
     #[must_use]
     pub fn drain_deadline(&self) -> Option<Instant> {
         self.old.as_ref().map(|old| old.last_data + DRAIN_QUIET)
+    }
+
+    /// Sees a truncation of the open file (whatever its new size) and reads it from its start.
+    fn check_truncated(&mut self, on: &mut impl FnMut(Event<'_>)) {
+        let Some(cur) = self.cur.as_mut() else { return };
+        match cur.check_truncated() {
+            Ok(false) => {}
+            Ok(true) => {
+                log::info("log file truncated; reading it from its start", &[]);
+                on(Event::Truncated);
+            }
+            Err(e) => {
+                self.cur = None;
+                self.trouble(Trouble::Unreadable, &e);
+            }
+        }
     }
 
     fn read_cur(&mut self, now: Instant, budget: &mut usize, on: &mut impl FnMut(Event<'_>)) {
@@ -317,16 +459,7 @@ impl Tail {
             Ok(meta) => match self.cur.as_mut() {
                 Some(cur) if cur.same_file(&meta) => {
                     if meta.len() < cur.offset {
-                        if let Err(e) = cur.file.seek(SeekFrom::Start(0)) {
-                            self.cur = None;
-                            self.trouble(Trouble::Unreadable, &e);
-                            return;
-                        }
-                        cur.offset = 0;
-                        cur.partial.clear();
-                        cur.mode = Mode::Keep;
-                        log::info("log file truncated; reading it from its start", &[]);
-                        on(Event::Truncated);
+                        self.check_truncated(on);
                     }
                 }
                 Some(_) => {
@@ -398,22 +531,12 @@ impl Tail {
             }
         };
         let mut reader = Reader::new(file, &meta, now);
-        if at_start && !self.stream && meta.len() > 0 {
-            // Only lines written from now on count; a line half-written at the end is skipped.
-            let mut last = [0u8];
-            let ends_clean = reader
-                .file
-                .read_at(&mut last, meta.len() - 1)
-                .is_ok_and(|n| n == 1)
-                && last[0] == b'\n';
-            if reader.file.seek(SeekFrom::Start(meta.len())).is_err() {
-                self.trouble(Trouble::Unreadable, &"cannot seek");
-                return;
-            }
-            reader.offset = meta.len();
-            if !ends_clean {
-                reader.mode = Mode::SkipSilent;
-            }
+        if !self.stream {
+            reader.fingerprint();
+        }
+        if at_start && !self.stream && reader.skip_to_end(meta.len()).is_err() {
+            self.trouble(Trouble::Unreadable, &"cannot seek");
+            return;
         }
         self.cur = Some(reader);
         self.recovered();
@@ -429,7 +552,7 @@ impl Tail {
             Ok((_, Stop::End)) => {
                 // A FIFO also reads 0 while no writer has it open; a writer may come back.
                 if self.trouble != Some(Trouble::StreamEnded) {
-                    cur.flush(on);
+                    cur.lines.flush(on);
                     self.trouble(Trouble::StreamEnded, &"end of stream");
                 }
             }
@@ -587,6 +710,134 @@ mod tests {
         append(&path, b"x\n");
         assert_eq!(step(&mut tail, t0), ["<truncated>", "x"]);
         assert!(step(&mut tail, t0).is_empty());
+    }
+
+    fn truncate(path: &Path) {
+        OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|f| f.set_len(0))
+            .expect("truncate");
+    }
+
+    #[test]
+    fn a_truncation_refilled_past_the_read_position_is_seen() {
+        // (what the file holds when the tail opens it, then per step: truncate first?, bytes
+        // appended, the events expected)
+        type Step<'a> = (bool, &'a [u8], &'a [&'a str]);
+        let cases: &[(&[u8], &[Step<'_>])] = &[
+            // Refilled past the old size within one step: every new line exactly once.
+            (
+                b"",
+                &[
+                    (false, b"one\ntwo\n", &["one", "two"]),
+                    (
+                        true,
+                        b"three\nfour\nfive\nsix\n",
+                        &["<truncated>", "three", "four", "five", "six"],
+                    ),
+                    (false, b"seven\n", &["seven"]),
+                ],
+            ),
+            // Refilled to exactly the old size, and with a partial line held.
+            (
+                b"",
+                &[
+                    (false, b"aaaa\nbb", &["aaaa"]),
+                    (true, b"cccc\ndd\n", &["<truncated>", "cccc", "dd"]),
+                ],
+            ),
+            // A file opened at its end: its fingerprint is taken at open.
+            (
+                b"2026-12-01 old line\n",
+                &[(
+                    true,
+                    b"2026-12-02 new line, longer than the old one\n",
+                    &[
+                        "<truncated>",
+                        "2026-12-02 new line, longer than the old one",
+                    ],
+                )],
+            ),
+            // A short fingerprint grows with the file, then sees a rewrite of those bytes.
+            (
+                b"",
+                &[
+                    (false, b"a", &[]),
+                    (false, b"bc\nxyz\n", &["abc", "xyz"]),
+                    (
+                        true,
+                        b"abd\nxyz\nmore\n",
+                        &["<truncated>", "abd", "xyz", "more"],
+                    ),
+                ],
+            ),
+            // Appends never look like a truncation, however long the file grows.
+            (
+                b"",
+                &[
+                    (false, &[b'x'; 100], &[]),
+                    (false, b"\nnext\n", &["<long x>", "next"]),
+                    (false, b"again\n", &["again"]),
+                ],
+            ),
+        ];
+        for (n, &(initial, steps)) in cases.iter().enumerate() {
+            let dir = Dir::new();
+            let path = dir.0.join("app.log");
+            append(&path, initial);
+            let t0 = Instant::now();
+            let mut tail = Tail::open(&path, t0).expect("open");
+            for (i, &(cut, bytes, want)) in steps.iter().enumerate() {
+                if cut {
+                    truncate(&path);
+                }
+                append(&path, bytes);
+                let got: Vec<String> = step(&mut tail, t0)
+                    .into_iter()
+                    .map(|l| {
+                        if l.len() == 100 {
+                            "<long x>".to_owned()
+                        } else {
+                            l
+                        }
+                    })
+                    .collect();
+                assert_eq!(got, want, "case {n} step {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn bytes_not_written_yet_are_no_fingerprint() {
+        let dir = Dir::new();
+        let path = dir.0.join("app.log");
+        // A preallocated file: zeros, later written from its start in place.
+        append(&path, b"");
+        let writer = OpenOptions::new().write(true).open(&path).expect("writer");
+        writer.set_len(16).expect("preallocate");
+        writer.write_at(b"\n", 15).expect("write");
+        let t0 = Instant::now();
+        let mut tail = Tail::open(&path, t0).expect("open");
+        writer.write_at(b"first line\n", 0).expect("write");
+        assert!(
+            step(&mut tail, t0).is_empty(),
+            "not a truncation: nothing to read past 16"
+        );
+        writer.write_at(b"line at 16\n", 16).expect("write");
+        assert_eq!(step(&mut tail, t0), ["line at 16"]);
+        // Copytruncate with a writer without O_APPEND: it writes at its old offset after the
+        // truncation, leaving a hole of NULs where the fingerprint was. That is a truncation.
+        truncate(&path);
+        writer.write_at(b"after\n", 27).expect("write");
+        let got = step(&mut tail, t0);
+        assert_eq!(got.first().map(String::as_str), Some("<truncated>"));
+        assert_eq!(
+            got.len(),
+            2,
+            "{got:?}: the hole and the line come as one line"
+        );
+        assert!(got[1].ends_with("after") && got[1].starts_with('\0'));
     }
 
     #[test]

@@ -1,0 +1,188 @@
+//! The textfile output's families, present only with `--textfile.path`: writes by result and
+//! when the file was last written; and what the written file holds (a snapshot without the
+//! `process_*` families). Owns their names, help, kinds, label values, atomics, snapshot,
+//! encoding and which of them a restart in place carries. It must not touch another owner's
+//! families, nor know how the file is written (that is `output::textfile`) or how the
+//! exposition is spelled.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
+
+use crate::host::process::ProcessStats;
+use crate::metrics::render::{family, Encoder, Family, Kind, Number};
+use crate::metrics::{Metrics, Snapshot};
+
+const WRITES: Family = family(
+    "widget_exporter_textfile_writes_total",
+    Kind::Counter,
+    "Writes of the --textfile.path file for node_exporter, by result (ok or error).",
+);
+const LAST_WRITE: Family = family(
+    "widget_exporter_textfile_last_write_timestamp_seconds",
+    Kind::Gauge,
+    "Unix time of the latest successful write of the --textfile.path file, 0 before the first.",
+);
+
+/// The `result` label values of the writes, in the order of [`TextfileSnapshot::writes`].
+const RESULTS: [&str; 2] = ["ok", "error"];
+
+/// The live textfile values.
+#[derive(Debug, Default)]
+pub(crate) struct Textfile {
+    /// Writes that succeeded, then writes that failed.
+    writes: [AtomicU64; 2],
+    last_write_unix_nanos: AtomicU64,
+}
+
+impl Textfile {
+    /// The families' values.
+    pub(crate) fn snapshot(&self) -> TextfileSnapshot {
+        TextfileSnapshot {
+            writes: std::array::from_fn(|i| self.writes[i].load(Relaxed)),
+            last_write_unix_nanos: self.last_write_unix_nanos.load(Relaxed),
+        }
+    }
+
+    /// What a restart in place carries: all of it.
+    pub(crate) fn carried<'a>(&'a self, out: &mut Vec<&'a AtomicU64>) {
+        out.extend(&self.writes);
+        out.push(&self.last_write_unix_nanos);
+    }
+}
+
+/// The families of the textfile output.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextfileSnapshot {
+    /// Writes that succeeded, then writes that failed.
+    pub writes: [u64; 2],
+    /// When the latest successful write happened, unix nanoseconds; 0 before the first.
+    pub last_write_unix_nanos: u64,
+}
+
+impl TextfileSnapshot {
+    /// Writes the textfile families.
+    pub(crate) fn encode(&self, e: &mut Encoder<'_>) {
+        e.labeled_counters(&WRITES, "result", RESULTS.into_iter().zip(self.writes));
+        e.gauge(&LAST_WRITE, Number::Nanos(self.last_write_unix_nanos));
+    }
+}
+
+impl Metrics {
+    /// Counts one write of the textfile, and when it succeeded.
+    pub(crate) fn count_textfile_write(&self, ok: bool, unix_nanos: u64) {
+        self.textfile.writes[usize::from(!ok)].fetch_add(1, Relaxed);
+        if ok {
+            self.textfile
+                .last_write_unix_nanos
+                .store(unix_nanos, Relaxed);
+        }
+    }
+
+    /// What the textfile written at `now` (`unix_nanos`) says: no `process_*` families
+    /// (node_exporter has its own, and duplicates fail its scrape), and the textfile families
+    /// as if this write succeeded, which is true whenever anyone reads the file.
+    #[must_use]
+    pub(crate) fn textfile_snapshot(&self, now: Instant, unix_nanos: u64) -> Snapshot {
+        let mut s = self.snapshot_at(ProcessStats::default(), now);
+        if let Some(t) = &mut s.textfile {
+            t.writes[0] += 1;
+            t.last_write_unix_nanos = unix_nanos;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+    use std::time::{Duration, Instant};
+
+    use crate::host::process::ProcessStats;
+    use crate::metrics::render::{render, Format};
+    use crate::metrics::{Metrics, Parts, Snapshot};
+
+    /// The family names a snapshot renders, from its `# TYPE` lines.
+    fn names(s: &Snapshot) -> BTreeSet<String> {
+        let mut text = String::new();
+        render(s, Format::Text, &mut text);
+        text.lines()
+            .filter_map(|l| Some(l.strip_prefix("# TYPE ")?.split(' ').next()?.to_owned()))
+            .collect()
+    }
+
+    /// The textfile holds the widget families and the exporter's own, never `process_*`
+    /// (node_exporter's), and the HTTP ones only while HTTP is served; it counts the write
+    /// that produced it.
+    #[test]
+    fn textfile_families() {
+        let now = Instant::now();
+        let all_parts = Parts {
+            in_progress: true,
+            http: true,
+            textfile: true,
+            log: true,
+        };
+        let with = |parts| Metrics::new(parts, Duration::from_secs(60), now);
+        let proc = ProcessStats {
+            cpu_seconds: Some(1.0),
+            resident_memory_bytes: Some(1),
+            virtual_memory_bytes: Some(1),
+            start_time_seconds: Some(1.0),
+            open_fds: Some(1),
+            max_fds: Some(1),
+            threads: Some(1),
+        };
+        let every = names(&with(all_parts).snapshot(proc));
+        let but = |parts| &every - &names(&with(parts).snapshot(proc));
+        let http_only = but(Parts {
+            http: false,
+            ..all_parts
+        });
+        let log_only = but(Parts {
+            log: false,
+            ..all_parts
+        });
+        assert!(http_only.contains("widget_exporter_http_requests_total"));
+        assert!(log_only.contains("widget_exporter_log_lines_total"));
+        for http in [false, true] {
+            let parts = Parts {
+                http,
+                textfile: true,
+                ..Parts::default()
+            };
+            let m = with(parts);
+            m.count_textfile_write(true, 5_000_000_000);
+            m.count_textfile_write(false, 6_000_000_000);
+            let mut out = String::new();
+            render(
+                &m.textfile_snapshot(now, 7_500_000_000),
+                Format::Text,
+                &mut out,
+            );
+            let got = names(&m.textfile_snapshot(now, 7_500_000_000));
+            let want: BTreeSet<String> = every
+                .iter()
+                .filter(|f| !f.starts_with("process_"))
+                .filter(|f| http || !http_only.contains(*f))
+                .filter(|f| !log_only.contains(*f))
+                .cloned()
+                .collect();
+            assert_eq!(got, want, "http={http}");
+            assert!(out.contains("\nwidget_exporter_textfile_writes_total{result=\"ok\"} 2\n"));
+            assert!(out.contains("\nwidget_exporter_textfile_writes_total{result=\"error\"} 1\n"));
+            assert!(out.contains("\nwidget_exporter_textfile_last_write_timestamp_seconds 7.5\n"));
+            // The live counters are not moved by rendering.
+            let live = m
+                .snapshot(ProcessStats::default())
+                .textfile
+                .expect("textfile part");
+            assert_eq!(live.writes, [1, 1]);
+            assert_eq!(live.last_write_unix_nanos, 5_000_000_000);
+        }
+        let without = Metrics::default().snapshot(ProcessStats::default());
+        assert_eq!(
+            without.textfile, None,
+            "no textfile families without --textfile.path"
+        );
+    }
+}
