@@ -8,7 +8,9 @@ use std::fmt::{self, Display, Write as _};
 use std::io::Write as _;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use crate::host::clock;
 
 /// How much to log, from most to least verbose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -109,7 +111,7 @@ pub fn log(level: Level, msg: &str, fields: &[Field<'_>]) {
     } else {
         Format::Logfmt
     };
-    let line = format_line(format, SystemTime::now(), level, msg, fields);
+    let line = format_line(format, clock::unix_time(), level, msg, fields);
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
@@ -130,11 +132,11 @@ pub fn error(msg: &str, fields: &[Field<'_>]) {
     log(Level::Error, msg, fields);
 }
 
-/// Renders one complete line, newline included.
+/// Renders one complete line, newline included, stamped `now` (since the unix epoch).
 #[must_use]
 pub fn format_line(
     format: Format,
-    now: SystemTime,
+    now: Duration,
     level: Level,
     msg: &str,
     fields: &[Field<'_>],
@@ -252,8 +254,7 @@ fn is_json_literal(v: &str) -> bool {
 }
 
 /// `2026-11-27T05:24:55.123Z`, UTC, millisecond precision.
-fn write_rfc3339(out: &mut String, t: SystemTime) {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+fn write_rfc3339(out: &mut String, d: Duration) {
     let secs = d.as_secs();
     let (y, m, day) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2));
     let rem = secs % 86_400;
@@ -293,10 +294,9 @@ impl<F: Fn(&mut fmt::Formatter<'_>) -> fmt::Result> Display for Lazy<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
-    fn at(secs: u64, millis: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(secs * 1000 + millis)
+    fn at(secs: u64, millis: u64) -> Duration {
+        Duration::from_millis(secs * 1000 + millis)
     }
 
     #[test]

@@ -391,7 +391,7 @@ fn parse_u64(digits: &[u8]) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use crate::host::clock;
 
     /// comm is `(a) b) (c)`: spaces and parentheses, as a process may name itself.
     const STAT_ODD_COMM: &[u8] = b"4242 ((a) b) (c)) S 1 4242 4242 0 -1 4194560 2100 0 3 0 \
@@ -922,10 +922,7 @@ Max realtime timeout      unlimited            unlimited            us
         assert_eq!(parse_auxv_clktck(&auxv), Some(reader.clk_tck));
 
         let stats = reader.read();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .expect("clock is after 1970")
-            .as_secs_f64();
+        let now = clock::unix_time().as_secs_f64();
         let cpu = stats.cpu_seconds.expect("cpu_seconds");
         let rss = stats.resident_memory_bytes.expect("resident_memory_bytes");
         let vsize = stats.virtual_memory_bytes.expect("virtual_memory_bytes");

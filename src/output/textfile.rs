@@ -3,7 +3,7 @@
 //! temporary files a crash left behind, the atomic replace (a temporary file in the same
 //! directory, fsync, mode 0644, rename, fsync of the directory), the write schedule and the
 //! one-log-line-per-failure-streak rule. What goes into the file is `metrics`'s choice
-//! ([`Metrics::textfile_snapshot`]) and how it is spelled is `render`'s; this file must not
+//! ([`Metrics::textfile_snapshot`](crate::metrics::Metrics::textfile_snapshot)) and how it is spelled is `render`'s; this file must not
 //! know the families, nor touch sockets.
 //!
 //! node_exporter reads only `*.prom`, so the temporary file `.FILE.PID.tmp` is never read
@@ -15,11 +15,13 @@ use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Write as _};
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
+use crate::error::Error;
+use crate::host::clock;
 use crate::log;
 use crate::metrics::render::{render, Format};
-use crate::metrics::Metrics;
+use crate::output::{Numbers, Opening, Output};
 
 /// node_exporter runs as another user and must read the file; the unit's `UMask=0077` alone
 /// would leave it 0600.
@@ -27,7 +29,7 @@ const MODE: u32 = 0o644;
 
 /// One file kept up to date, with its buffer and schedule.
 #[derive(Debug)]
-pub struct Textfile {
+struct Textfile {
     /// The path as given, for the log.
     shown: String,
     path: PathBuf,
@@ -44,7 +46,7 @@ pub struct Textfile {
 
 /// How a write went, as far as the failure streak is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+enum Outcome {
     /// Written, as the previous one was.
     Written,
     /// Written after one or more failures (logged at info).
@@ -59,7 +61,7 @@ pub enum Outcome {
 impl Outcome {
     /// Whether the file now holds what was rendered.
     #[must_use]
-    pub fn ok(self) -> bool {
+    fn ok(self) -> bool {
         !matches!(self, Outcome::Failed { .. })
     }
 }
@@ -79,7 +81,7 @@ impl Textfile {
     /// Refuses a path whose directory does not exist or which is a directory itself (the
     /// error is a reason that reads after "invalid value …: "), and removes our temporary
     /// files that a crash left in that directory.
-    pub fn open(path: &str, interval: Duration, now: Instant) -> Result<Textfile, String> {
+    fn open(path: &str, interval: Duration, now: Instant) -> Result<Textfile, String> {
         let dir = dir_of(path);
         let name = &path[path.rfind('/').map_or(0, |i| i + 1)..];
         match fs::metadata(dir) {
@@ -105,45 +107,11 @@ impl Textfile {
         })
     }
 
-    /// When the next write is due.
-    #[must_use]
-    pub fn next_due(&self) -> Instant {
-        self.next
-    }
-
-    /// Whether the latest write succeeded (false before the first): what proves the
-    /// exporter alive to systemd's watchdog when there is no HTTP.
-    #[must_use]
-    pub fn last_ok(&self) -> bool {
-        self.last_ok
-    }
-
-    /// The file this writes, as given.
-    #[must_use]
-    pub fn path(&self) -> &str {
-        &self.shown
-    }
-
-    /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`] gives,
-    /// in the text format, counted in `metrics`. `None` when it was not due.
-    pub fn tick(&mut self, now: Instant, metrics: &Metrics) -> Option<Outcome> {
-        if now < self.next {
-            return None;
-        }
-        let unix_nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX));
-        let snapshot = metrics.textfile_snapshot(now, unix_nanos);
-        let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
-        metrics.count_textfile_write(outcome.ok(), unix_nanos);
-        Some(outcome)
-    }
-
     /// Renders with `fill` into the reused buffer (cleared first) and replaces the file with
     /// it, then schedules the next write one interval on (skipping intervals the loop slept
     /// through). A failure leaves the previous file and no temporary file behind; only the
     /// first of a streak is logged (warn), and the recovery (info).
-    pub fn write(&mut self, now: Instant, fill: impl FnOnce(&mut String)) -> Outcome {
+    fn write(&mut self, now: Instant, fill: impl FnOnce(&mut String)) -> Outcome {
         self.next += self.interval;
         if self.next <= now {
             self.next = now + self.interval;
@@ -218,6 +186,51 @@ impl Textfile {
         file.write_all(self.buf.as_bytes())
             .map_err(|e| ("write", e))?;
         file.sync_all().map_err(|e| ("fsync", e))
+    }
+}
+
+/// The textfile output, when `--textfile.path` asks for one. A path that cannot be is a
+/// usage error.
+pub(crate) fn open(opening: &Opening) -> Result<Option<Box<dyn Output>>, Error> {
+    let config = opening.config;
+    let Some(path) = &config.textfile_path else {
+        return Ok(None);
+    };
+    let textfile =
+        Textfile::open(path, config.textfile_interval, opening.started).map_err(|why| {
+            Error::Usage(format!("invalid value {path:?} for --textfile.path: {why}"))
+        })?;
+    Ok(Some(Box::new(textfile)))
+}
+
+impl Output for Textfile {
+    /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`](crate::metrics::Metrics::textfile_snapshot) gives, in
+    /// the text format, counted in the metrics. A failed write is logged, never an error.
+    fn wake(&mut self, now: Instant, numbers: &mut Numbers) -> Result<(), Error> {
+        if now < self.next {
+            return Ok(());
+        }
+        let metrics = numbers.metrics();
+        let unix_nanos = clock::unix_nanos();
+        let snapshot = metrics.textfile_snapshot(now, unix_nanos);
+        let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
+        metrics.count_textfile_write(outcome.ok(), unix_nanos);
+        Ok(())
+    }
+
+    fn next_due(&self) -> Instant {
+        self.next
+    }
+
+    /// Without HTTP, the first file written is what proves the exporter up.
+    fn ready(&self) -> Option<String> {
+        self.last_ok.then(|| format!("writing {}", self.shown))
+    }
+
+    /// The latest write succeeded: what proves the exporter alive to systemd's watchdog
+    /// when there is no HTTP.
+    fn alive(&self, _window: Duration, _now: Instant) -> bool {
+        self.last_ok
     }
 }
 

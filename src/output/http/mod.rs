@@ -1,435 +1,252 @@
-//! HTTP on tiny_http: the listener's socket options, routing, headers and status codes. It
-//! answers one request at a time for the loop in `app`; what a scrape contains is `metrics`'
-//! and `render`'s business.
+//! The HTTP output: Prometheus scrapes it. One type, `Http`, that the loop wakes like any
+//! other output, and that owns the loop's sleep while it is on: it waits in tiny_http's
+//! `recv_timeout` and answers what is waiting, a bounded number in a row.
+//!
+//! Everything that contains tiny_http 0.12 lives under here, each file owning its whole rule:
+//! `listener` (the socket and its options), `server` (routing and answers), `body`
+//! (requests with a body), [`guard`] (the connection table and shedding), `probe` (the
+//! loop's request to itself) and `restart` (restarting in place, and the drain before).
+//! This file only puts them in order.
 
+pub(crate) mod body;
 pub mod guard;
-pub mod probe;
-pub mod restart;
+pub(crate) mod listener;
+pub(crate) mod probe;
+pub(crate) mod restart;
+pub(crate) mod server;
 
-use std::io;
-use std::net::{TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Method, Request, Response, StatusCode};
-
-use crate::host::process::{ProcessReader, ProcessStats};
+use crate::error::Error;
+use crate::host::process::ProcessReader;
+use crate::host::sys;
 use crate::log;
-use crate::metrics::render::{self, Format};
-use crate::metrics::Metrics;
+use crate::metrics::CloseReason;
+use crate::output::{Numbers, Opening, Output};
 
-/// Longest a single response write may block the loop (per `write()` call): a client that
-/// stops reading costs us at most about this, then its write fails and we move on.
-pub const SEND_TIMEOUT: Duration = Duration::from_millis(100);
+use self::guard::Guard;
+use self::probe::SelfProbe;
+use self::restart::Restarts;
 
-/// Sets `TCP_NODELAY` and a send timeout on a listening socket. Linux copies both to every
-/// socket `accept()` returns, which is the only way to reach the sockets tiny_http accepts.
-///
-/// `TCP_NODELAY` matters because tiny_http writes headers and body in separate `write()`s:
-/// with Nagle on, a kept-alive response's second write waits for the client's delayed ACK
-/// (~40 ms). Std has no setters on listeners, but the options live on the socket, not on the
-/// descriptor: a duplicate descriptor, viewed as a `TcpStream`, reaches them safely.
-pub fn tune_listener(listener: &TcpListener) -> io::Result<()> {
-    let socket = TcpStream::from(std::os::fd::OwnedFd::from(listener.try_clone()?));
-    socket.set_nodelay(true)?;
-    socket.set_write_timeout(Some(SEND_TIMEOUT))
+pub use self::server::Site;
+
+/// Most requests answered back to back before the source is stepped again, so a flood of
+/// scrapes cannot starve the widgets.
+const MAX_DRAIN: usize = 64;
+
+/// How often the loop probes its own listener (more often under a short systemd watchdog).
+const PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a probe may take to come back through the HTTP path.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Most starved connections rescued per guard scan (see [`probe::kick`]).
+const MAX_KICKS: usize = 16;
+
+/// How long the self-probe may fail before the exporter exits so that its supervisor
+/// restarts it: a process that cannot be scraped must not look alive.
+const PROBE_GIVE_UP: Duration = Duration::from_secs(6);
+
+/// The HTTP output: tiny_http's server, and around it the routing, the self-probe, the
+/// connection guard and the restart rule.
+struct Http {
+    site: Site,
+    probe: SelfProbe,
+    guard: Guard,
+    /// Reads our own RSS and threads for the guard.
+    own: ProcessReader,
+    /// When to restart in place (or give up), and the drain before it.
+    restarts: Restarts,
+    /// The listening socket, kept to hand to a re-executed image.
+    kept: TcpListener,
+    /// Its address.
+    address: SocketAddr,
+    started: Instant,
+    /// Declared last, so dropped last, when the exporter exits: tiny_http's drop connects to
+    /// its own listener to stop its accept thread, and under a connection flood that connect
+    /// hangs (and the exit with it) unless the probe's and the guard's own connections are
+    /// closed first.
+    server: tiny_http::Server,
 }
 
-/// Where a request goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Route {
-    /// The telemetry path: a scrape.
-    Telemetry,
-    /// `/`: the landing page.
-    Landing,
-    /// `/-/healthy`.
-    Healthy,
-    /// A path we do not serve.
-    NotFound,
-    /// A path we serve, with a method other than GET or HEAD.
-    MethodNotAllowed,
+/// The HTTP output, unless `--web.listen-address=none`: binds (or adopts) the listener and
+/// starts tiny_http on it, probing often enough for systemd's watchdog, if there is one.
+pub(crate) fn open(opening: &Opening) -> Result<Option<Box<dyn Output>>, Error> {
+    let config = opening.config;
+    if !config.serves_http() {
+        return Ok(None);
+    }
+    let now = opening.started;
+    sys::tune_malloc();
+    listener::raise_fd_limit();
+    let socket = listener::listener(config)?;
+    listener::tune_listener(&socket).map_err(|e| Error::io("tuning the listening socket", e))?;
+    let address = socket
+        .local_addr()
+        .map_err(|e| Error::io("reading the bound address", e))?;
+    // Kept to pause tiny_http's accepting and to hand the listening socket to a
+    // re-executed image (see `restart`).
+    let kept = socket
+        .try_clone()
+        .map_err(|e| Error::io("duplicating the listening socket", e))?;
+    let server = tiny_http::Server::from_listener(socket, None)
+        .map_err(|e| Error::Fatal(format!("cannot start the HTTP server: {e}")))?;
+    let probe_interval = opening
+        .watchdog
+        .map_or(PROBE_INTERVAL, |ping| PROBE_INTERVAL.min(ping / 2));
+    Ok(Some(Box::new(Http {
+        site: Site::new(&config.telemetry_path),
+        probe: SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, now),
+        guard: Guard::new(address.port(), guard::Limits::in_force(), now),
+        own: ProcessReader::new(),
+        restarts: Restarts::new(opening.carried, now),
+        kept,
+        address,
+        started: now,
+        server,
+    })))
 }
 
-/// Routes by path (query and fragment ignored, absolute-form targets accepted) and method.
-#[must_use]
-pub fn route(method: &Method, target: &str, telemetry_path: &str) -> Route {
-    let path = path_of(target);
-    let known = path == telemetry_path || path == "/" || path == "/-/healthy";
-    if !known {
-        return Route::NotFound;
-    }
-    if !matches!(method, Method::Get | Method::Head) {
-        return Route::MethodNotAllowed;
-    }
-    if path == telemetry_path {
-        Route::Telemetry
-    } else if path == "/" {
-        Route::Landing
-    } else {
-        Route::Healthy
-    }
-}
-
-/// The path of a request target: origin-form as is, absolute-form (`http://host/path`) reduced
-/// to its path, query and fragment cut off.
-fn path_of(target: &str) -> &str {
-    let target = match target.split_once("://") {
-        Some((scheme, rest)) if !scheme.contains('/') => rest.find('/').map_or("/", |i| &rest[i..]),
-        _ => target,
-    };
-    let end = target.find(['?', '#']).unwrap_or(target.len());
-    &target[..end]
-}
-
-/// Everything needed to answer requests: the routes, the landing page, the reused scrape
-/// buffer and the `/proc` reader.
-pub struct Site {
-    telemetry_path: String,
-    landing: String,
-    body: String,
-    process: ProcessReader,
-    /// The latest `/proc` figures and when they were read.
-    process_cache: Option<(Instant, ProcessStats)>,
-    /// Answer with `Connection: close` (a restart in place is draining).
-    closing: bool,
-}
-
-/// How old the `process_*` figures in a scrape may be. Reading `/proc` costs ~50 µs, ten
-/// times a render; a scraper hammering the endpoint reuses the figures for up to this long,
-/// while Prometheus (one scrape every few seconds at most) always gets a fresh read.
-pub const PROCESS_MAX_AGE: Duration = Duration::from_secs(1);
-
-impl Site {
-    /// A site serving the given telemetry path.
-    #[must_use]
-    pub fn new(telemetry_path: &str) -> Self {
-        Site {
-            telemetry_path: telemetry_path.to_owned(),
-            landing: landing_page(telemetry_path),
-            body: String::with_capacity(8192),
-            process: ProcessReader::new(),
-            process_cache: None,
-            closing: false,
-        }
+impl Output for Http {
+    fn announce(&self) {
+        log::info("listening", &[("address", &self.address)]);
     }
 
-    /// From now on, every answer says `Connection: close` and is the connection's last
-    /// (see `restart`: the drain before a restart in place).
-    pub fn close_connections(&mut self) {
-        self.closing = true;
-    }
-
-    /// Renders the current metrics into the reused buffer and returns it; reads `/proc` only
-    /// when its last figures are older than [`PROCESS_MAX_AGE`].
-    pub fn scrape(&mut self, metrics: &Metrics, format: Format) -> &str {
-        let now = Instant::now();
-        let process = match self.process_cache {
-            Some((at, stats)) if now.saturating_duration_since(at) < PROCESS_MAX_AGE => stats,
-            _ => {
-                let stats = self.process.read();
-                self.process_cache = Some((now, stats));
-                stats
-            }
-        };
-        let snapshot = metrics.snapshot(process);
-        render::render(&snapshot, format, &mut self.body);
-        &self.body
-    }
-
-    /// Answers one request and counts it. `unhealthy` is why `/-/healthy` must say 503, if
-    /// it must. A client that hung up is logged at debug; nothing a client sends can make
-    /// this fail. Returns whether the write timed out: the client stopped reading, and its
-    /// connection must be cut before it stalls the loop again.
-    pub fn handle(&mut self, request: Request, metrics: &Metrics, unhealthy: Option<&str>) -> bool {
-        let route = route(request.method(), request.url(), &self.telemetry_path);
-        let mut format = None;
-        let seen = log::enabled(log::Level::Debug).then(|| {
-            let ua = header_value(&request, "User-Agent")
-                .unwrap_or("")
-                .to_owned();
-            (request.method().to_string(), request.url().to_owned(), ua)
-        });
-        let close = self.closing;
-        let (code, result) = match route {
-            Route::Telemetry => {
-                let choice = render::negotiate(header_value(&request, "Accept"));
-                format = Some(choice.format);
-                let content_type = choice.content_type();
-                let body = self.scrape(metrics, choice.format);
-                (200, respond(request, 200, &content_type, body, None, close))
-            }
-            Route::Landing => (200, respond(request, 200, HTML, &self.landing, None, close)),
-            Route::Healthy => match unhealthy {
-                None => (200, respond(request, 200, TEXT, "OK\n", None, close)),
-                Some(why) => {
-                    let body = format!("unhealthy: {why}\n");
-                    (503, respond(request, 503, TEXT, &body, None, close))
+    /// Runs the guard, the restart rule and the self-probe when due.
+    fn wake(&mut self, now: Instant, numbers: &mut Numbers) -> Result<(), Error> {
+        let metrics = numbers.metrics();
+        // The guard scans before the probe sends, so it never finds the probe's own
+        // connection still waiting for its request.
+        if now >= self.guard.next_deadline() {
+            let stats = self.own.read();
+            self.guard
+                .tick(now, stats.resident_memory_bytes, stats.threads, metrics);
+            let census = self.guard.census();
+            if census.starved > 0 && !self.restarts.draining() {
+                log::debug(
+                    "rescuing starved connections",
+                    &[("starved", &census.starved)],
+                );
+                for _ in 0..census.starved.min(MAX_KICKS) {
+                    probe::kick(self.address);
                 }
-            },
-            Route::NotFound => (
-                404,
-                respond(request, 404, TEXT, "404 page not found\n", None, close),
-            ),
-            Route::MethodNotAllowed => (
-                405,
-                respond(
-                    request,
-                    405,
-                    TEXT,
-                    "method not allowed\n",
-                    Some(("Allow", "GET, HEAD")),
-                    close,
-                ),
-            ),
-        };
-        metrics.count_request(code);
-        if let Some((method, path, user_agent)) = seen {
-            let format = format.map_or("-", |f| match f {
-                Format::Text => "text",
-                Format::OpenMetrics => "openmetrics",
-            });
-            log::debug(
-                "request",
-                &[
-                    ("method", &method),
-                    ("path", &path),
-                    ("code", &code),
-                    ("format", &format),
-                    ("user_agent", &user_agent),
-                ],
-            );
-        }
-        match result {
-            Ok(()) => false,
-            Err(e) => {
-                log::debug("response not delivered", &[("code", &code), ("err", &e)]);
-                matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                )
+            }
+            let seen = restart::Observation {
+                now,
+                rss: stats.resident_memory_bytes,
+                threads: stats.threads,
+                open: census.open,
+                stuck: census.stuck,
+                last_close: self.guard.last_close(),
+            };
+            self.restarts.observe(&seen, &self.kept, self.address)?;
+            if self.restarts.draining() {
+                self.site.close_connections();
             }
         }
+        if self.restarts.wants_look(now) {
+            let open = self.guard.open_connections(now);
+            let position = numbers.position();
+            self.restarts
+                .finish(now, &open, &self.kept, metrics, position.as_deref())?;
+        }
+        if self.restarts.draining() {
+            // The probe's connection would wait in the backlog for the next image.
+            return Ok(());
+        }
+        self.probe.tick(now);
+        metrics.set_self_probe(self.probe.ok());
+        let failing = self.probe.failing_for(self.started, now);
+        if failing >= PROBE_GIVE_UP {
+            return Err(Error::Fatal(format!(
+                "the HTTP server has not answered the self-probe for {} s ({}); exiting so that the supervisor restarts the exporter",
+                failing.as_secs(),
+                self.probe.last_error().unwrap_or("no answer")
+            )));
+        }
+        self.guard.scan_quietly_at(self.probe.next_send());
+        Ok(())
     }
-}
 
-/// Bodies up to this size are small enough for tiny_http to buffer before handing the
-/// request over; anything larger (or any `Expect`) reaches the loop with the body unread.
-pub const BUFFERED_BODY: u64 = 1024;
-
-/// Largest unread body we let tiny_http "drain" after shutting the socket's read side: its
-/// drain allocates the whole remaining length at once (`vec![0; remaining]`) before the read
-/// returns EOF, so a larger claim must never reach it.
-pub const SAFE_DRAIN: u64 = 16 << 20;
-
-/// What a request announced about a body that tiny_http has not read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UnreadBody {
-    /// Small enough to let tiny_http drain once the read side is shut down.
-    Drainable,
-    /// Too large (or unparsable) to ever let tiny_http drain.
-    Absurd,
-}
-
-/// Whether `request` comes with a body tiny_http would make us wait for: an `Expect`
-/// header, or a `Content-Length` over [`BUFFERED_BODY`]. A scrape has no body.
-#[must_use]
-pub fn unread_body(request: &Request) -> Option<UnreadBody> {
-    let expect = header_value(request, "Expect").is_some();
-    // tiny_http ignores Content-Length when Transfer-Encoding is present, and so do we.
-    let length = if header_value(request, "Transfer-Encoding").is_some() {
-        None
-    } else {
-        request.body_length().map(|n| n as u64)
-    };
-    match length {
-        Some(n) if n > SAFE_DRAIN => Some(UnreadBody::Absurd),
-        Some(n) if n > BUFFERED_BODY || (expect && n > 0) => Some(UnreadBody::Drainable),
-        _ if expect => Some(UnreadBody::Drainable),
-        _ => None,
+    fn next_due(&self) -> Instant {
+        self.restarts
+            .next_deadline()
+            .unwrap_or_else(|| self.probe.next_deadline().min(self.guard.next_deadline()))
     }
-}
 
-/// The raw 400 written straight to a socket when a request must not go back through
-/// tiny_http (see [`UnreadBody::Absurd`]).
-pub const RAW_BAD_REQUEST: &[u8] =
-    b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: 33\r\nConnection: close\r\n\r\na scrape request carries no body\n";
-
-/// Answers a request whose body we will not read: 400, after the caller shut down the read
-/// side of its socket (so tiny_http's drain ends at once).
-pub fn reject_body(request: Request, metrics: &Metrics) {
-    metrics.count_request(400);
-    if let Err(e) = respond(
-        request,
-        400,
-        TEXT,
-        "a scrape request carries no body\n",
-        None,
-        true,
-    ) {
-        log::debug("response not delivered", &[("code", &400), ("err", &e)]);
-    }
-}
-
-/// The value of the first header named `name` (case-insensitive).
-#[must_use]
-pub fn header_value<'r>(request: &'r Request, name: &'static str) -> Option<&'r str> {
-    request
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv(name))
-        .map(|h| h.value.as_str())
-}
-
-/// Answers the loop's own probe: 200, not counted among clients' requests.
-pub fn answer_probe(request: Request) {
-    if let Err(e) = respond(request, 200, TEXT, "OK\n", None, false) {
-        log::debug("probe response not delivered", &[("err", &e)]);
-    }
-}
-
-const HTML: &str = "text/html; charset=utf-8";
-const TEXT: &str = "text/plain; charset=utf-8";
-
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("static header names and values are ASCII")
-}
-
-fn respond(
-    request: Request,
-    code: u16,
-    content_type: &str,
-    body: &str,
-    extra: Option<(&str, &str)>,
-    close: bool,
-) -> io::Result<()> {
-    if close {
-        return respond_closing(request, code, content_type, body, extra);
-    }
-    let mut headers = vec![header("Content-Type", content_type)];
-    if let Some((name, value)) = extra {
-        headers.push(header(name, value));
-    }
-    let response = Response::new(
-        StatusCode(code),
-        headers,
-        body.as_bytes(),
-        Some(body.len()),
-        None,
-    );
-    request.respond(response)
-}
-
-/// Writes the whole answer ourselves, with `Connection: close`: tiny_http's `Response` drops
-/// any `Connection` header it is given, and a client must learn that this answer is the
-/// connection's last before it sends another request on it.
-fn respond_closing(
-    request: Request,
-    code: u16,
-    content_type: &str,
-    body: &str,
-    extra: Option<(&str, &str)>,
-) -> io::Result<()> {
-    use std::fmt::Write as _;
-    use std::io::Write as _;
-    let head_only = *request.method() == Method::Head;
-    let mut head = String::with_capacity(160);
-    let _ = write!(
-        head,
-        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        StatusCode(code).default_reason_phrase(),
-        body.len()
-    );
-    if let Some((name, value)) = extra {
-        let _ = write!(head, "{name}: {value}\r\n");
-    }
-    head.push_str("\r\n");
-    // The writer waits its turn behind answers to earlier pipelined requests, like respond().
-    let mut writer = request.into_writer();
-    let written = writer
-        .write_all(head.as_bytes())
-        .and_then(|()| {
-            if head_only {
-                Ok(())
-            } else {
-                writer.write_all(body.as_bytes())
+    /// Waits in `recv_timeout`, then answers what is waiting, at most [`MAX_DRAIN`] in a row;
+    /// whatever is taken from the queue is answered (a dropped request would go out as a
+    /// bare 500).
+    fn wait(&mut self, until: Instant, numbers: &mut Numbers) -> Result<bool, Error> {
+        let mut next = self
+            .server
+            .recv_timeout(until.saturating_duration_since(Instant::now()));
+        for drained in 1..=MAX_DRAIN {
+            match next {
+                Ok(Some(request)) => self.serve(request, Instant::now(), numbers),
+                Ok(None) => break,
+                Err(e) => {
+                    // tiny_http's accept thread hands over one error and exits: a drain's
+                    // pause, or a port dead for good (then we exit).
+                    self.restarts.accept_failed(&e)?;
+                    break;
+                }
             }
-        })
-        .and_then(|()| writer.flush());
-    // A client that already hung up is not an error, as in tiny_http's own respond().
-    match written {
-        Err(e)
-            if matches!(
-                e.kind(),
-                io::ErrorKind::BrokenPipe
-                    | io::ErrorKind::ConnectionAborted
-                    | io::ErrorKind::ConnectionRefused
-                    | io::ErrorKind::ConnectionReset
-            ) =>
-        {
-            Ok(())
+            if drained == MAX_DRAIN {
+                break;
+            }
+            next = self.server.try_recv();
         }
-        other => other,
+        Ok(true)
+    }
+
+    /// Serving proves the exporter up from the start: requests wait in the listen backlog
+    /// until the loop answers them.
+    fn ready(&self) -> Option<String> {
+        Some(format!("serving on {}", self.address))
+    }
+
+    fn alive(&self, window: Duration, now: Instant) -> bool {
+        self.probe.succeeded_within(window, now)
     }
 }
 
-fn landing_page(telemetry_path: &str) -> String {
-    let mut path = String::new();
-    for c in telemetry_path.chars() {
-        match c {
-            '&' => path.push_str("&amp;"),
-            '<' => path.push_str("&lt;"),
-            '>' => path.push_str("&gt;"),
-            '"' => path.push_str("&quot;"),
-            c => path.push(c),
+impl Http {
+    /// Answers one request: the self-probe's, one with a body we refuse, or a client's.
+    fn serve(&mut self, request: tiny_http::Request, now: Instant, numbers: &mut Numbers) {
+        let peer = request.remote_addr().copied();
+        self.guard.request_from(peer, now);
+        self.restarts.served(peer, now);
+        let is_probe = server::header_value(&request, probe::HEADER)
+            .is_some_and(|token| self.probe.answer(token, now).is_some());
+        if is_probe {
+            self.guard.probe_from(peer);
+            numbers.metrics().set_self_probe(true);
+            server::answer_probe(request);
+            return;
         }
-    }
-    format!(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>widget-exporter</title></head>\n\
-         <body>\n<h1>widget-exporter</h1>\n\
-         <p>Version {version}. A Prometheus exporter for a simulated widget-processing service.</p>\n\
-         <ul>\n<li><a href=\"{path}\">{path}</a>: metrics</li>\n<li><a href=\"/-/healthy\">/-/healthy</a>: health</li>\n</ul>\n\
-         </body>\n</html>\n",
-        version = env!("CARGO_PKG_VERSION"),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes() {
-        use Route::*;
-        let get = Method::Get;
-        for (method, target, want) in [
-            (&get, "/metrics", Telemetry),
-            (&Method::Head, "/metrics", Telemetry),
-            (&get, "/metrics?x=1", Telemetry),
-            (&get, "/metrics#frag", Telemetry),
-            (&get, "http://host:8000/metrics", Telemetry),
-            (&get, "http://host", Landing),
-            (&get, "/", Landing),
-            (&get, "/-/healthy", Healthy),
-            (&get, "/metrics/", NotFound),
-            (&get, "/METRICS", NotFound),
-            (&get, "", NotFound),
-            (&get, "*", NotFound),
-            (&get, "/a?b=http://c/metrics", NotFound),
-            (&Method::Post, "/metrics", MethodNotAllowed),
-            (&Method::Options, "/", MethodNotAllowed),
-            (&Method::Delete, "/-/healthy", MethodNotAllowed),
-            (&Method::Post, "/nope", NotFound),
-        ] {
-            assert_eq!(route(method, target, "/metrics"), want, "{method} {target}");
+        self.guard.note_activity(now);
+        if let Some(unread) = body::unread(&request) {
+            body::reject(request, unread, &mut self.guard, numbers.metrics(), now);
+        } else if self.guard.is_shut(peer) {
+            // Pipelined behind a request that got its connection cut: the answer could not
+            // be delivered, so do not render it. (Dropping answers 500 into a closed socket.)
+            drop(request);
+        } else {
+            // Each scrape sees the source as of now, not as of the last wake-up.
+            numbers.step(now);
+            let metrics = numbers.metrics();
+            if self.site.handle(request, metrics, self.probe.last_error()) {
+                // The client stopped reading: one bounded stall, then no more.
+                self.guard.cut(
+                    peer,
+                    Shutdown::Both,
+                    CloseReason::WriteTimeout,
+                    now,
+                    metrics,
+                );
+            }
         }
-        assert_eq!(route(&get, "/custom", "/custom"), Telemetry);
-        assert_eq!(route(&get, "/metrics", "/custom"), NotFound);
-    }
-
-    #[test]
-    fn landing_page_escapes_the_path() {
-        let page = landing_page("/a<b>\"&");
-        assert!(page.contains("href=\"/a&lt;b&gt;&quot;&amp;\""));
-        assert!(page.contains(env!("CARGO_PKG_VERSION")));
     }
 }

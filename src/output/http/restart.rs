@@ -5,7 +5,7 @@
 //!
 //! A restart in place sheds what tiny_http can leak but never free: connections stuck inside
 //! it (an `HTTP/2.0` request line deadlocks its connection thread; a request announcing a
-//! body over [`server::SAFE_DRAIN`] is answered and then deliberately leaked, because
+//! body over [`body::SAFE_DRAIN`] is answered and then deliberately leaked, because
 //! tiny_http would allocate the whole announced length to discard it) and memory a
 //! connection flood left behind. Stuck connections are a client's doing and are always
 //! cured by a restart, so they never lead to an exit, however often they come. A memory
