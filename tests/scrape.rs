@@ -277,7 +277,7 @@ fn json_logs_and_debug_requests() {
         "{log}"
     );
     assert!(
-        log.contains("\"msg\":\"request\"") && log.contains("\"code\":\"404\""),
+        log.contains("\"msg\":\"request\"") && log.contains("\"code\":404"),
         "{log}"
     );
 }

@@ -21,7 +21,7 @@ use crate::error::Error;
 use crate::host::clock;
 use crate::log;
 use crate::metrics::render::{render, Format};
-use crate::output::{Numbers, Opening, Output};
+use crate::output::kind::{Numbers, Opening, Output};
 
 /// node_exporter runs as another user and must read the file; the unit's `UMask=0077` alone
 /// would leave it 0600.

@@ -23,7 +23,7 @@ use crate::host::process::ProcessReader;
 use crate::host::sys;
 use crate::log;
 use crate::metrics::CloseReason;
-use crate::output::{Numbers, Opening, Output};
+use crate::output::kind::{Numbers, Opening, Output};
 
 use self::guard::Guard;
 use self::probe::SelfProbe;

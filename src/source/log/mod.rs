@@ -5,9 +5,9 @@
 
 pub mod check;
 pub mod classify;
+pub(crate) mod config;
 pub mod files;
 pub mod labels;
-pub(crate) mod config;
 pub mod tail;
 pub mod template;
 
