@@ -1,6 +1,9 @@
 //! Everything that talks to the operating system: [`sys`] (all `unsafe`), [`process`]
-//! (`/proc`), [`systemd`] (sd_notify, socket activation, the printed units).
+//! (`/proc`), [`systemd`] (sd_notify, socket activation); and what an operator installs
+//! beside the binary: [`units`] (the printed units and alerting rules) and the Grafana dashboard
+//! (the Grafana dashboard).
 
 pub mod process;
 pub mod sys;
 pub mod systemd;
+pub mod units;
