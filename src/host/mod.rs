@@ -1,8 +1,9 @@
 //! Everything that talks to the operating system: [`sys`] (all `unsafe`), [`process`]
 //! (`/proc`), [`systemd`] (sd_notify, socket activation); and what an operator installs
-//! beside the binary: [`units`] (the printed units and alerting rules) and the Grafana dashboard
+//! beside the binary: [`units`] (the printed units and alerting rules) and [`dashboard`]
 //! (the Grafana dashboard).
 
+pub mod dashboard;
 pub mod process;
 pub mod sys;
 pub mod systemd;
