@@ -395,7 +395,13 @@ fn variables() -> Vec<Json> {
             ("multi", Json::Bool(all)),
             ("name", s(name)),
             ("options", Json::Array(vec![])),
-            ("query", obj(vec![("query", s(query)), ("refId", s(name))])),
+            (
+                "query",
+                obj(vec![
+                    ("query", s(query)),
+                    ("refId", s("StandardVariableQuery")),
+                ]),
+            ),
             ("refresh", n(2)),
             ("regex", s("")),
             ("sort", n(1)),

@@ -444,10 +444,12 @@ mod tests {
     }
 
     #[test]
-    fn both_service_units_hide_tmp_and_home() {
+    fn both_service_units_hide_tmp_and_home_and_cap_tasks() {
         for unit in [SERVICE_UNIT, LEGACY_SERVICE_UNIT] {
             assert_eq!(last_setting(unit, "PrivateTmp"), Some("yes"));
             assert_eq!(last_setting(unit, "ProtectHome"), Some("yes"));
+            // Above the guard's 300 threads, so the guard sheds first.
+            assert_eq!(last_setting(unit, "TasksMax"), Some("512"));
         }
     }
 
