@@ -162,7 +162,7 @@ pub fn alert_rules(thresholds: &Thresholds) -> String {
 
 /// Each place a threshold appears in [`ALERT_RULES`], spelled with the defaults, and how it
 /// reads with `t`.
-fn threshold_spots(t: &Thresholds) -> [(&'static str, String); 7] {
+fn threshold_spots(t: &Thresholds) -> [(&'static str, String); 9] {
     let percent = {
         // Rounded so that 0.1 reads 10%, not 10.000000000000002%.
         let p = (t.failure_ratio * 100.0 * 1e6).round() / 1e6;
@@ -174,6 +174,20 @@ fn threshold_spots(t: &Thresholds) -> [(&'static str, String); 7] {
             format!(
                 "widget_last_processed_timestamp_seconds > {}\n",
                 seconds(t.idle_after)
+            ),
+        ),
+        (
+            "max_over_time(widgets_processed_total[5m]) == 0\n",
+            format!(
+                "max_over_time(widgets_processed_total[{}]) == 0\n",
+                promql_duration(t.idle_after)
+            ),
+        ),
+        (
+            "widgets_processed_total offset 5m\n",
+            format!(
+                "widgets_processed_total offset {}\n",
+                promql_duration(t.idle_after)
             ),
         ),
         (
@@ -206,6 +220,16 @@ fn threshold_spots(t: &Thresholds) -> [(&'static str, String); 7] {
 /// A duration as a PromQL number of seconds: `300`, `1`, `0.45`.
 fn seconds(d: Duration) -> String {
     format!("{}", d.as_secs_f64())
+}
+
+/// A duration as PromQL writes one: `5m`, `1h30m`, `2500ms` (whole milliseconds; it has
+/// no fractions).
+fn promql_duration(d: Duration) -> String {
+    if d.subsec_nanos() == 0 {
+        human(d)
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 /// A duration as people write it: `5m`, `1h30m`, `1s`, `1.5s`, `450ms`.
@@ -397,6 +421,8 @@ mod tests {
         });
         for want in [
             "widget_last_processed_timestamp_seconds > 5400\n",
+            "max_over_time(widgets_processed_total[1h30m]) == 0\n",
+            "widgets_processed_total offset 1h30m\n",
             "{{ $labels.instance }} for over 1h30m\n",
             "rate(widgets_processed_total[5m]) > 0.025)",
             "More than 2.5% of widgets fail",
@@ -413,6 +439,8 @@ mod tests {
             ") > 1\n",
             "threshold 1s",
             "over 5m",
+            "[5m]) == 0",
+            "offset 5m",
         ] {
             assert!(!rules.contains(gone), "{gone:?} left in\n{rules}");
         }
@@ -441,6 +469,8 @@ mod tests {
                 "{d:?}"
             );
         }
+        assert_eq!(promql_duration(Duration::from_secs(300)), "5m");
+        assert_eq!(promql_duration(Duration::from_millis(2500)), "2500ms");
     }
 
     #[test]
