@@ -278,7 +278,7 @@ const ROWS: &[(&str, &[Panel])] = &[
                     "sum by (instance) (rate(widget_exporter_log_label_overflow_total{@}[$__rate_interval]))",
                     "{{instance}}",
                 )],
-                "Matched lines per second whose label set did not fit under the series cap (log source with {label:NAME}).",
+                "Log lines per second whose label set found no room under the series cap (log source with {label:NAME} in a template).",
             ),
             panel(
                 "Resident memory",
@@ -366,18 +366,20 @@ fn panels() -> Vec<Json> {
         ]));
         id += 1;
         y += 1;
-        let mut x = 0;
+        // Panels fill a line left to right; the next line starts below the tallest.
+        let (mut x, mut line_height) = (0, 0);
         for p in *row_panels {
             let height = if p.kind == Kind::Stat { 5 } else { 8 };
             if x + p.width > 24 {
-                x = 0;
-                y += 8;
+                (x, y) = (0, y + line_height);
+                line_height = 0;
             }
             panels.push(panel_json(p, id, grid(x, y, p.width, height)));
             id += 1;
             x += p.width;
+            line_height = line_height.max(height);
         }
-        y += 8;
+        y += line_height;
     }
     panels
 }

@@ -13,8 +13,8 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
 use std::time::Duration;
 
-// The printed units moved to `units`; these names keep the binary's callers building until
-// they name `units` themselves.
+// The printed units belong to `units`; `main.rs` still names them here. Delete this line
+// once it names `units`.
 #[doc(hidden)]
 pub use crate::host::units::{
     allow_writes, fill_args, socket_unit, with_log_access, LEGACY_SERVICE_UNIT, SERVICE_UNIT,
