@@ -1,12 +1,11 @@
 //! The exporter's side of the systemd contract, with std alone: `sd_notify` datagrams
-//! (`READY=1`, `STATUS=…`, `WATCHDOG=1`, `STOPPING=1`), the watchdog settings, the
-//! socket-activation environment, and the unit files shipped in `src/host/units/`. It reads
-//! values handed to it and never the environment itself, so everything but the socket is
-//! pure. It must not touch HTTP, metrics or the loop: `app` decides when to notify and what
-//! to do with an adopted socket.
+//! (`READY=1`, `STATUS=…`, `WATCHDOG=1`, `STOPPING=1`), the watchdog settings and the
+//! socket-activation environment. It reads values handed to it and never the environment
+//! itself, so everything but the socket is pure. It must not touch HTTP, metrics or the
+//! loop: `app` decides when to notify and what to do with an adopted socket. The unit files
+//! an operator installs are [`units`](crate::host::units)' business.
 
 use std::ffi::OsStr;
-use std::fmt::Write as _;
 use std::io;
 use std::os::linux::net::SocketAddrExt as _;
 use std::os::unix::ffi::OsStrExt as _;
@@ -14,17 +13,12 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
 use std::time::Duration;
 
-/// The service unit for systemd ≥ 239, with `@ARGS@` where the flags go (see [`fill_args`]).
-pub const SERVICE_UNIT: &str = include_str!("units/widget-exporter.service");
-
-/// The service unit for systemd < 239 (219 and later), with `@ARGS@` where the flags go.
-pub const LEGACY_SERVICE_UNIT: &str = include_str!("units/widget-exporter-legacy.service");
-
-/// The socket unit (`ListenStream=8000`) that the service adopts when both are enabled.
-pub const SOCKET_UNIT: &str = include_str!("units/widget-exporter.socket");
-
-/// The placeholder in the service units that [`fill_args`] replaces.
-pub const ARGS_PLACEHOLDER: &str = "@ARGS@";
+// The printed units belong to `units`; `main.rs` still names them here. Delete this line
+// once it names `units`.
+#[doc(hidden)]
+pub use crate::host::units::{
+    allow_writes, fill_args, socket_unit, with_log_access, LEGACY_SERVICE_UNIT, SERVICE_UNIT,
+};
 
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: std::os::fd::RawFd = 3;
@@ -140,101 +134,6 @@ fn parse_decimal(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
-}
-
-/// Returns `unit` with [`ARGS_PLACEHOLDER`] replaced by `args`, each quoted so systemd's
-/// `ExecStart=` parser hands the exporter exactly these strings.
-///
-/// `%` (unit specifiers) and `$` (environment expansion) are doubled everywhere; words
-/// with whitespace, quotes, backslashes, control characters or nothing at all are put in
-/// double quotes with C escapes. With no args the placeholder becomes empty, leaving a
-/// trailing space that the unit parser strips.
-#[must_use]
-pub fn fill_args<S: AsRef<str>>(unit: &str, args: &[S]) -> String {
-    let mut quoted = String::new();
-    for (i, arg) in args.iter().enumerate() {
-        if i > 0 {
-            quoted.push(' ');
-        }
-        push_exec_word(&mut quoted, arg.as_ref());
-    }
-    unit.replace(ARGS_PLACEHOLDER, &quoted)
-}
-
-/// Returns a service `unit` given the lines the log source needs to read its log as the
-/// unit's user: `SupplementaryGroups=` with the group (by number) of a log only that group
-/// may read, else a commented example.
-#[must_use]
-pub fn with_log_access(unit: &str, gid: Option<u32>) -> String {
-    let group = gid.map_or_else(
-        || "#SupplementaryGroups=adm".to_owned(),
-        |g| format!("SupplementaryGroups={g}"),
-    );
-    unit.replacen(
-        "[Service]\n",
-        &format!(
-            "[Service]\n\
-             # Log source: the log is read as User= below, in none of the log's groups. A log only\n\
-             # its group may read (Debian's /var/log files are root:adm 0640) needs that group\n\
-             # (name or number); ProtectHome= and PrivateTmp= hide /home, /root and /tmp, so keep\n\
-             # the log elsewhere (under /var/log). Reading needs no other privilege.\n{group}\n"
-        ),
-        1,
-    )
-}
-
-/// Returns [`SOCKET_UNIT`] listening on `listen_stream` instead of port 8000.
-///
-/// `listen_stream` is spelled as `ListenStream=` wants it: a port (`8000`, all addresses),
-/// `127.0.0.1:8000` or `[::1]:8000`. systemd resolves no host names, so `localhost` must
-/// already be an address.
-#[must_use]
-pub fn socket_unit(listen_stream: &str) -> String {
-    SOCKET_UNIT.replace(
-        "\nListenStream=8000\n",
-        &format!("\nListenStream={listen_stream}\n"),
-    )
-}
-
-/// Returns `unit` allowed to write `dir` and nothing else: `DIRECTIVE=dir` just before its
-/// `ProtectSystem=` line (which makes everything else read-only). The caller refuses what
-/// the unit parser would read differently: whitespace, quotes, backslashes, `%`.
-#[must_use]
-pub fn allow_writes(unit: &str, directive: &str, dir: &str) -> String {
-    let line = format!(
-        "\n# --textfile.path: the one directory it may write.\n{directive}={dir}\nProtectSystem="
-    );
-    unit.replacen("\nProtectSystem=", &line, 1)
-}
-
-/// Appends one `ExecStart=` word that systemd reads back as `word`.
-fn push_exec_word(out: &mut String, word: &str) {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_.,:=/+@%$".contains(c);
-    // A lone ";" once separated commands in ExecStart=; quoting keeps it an argument.
-    let bare = !word.is_empty() && word != ";" && word.chars().all(plain);
-    if !bare {
-        out.push('"');
-    }
-    for c in word.chars() {
-        match c {
-            '%' => out.push_str("%%"),
-            '$' => out.push_str("$$"),
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            c if c.is_control() => {
-                let mut buf = [0u8; 4];
-                for b in c.encode_utf8(&mut buf).bytes() {
-                    write!(out, "\\x{b:02x}").expect("writing to a String cannot fail");
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    if !bare {
-        out.push('"');
-    }
 }
 
 #[cfg(test)]
@@ -375,71 +274,6 @@ mod tests {
             .find_map(|_| notifier.notify("WATCHDOG=1").err())
             .expect("the queue of a reader that never reads fills up");
         assert_eq!(err.kind(), io::ErrorKind::WouldBlock, "{err}");
-    }
-
-    #[test]
-    fn allow_writes_opens_one_directory_in_each_unit() {
-        for (unit, directive, protect) in [
-            (SERVICE_UNIT, "ReadWritePaths", "ProtectSystem=strict"),
-            (
-                LEGACY_SERVICE_UNIT,
-                "ReadWriteDirectories",
-                "ProtectSystem=full",
-            ),
-        ] {
-            let out = allow_writes(unit, directive, "/var/lib/node");
-            let want = format!("\n{directive}=/var/lib/node\n{protect}\n");
-            assert_eq!(out.matches(&want).count(), 1, "{out}");
-            assert_eq!(out.matches("ReadWrite").count(), 1, "{out}");
-            assert_eq!(
-                out.replace(&want, &format!("\n{protect}\n"))
-                    .lines()
-                    .count(),
-                unit.lines().count() + 1
-            );
-        }
-        assert_eq!(
-            allow_writes("[Service]\n", "ReadWritePaths", "/d"),
-            "[Service]\n"
-        );
-    }
-
-    #[test]
-    fn fill_args_quotes_for_exec_start() {
-        let unit = "ExecStart=/usr/local/bin/widget-exporter @ARGS@\n";
-        #[rustfmt::skip]
-        let cases: &[(&[&str], &str)] = &[
-            (&[],                                    "ExecStart=/usr/local/bin/widget-exporter \n"),
-            (&["--web.listen-address=:8000"],        "ExecStart=/usr/local/bin/widget-exporter --web.listen-address=:8000\n"),
-            (&["--a=1", "--b=[::1]:9"],              "ExecStart=/usr/local/bin/widget-exporter --a=1 \"--b=[::1]:9\"\n"),
-            (&["--x=50%"],                           "ExecStart=/usr/local/bin/widget-exporter --x=50%%\n"),
-            (&["--x=$HOME"],                         "ExecStart=/usr/local/bin/widget-exporter --x=$$HOME\n"),
-            (&["a b"],                               "ExecStart=/usr/local/bin/widget-exporter \"a b\"\n"),
-            (&["say \"hi\" \\ 'x'"],                 "ExecStart=/usr/local/bin/widget-exporter \"say \\\"hi\\\" \\\\ 'x'\"\n"),
-            (&["l1\nl2\tt\u{7}"],                    "ExecStart=/usr/local/bin/widget-exporter \"l1\\nl2\\tt\\x07\"\n"),
-            (&["", ";"],                             "ExecStart=/usr/local/bin/widget-exporter \"\" \";\"\n"),
-        ];
-        for &(args, want) in cases {
-            assert_eq!(fill_args(unit, args), want, "{args:?}");
-        }
-    }
-
-    #[test]
-    fn shipped_units_have_one_placeholder_each() {
-        for unit in [SERVICE_UNIT, LEGACY_SERVICE_UNIT] {
-            assert_eq!(unit.matches(ARGS_PLACEHOLDER).count(), 1);
-            assert!(fill_args(unit, &["--web.systemd-socket"])
-                .contains("ExecStart=/usr/local/bin/widget-exporter --web.systemd-socket\n"));
-        }
-        assert!(!SOCKET_UNIT.contains(ARGS_PLACEHOLDER));
-    }
-
-    #[test]
-    fn socket_unit_swaps_the_listen_stream() {
-        assert_eq!(socket_unit("8000"), SOCKET_UNIT);
-        let unit = socket_unit("[::1]:9100");
-        assert_eq!(unit.matches("\nListenStream=").count(), 1);
-        assert!(unit.contains("\nListenStream=[::1]:9100\n"));
     }
 
     /// A temp path unique to this process and test; removed before binding and on drop.
