@@ -4,11 +4,10 @@
 // Counters are printed as exact integers; comparing them exactly is the point.
 #![allow(clippy::float_cmp)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Exporter, KeepAlive, FAST};
+use crate::support;
+use crate::support::{Exporter, KeepAlive, FAST};
 
 const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
 
@@ -216,6 +215,7 @@ fn counters_only_go_up_and_agree() {
 
 #[test]
 fn scrape_is_answered_while_a_long_widget_processes() {
+    let _shared = support::machine_shared();
     let e = Exporter::start(&["--widget.min-duration=20s", "--widget.max-duration=20s"]);
     // The first widget starts at once and takes 20 s of simulated time.
     let body = e.get("/metrics").body;
@@ -284,6 +284,7 @@ fn json_logs_and_debug_requests() {
 
 #[test]
 fn sixteen_busy_keep_alive_clients_get_only_200s() {
+    let _alone = support::machine_alone();
     // Enough back-to-back requests that the loop drains its queue to the cap again and again:
     // a request taken from the queue and then dropped would go out as a bare 500.
     let e = Exporter::start(&[]);

@@ -3,13 +3,12 @@
 //! skips visibly when its tool is absent, and fails instead under
 //! `WIDGET_EXPORTER_REQUIRE_TOOLS=1` (as `.ci/run` sets it).
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::Exporter;
+use crate::support;
+use crate::support::Exporter;
 
 const OM_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0\r\n";
 

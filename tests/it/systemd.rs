@@ -3,8 +3,6 @@
 //! path answers, socket activation through `systemd-socket-activate`, and the printed units
 //! checked by `systemd-analyze verify` and `security`.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
@@ -13,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{binary, run, say, Exporter, TempDir};
+use crate::support;
+use crate::support::{binary, run, say, Exporter, TempDir};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 

@@ -6,8 +6,6 @@
 //! determinism). Bounded by time: 2 s per target, or `WIDGET_EXPORTER_FUZZ_SECS`. A failure
 //! prints the seed; `WIDGET_EXPORTER_FUZZ_SEED=N` replays it.
 
-mod support;
-
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -17,7 +15,8 @@ use widget_exporter::config::{self, format_duration, parse_duration, Command};
 use widget_exporter::host::process;
 use widget_exporter::metrics::render::{negotiate, Format};
 
-use support::{master_seed, Rng};
+use crate::support;
+use crate::support::{master_seed, Rng};
 
 /// Seconds each target runs.
 fn budget() -> Duration {

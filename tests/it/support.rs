@@ -4,14 +4,13 @@
 //! ([`request`], [`KeepAlive`], both on [`read_response`]), outside tools found or visibly
 //! skipped ([`require_tool`]), [`TempDir`], and the seeded [`Rng`] of the property tests.
 //! It asserts nothing about the exporter; the test files do.
-#![allow(dead_code)] // each test crate uses its own subset
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The binary cargo built for integration tests; [`binary`] falls back to it.
@@ -41,6 +40,21 @@ pub fn binary() -> PathBuf {
     };
     SAID.call_once(|| say(&format!("binary under test: {}", path.display())));
     path
+}
+
+/// Tests run two at a time in one process. Those with bars on timing hold the machine shared;
+/// floods and load generators hold it alone, so that their load never skews another test's
+/// timings (two cores).
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// For a test with bars on timing: it may run beside another such test, never beside a flood.
+pub fn machine_shared() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// For a flood or a load generator: nothing else that holds the machine runs meanwhile.
+pub fn machine_alone() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Fast widgets (an event every few milliseconds, so counters move within a test's patience
@@ -273,23 +287,6 @@ pub fn try_request(addr: SocketAddr, raw: &str, timeout: Duration) -> Result<Res
 pub fn request(addr: SocketAddr, raw: &str) -> Response {
     try_request(addr, raw, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("no response to {raw:?}: {e}"))
-}
-
-/// Parses one complete response at the start of `buf` (by `Content-Length`, else all of
-/// it): for bytes read to the end of a connection.
-pub fn parse_response(buf: &[u8]) -> Option<Response> {
-    let end = find(buf, b"\r\n\r\n")?;
-    let (status, headers) = parse_head(&String::from_utf8_lossy(&buf[..end]))?;
-    let rest = &buf[end + 4..];
-    let len = header_in(&headers, "content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(rest.len())
-        .min(rest.len());
-    Some(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&rest[..len]).into_owned(),
-    })
 }
 
 fn parse_head(head: &str) -> Option<(u16, Vec<(String, String)>)> {

@@ -4,12 +4,11 @@
 //! milliseconds); the benchmark prints the real figures. It owns only these cases; hostile
 //! clients and the soak live in their own files.
 
-mod support;
-
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Exporter, KeepAlive};
+use crate::support;
+use crate::support::{Exporter, KeepAlive};
 
 /// Generous: an answer takes milliseconds; a starved connection waited 0.5-2 s before.
 const BOUND: Duration = Duration::from_secs(1);
@@ -18,6 +17,7 @@ const SCRAPE: &str = "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n";
 
 #[test]
 fn a_scrape_is_answered_while_silent_connections_are_open() {
+    let _shared = support::machine_shared();
     for silent in [20, 200] {
         let exporter = Exporter::start(&[]);
         // Opened back to back, and the first scrape right behind them: the burst tiny_http
@@ -46,6 +46,7 @@ fn a_scrape_is_answered_while_silent_connections_are_open() {
 
 #[test]
 fn every_connection_of_a_fresh_burst_is_answered() {
+    let _shared = support::machine_shared();
     for _start in 0..3 {
         let exporter = Exporter::start(&[]);
         // Like wrk -c16: connect all, then a request on each, then read each answer.

@@ -10,9 +10,6 @@
 //! binary). A 3 s burst of the same load runs with every `cargo test`. Loopback only;
 //! bounded by the duration.
 
-mod attack;
-mod support;
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,8 +17,10 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use attack::{usage, Usage, RESTART_MSG};
-use support::{say, Exporter, KeepAlive};
+use crate::attack;
+use crate::attack::{usage, Usage, RESTART_MSG};
+use crate::support;
+use crate::support::{say, Exporter, KeepAlive};
 use widget_exporter::output::http::guard::{MAX_PARKED, POOL_MIN_THREADS};
 
 const CONNECTIONS: usize = 16;
@@ -146,6 +145,7 @@ fn window_max(samples: &[(f64, Usage)], from: f64, to: f64) -> Usage {
 /// serves drops it, and tiny_http answers a dropped request with a 500.)
 #[test]
 fn keep_alive_burst_answers_every_request() {
+    let _alone = support::machine_alone();
     let e = Exporter::start_with(&mut attack::command(&[], &["--log.level=info"]));
     let addr = e.addr;
     let stop = Arc::new(AtomicBool::new(false));
@@ -192,6 +192,7 @@ struct Run {
 #[test]
 #[ignore = "soak: WIDGET_EXPORTER_SOAK_SECS (default 60) of load; run by .ci/run with --include-ignored"]
 fn soak_keep_alive_load_with_hostile_trickle() {
+    let _alone = support::machine_alone();
     let secs: u64 = std::env::var("WIDGET_EXPORTER_SOAK_SECS")
         .ok()
         .and_then(|s| s.parse().ok())

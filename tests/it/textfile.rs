@@ -4,15 +4,14 @@
 //! check metrics` on the file, the flag errors that need a filesystem, sd_notify with HTTP
 //! off, and the printed unit. Skipped visibly without the tools.
 
-mod support;
-
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{request, run, say, Exporter, TempDir, BIN};
+use crate::support;
+use crate::support::{request, run, say, Exporter, TempDir, BIN};
 
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 

@@ -8,8 +8,6 @@
 //! Prometheus is driven over the support layer's raw HTTP client and its JSON is read by string search: the
 //! tests take no dev-dependencies.
 
-mod support;
-
 use std::fmt::Write as _;
 use std::fs::{self, File};
 use std::net::{SocketAddr, TcpListener};
@@ -17,7 +15,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{Exporter, TempDir};
+use crate::support;
+use crate::support::{Exporter, TempDir};
 
 /// Generous: Prometheus usually has everything within ~5 s of starting.
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -4,7 +4,6 @@
 //! lateness the exporter logs at debug. Std only and loopback only: a
 //! user's clone has no attack scripts, so the attacks live here, every loop bounded in count
 //! and time.
-#![allow(dead_code)] // each test crate uses its own subset
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;

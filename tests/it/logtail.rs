@@ -3,15 +3,13 @@
 //! copytruncate), and scrapes count every line exactly. Also partial and long lines, a file
 //! that is missing or unreadable, standard input, and the bad flags. Owns no exporter code.
 
-mod support;
-
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{binary, require_tool, run, say, Exporter, TempDir};
+use crate::support::{binary, require_tool, run, say, Exporter, TempDir};
 
 const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
 const FAILED: &str = "--widget.log.failed=* widget * done status=failed*";

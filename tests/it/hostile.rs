@@ -9,27 +9,22 @@
 //!
 //! Loopback only; every attack is bounded in connections, bytes and seconds.
 
-mod attack;
-mod support;
-
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::sync::{PoisonError, RwLock};
+use std::sync::PoisonError;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use attack::{
+use crate::attack;
+use crate::attack::{
     command, peak, sleep_until, stalls, usage, wait_for, Clock, Monitor, Scrape, Scraper, Usage,
     RESTART_MSG,
 };
-use support::{say, Exporter};
-
-/// Light cases share the machine (two at a time under the default test threads); heavy ones
-/// and the limit cases run alone, so that floods never skew another case's timings.
-static MACHINE: RwLock<()> = RwLock::new(());
+use crate::support;
+use crate::support::{say, Exporter};
 
 const SCRAPE_EVERY: Duration = Duration::from_millis(250);
 /// How long a killer's connections are held open before the attacker leaves.
@@ -238,7 +233,7 @@ fn watched(sample_every: Duration) -> Watched {
 /// Issue 4, row 1: process alive (same PID), every normal scrape answered, loop lateness
 /// < 1 s, and threads/fds back to the baseline within 15 s of the attacker leaving.
 fn killer_case(name: &str) {
-    let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    let _shared = support::machine_shared();
     let k = attack::killer(name);
     let Watched {
         mut e,
@@ -357,7 +352,7 @@ fn kept_alive_scraper(
 /// they were.
 #[test]
 fn a_restart_in_place_costs_no_scrape() {
-    let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    let _shared = support::machine_shared();
     let (mut e, _base) = start(&mut command(&[], &watched_flags()));
     let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
     let (mut conns, _) = attack::send(e.addr, &attack::killer("cl_100g"));
@@ -486,7 +481,7 @@ fn pipelining_client_that_never_reads() {
     const STALL_US: u64 = 100_000;
     const SLOW_SCRAPE: Duration = Duration::from_millis(200);
     const MAX_STALL_US: u64 = 500_000;
-    let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    let _shared = support::machine_shared();
     let (mut e, _base) = start(&mut command(&[], &watched_flags()));
     let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
     let clock = Clock::start();
@@ -580,7 +575,7 @@ const HEAVY_RECOVERY: Duration = Duration::from_secs(10);
 /// Issue 4, row 3: scrapes ≥ 95 % successful during the attack; RSS < 10 MiB and threads
 /// < 20 within 10 s after the attacker stops; peak RSS under the printed unit's `MemoryMax=`.
 fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
-    let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    let _alone = support::machine_alone();
     let Watched {
         mut e,
         base,
@@ -972,7 +967,7 @@ fn fd_limit_128_then_flood() {
     let Some(prlimit) = support::require_tool("prlimit") else {
         return;
     };
-    let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    let _alone = support::machine_alone();
     let wrapper = [prlimit.into_os_string(), OsString::from("--nofile=128:128")];
     limited_flood(
         "fd_limit_128_then_flood",
@@ -1028,7 +1023,7 @@ fn thread_limit_then_flood() {
     // Six threads at rest (main, accept, four tiny_http workers) plus room for scrapes; 400
     // connections want 400 more.
     const PIDS_MAX: u64 = 16;
-    let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    let _alone = support::machine_alone();
     let cg = match PidsCgroup::create(PIDS_MAX) {
         Ok(cg) => cg,
         // Not a missing tool but a host property (containers often mount cgroups read-only,
