@@ -47,17 +47,59 @@ pub fn sleep_until(t: Instant) {
     }
 }
 
-/// Polls `ok` every 100 ms until it holds or `deadline` passes; how long it took.
-pub fn wait_for(deadline: Instant, mut ok: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if ok() {
-            return Some(start.elapsed());
+// ---------------------------------------------------------------------------------------
+// The verdict
+
+/// A case's facts and missed bars: printed as one line, `LABEL PASS|FAIL: fact; fact…`, then
+/// asserted, so that a passing run still shows its figures.
+pub struct Verdict {
+    label: String,
+    facts: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Verdict {
+    /// A verdict printed under `label` (`hostile CASE`, `soak (60 s)`).
+    pub fn new(label: String) -> Verdict {
+        Verdict {
+            label,
+            facts: Vec::new(),
+            failures: Vec::new(),
         }
-        if Instant::now() >= deadline {
-            return None;
+    }
+
+    /// A figure for the printed line.
+    pub fn fact(&mut self, fact: String) {
+        self.facts.push(fact);
+    }
+
+    /// A bar: when `ok` is false, `bar()` says what was missed.
+    pub fn check(&mut self, ok: bool, bar: impl FnOnce() -> String) {
+        if !ok {
+            self.failures.push(bar());
         }
-        thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Prints the line and fails the test with every missed bar and the log's tail.
+    pub fn finish(self, log: &str) {
+        let result = if self.failures.is_empty() {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        support::say(&format!(
+            "{} {result}: {}",
+            self.label,
+            self.facts.join("; ")
+        ));
+        assert!(
+            self.failures.is_empty(),
+            "{}: {} bar(s) missed:\n  - {}\nlog tail:\n{}",
+            self.label,
+            self.failures.len(),
+            self.failures.join("\n  - "),
+            log_tail(log, 30)
+        );
     }
 }
 
@@ -284,10 +326,7 @@ pub fn scrape_once(addr: SocketAddr, timeout: Duration) -> Result<u64, String> {
 
 /// `widgets_processed_total` in an exposition (either format).
 pub fn processed_total(body: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix("widgets_processed_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+    support::sample(body, "widgets_processed_total").map(|v| v as u64)
 }
 
 // ---------------------------------------------------------------------------------------

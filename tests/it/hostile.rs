@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::attack;
 use crate::attack::{
-    command, peak, sleep_until, stalls, usage, wait_for, Clock, Monitor, Scrape, Scraper, Usage,
+    command, peak, sleep_until, stalls, usage, Clock, Monitor, Scrape, Scraper, Usage, Verdict,
     RESTART_MSG,
 };
 use crate::support;
@@ -36,55 +36,6 @@ const MAX_LATENESS_US: u64 = 1_000_000;
 const THREAD_SLACK: u64 = 4;
 const FD_SLACK: u64 = 8;
 const RECOVERY: Duration = Duration::from_secs(15);
-
-/// A case's facts and failed bars; printed as one line, then asserted.
-struct Verdict {
-    case: String,
-    facts: Vec<String>,
-    failures: Vec<String>,
-}
-
-impl Verdict {
-    fn new(case: &str) -> Verdict {
-        Verdict {
-            case: case.to_owned(),
-            facts: Vec::new(),
-            failures: Vec::new(),
-        }
-    }
-
-    fn fact(&mut self, fact: String) {
-        self.facts.push(fact);
-    }
-
-    fn check(&mut self, ok: bool, bar: impl FnOnce() -> String) {
-        if !ok {
-            self.failures.push(bar());
-        }
-    }
-
-    /// Prints the case's line and fails the test with every missed bar and the log's tail.
-    fn finish(self, log: &str) {
-        let result = if self.failures.is_empty() {
-            "PASS"
-        } else {
-            "FAIL"
-        };
-        say(&format!(
-            "hostile {} {result}: {}",
-            self.case,
-            self.facts.join("; ")
-        ));
-        assert!(
-            self.failures.is_empty(),
-            "{}: {} bar(s) missed:\n  - {}\nlog tail:\n{}",
-            self.case,
-            self.failures.len(),
-            self.failures.join("\n  - "),
-            attack::log_tail(log, 30)
-        );
-    }
-}
 
 /// Fast widgets and debug logging, which carries one `msg="widget event" lateness_us=N` line
 /// per widget event.
@@ -250,7 +201,7 @@ fn killer_case(name: &str) {
     let reply = attack::replies(&mut conns);
     drop(conns);
     let left_at = Instant::now();
-    let recovered = wait_for(left_at + RECOVERY, || {
+    let recovered = support::poll_until(RECOVERY, Duration::from_millis(100), || {
         usage(pid).is_some_and(|u| {
             u.threads <= base.threads + THREAD_SLACK && u.fds <= base.fds + FD_SLACK
         })
@@ -263,7 +214,7 @@ fn killer_case(name: &str) {
     let machine = clock.finish();
     let log = e.log();
 
-    let mut v = Verdict::new(name);
+    let mut v = Verdict::new(format!("hostile {name}"));
     v.fact(format!("{} ({} conn)", k.what, k.copies));
     v.fact(format!(
         "reply: {reply}{}",
@@ -379,7 +330,7 @@ fn a_restart_in_place_costs_no_scrape() {
     let scrapes = scraping.finish();
     let log = e.log();
 
-    let mut v = Verdict::new("a_restart_in_place_costs_no_scrape");
+    let mut v = Verdict::new("hostile a_restart_in_place_costs_no_scrape".to_owned());
     v.fact(format!("killer reply: {reply}"));
     let all: Vec<&Scrape> = scrapes.iter().collect();
     common(&mut v, &mut e, &log, &all, true);
@@ -494,7 +445,7 @@ fn pipelining_client_that_never_reads() {
     let machine = clock.finish();
     let log = e.log();
 
-    let mut v = Verdict::new("pipelining_client_that_never_reads");
+    let mut v = Verdict::new("hostile pipelining_client_that_never_reads".to_owned());
     v.fact(format!(
         "sent {} of 20000 pipelined GETs in 10 s{}",
         p.requests_sent,
@@ -587,7 +538,7 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     let attack_at = Instant::now();
     let what = attack(e.addr);
     let stopped_at = Instant::now();
-    let recovered = wait_for(stopped_at + HEAVY_RECOVERY, || {
+    let recovered = support::poll_until(HEAVY_RECOVERY, Duration::from_millis(100), || {
         usage(pid).is_some_and(|u| u.rss_kib < RSS_AFTER_KIB && u.threads < THREADS_AFTER)
     });
     sleep_until(stopped_at + Duration::from_secs(1));
@@ -597,7 +548,7 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     let machine = clock.finish();
     let log = e.log();
 
-    let mut v = Verdict::new(name);
+    let mut v = Verdict::new(format!("hostile {name}"));
     v.fact(what);
     let during: Vec<&Scrape> = scrapes
         .iter()
@@ -907,7 +858,7 @@ fn limited_flood(case: &str, cmd: &mut Command) {
     let scrapes = scraping.finish();
     let log = e.log();
 
-    let mut v = Verdict::new(case);
+    let mut v = Verdict::new(format!("hostile {case}"));
     v.fact(format!(
         "baseline {base}; flood {opened} of {FLOOD_CONNS} connections opened ({failed} failed)"
     ));
@@ -1008,13 +959,13 @@ impl PidsCgroup {
 impl Drop for PidsCgroup {
     fn drop(&mut self) {
         // The exporter is dead by now, but the kernel may release the group a moment later.
-        for _ in 0..40 {
-            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
+        let removed =
+            support::poll_until(Duration::from_secs(2), Duration::from_millis(50), || {
+                std::fs::remove_dir(&self.0).is_ok() || !self.0.exists()
+            });
+        if removed.is_none() {
+            say(&format!("could not remove cgroup {}", self.0.display()));
         }
-        say(&format!("could not remove cgroup {}", self.0.display()));
     }
 }
 

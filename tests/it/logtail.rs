@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{binary, require_tool, run, say, Exporter, TempDir};
+use crate::support;
+use crate::support::{binary, require_tool, run, run_with_stdin, say, Exporter, TempDir};
 
 const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
 const FAILED: &str = "--widget.log.failed=* widget * done status=failed*";
@@ -22,12 +23,6 @@ fn line(i: usize) -> String {
         i % 8,
         100 + i % 400
     )
-}
-
-/// The value of the sample `name` (with its labels, as rendered) in a text exposition.
-fn sample(body: &str, name: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The log source's counts in one scrape.
@@ -47,8 +42,7 @@ struct Counts {
 fn counts(exporter: &Exporter) -> Counts {
     let r = exporter.get("/metrics");
     assert_eq!(r.status, 200, "{}", exporter.log());
-    let v =
-        |name: &str| sample(&r.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", r.body));
+    let v = |name: &str| support::expect_sample(&r.body, name) as u64;
     Counts {
         processed: v("widgets_processed_total"),
         failed: v("widgets_failed_total"),
@@ -64,19 +58,18 @@ fn counts(exporter: &Exporter) -> Counts {
 
 /// Scrapes until `done` holds (the test may wait; the exporter never does), or panics.
 fn wait_for(exporter: &Exporter, what: &str, done: impl Fn(&Counts) -> bool) -> Counts {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut last = None;
+    support::poll(Duration::from_secs(30), Duration::from_millis(20), || {
         let c = counts(exporter);
-        if done(&c) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last counts {c:?}; log:\n{}",
+        last = Some(c);
+        done(&c).then_some(c)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "timed out waiting for {what}; last counts {last:?}; log:\n{}",
             exporter.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        )
+    })
 }
 
 fn start(path: &Path, extra: &[&str]) -> Exporter {
@@ -89,15 +82,7 @@ fn start(path: &Path, extra: &[&str]) -> Exporter {
 /// Waits until the exporter has opened its log: it listens first, then opens the source, and
 /// a line written before that is behind the end it starts from.
 fn following(exporter: Exporter) -> Exporter {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !exporter.log().contains("msg=\"following the log\"") {
-        assert!(
-            Instant::now() < deadline,
-            "never followed the log:\n{}",
-            exporter.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    exporter.wait_for_log("msg=\"following the log\"", Duration::from_secs(20));
     exporter
 }
 
@@ -217,9 +202,7 @@ fn an_unreadable_file_is_reported_and_recovered() {
     } else {
         path.clone()
     };
-    wait_for(&exporter, "a warning", |_| {
-        exporter.log().contains("cannot read the log file")
-    });
+    exporter.wait_for_log("cannot read the log file", Duration::from_secs(30));
     assert_eq!(counts(&exporter).readable, 0);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
@@ -259,9 +242,7 @@ fn standard_input_is_a_stream_whose_end_is_not_fatal() {
         .write_all(b"x widget 7 done status=ok took=5ms")
         .expect("feed");
     drop(stdin);
-    wait_for(&exporter, "end of stream", |_| {
-        exporter.log().contains("end of the log stream")
-    });
+    exporter.wait_for_log("end of the log stream", Duration::from_secs(30));
     let c = counts(&exporter);
     assert_eq!(
         (c.matched, c.readable),
@@ -538,24 +519,6 @@ fn log_mode_exposition_passes_promtool() {
         body.contains("widget_exporter_log_lines_total{result=\"too_long\"} 0"),
         "{body}"
     );
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out, err) = run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &body);
+    assert!(ok, "promtool check metrics:\n{out}{err}\n{body}");
 }

@@ -7,18 +7,9 @@
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{Exporter, KeepAlive, FAST};
+use crate::support::{expect_sample, Exporter, KeepAlive, FAST};
 
 const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
-
-/// The value of an unlabelled (or exactly labelled) sample.
-fn value(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{body}"))
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn text_format_by_default() {
@@ -127,14 +118,14 @@ fn other_routes_and_methods() {
     // Every answer above was counted under its code.
     let body = e.get("/custom").body;
     assert_eq!(
-        value(&body, "widget_exporter_http_requests_total{code=\"404\"}"),
+        expect_sample(&body, "widget_exporter_http_requests_total{code=\"404\"}"),
         2.0
     );
     assert_eq!(
-        value(&body, "widget_exporter_http_requests_total{code=\"405\"}"),
+        expect_sample(&body, "widget_exporter_http_requests_total{code=\"405\"}"),
         1.0
     );
-    assert!(value(&body, "widget_exporter_http_requests_total{code=\"200\"}") >= 4.0);
+    assert!(expect_sample(&body, "widget_exporter_http_requests_total{code=\"200\"}") >= 4.0);
 }
 
 #[test]
@@ -169,14 +160,14 @@ fn counters_only_go_up_and_agree() {
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(150));
         let body = e.get("/metrics").body;
-        let processed = value(&body, "widgets_processed_total");
-        let failed = value(&body, "widgets_failed_total");
-        let count = value(&body, "widget_processing_duration_seconds_count");
-        let inf = value(
+        let processed = expect_sample(&body, "widgets_processed_total");
+        let failed = expect_sample(&body, "widgets_failed_total");
+        let count = expect_sample(&body, "widget_processing_duration_seconds_count");
+        let inf = expect_sample(
             &body,
             "widget_processing_duration_seconds_bucket{le=\"+Inf\"}",
         );
-        let sum = value(&body, "widget_processing_duration_seconds_sum");
+        let sum = expect_sample(&body, "widget_processing_duration_seconds_sum");
         assert_eq!(count, inf);
         assert_eq!(count, processed);
         assert!(failed <= processed);
@@ -186,7 +177,7 @@ fn counters_only_go_up_and_agree() {
         );
         // FAST's 5–10 ms widgets: the histogram puts them all at or under 25 ms.
         assert_eq!(
-            value(
+            expect_sample(
                 &body,
                 "widget_processing_duration_seconds_bucket{le=\"0.025\"}"
             ),
@@ -200,12 +191,12 @@ fn counters_only_go_up_and_agree() {
         "failure ratio 0.5 produced failures: {last:?}"
     );
     let body = e.get("/metrics").body;
-    let avg = value(&body, "average_processing_time_seconds");
+    let avg = expect_sample(&body, "average_processing_time_seconds");
     assert!(
         (0.005..=0.010).contains(&avg),
         "mean of FAST's 5-10 ms widgets: {avg}"
     );
-    let ts = value(&body, "widget_last_processed_timestamp_seconds");
+    let ts = expect_sample(&body, "widget_last_processed_timestamp_seconds");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -219,7 +210,7 @@ fn scrape_is_answered_while_a_long_widget_processes() {
     let e = Exporter::start(&["--widget.min-duration=20s", "--widget.max-duration=20s"]);
     // The first widget starts at once and takes 20 s of simulated time.
     let body = e.get("/metrics").body;
-    assert_eq!(value(&body, "widgets_in_progress"), 1.0);
+    assert_eq!(expect_sample(&body, "widgets_in_progress"), 1.0);
     for _ in 0..3 {
         let t = Instant::now();
         let r = e.get("/metrics");
@@ -227,7 +218,7 @@ fn scrape_is_answered_while_a_long_widget_processes() {
         assert_eq!(r.status, 200);
         // Generous: behaviour (no blocking sleep), not a benchmark.
         assert!(took < Duration::from_secs(2), "scrape took {took:?}");
-        assert_eq!(value(&r.body, "widgets_processed_total"), 0.0);
+        assert_eq!(expect_sample(&r.body, "widgets_processed_total"), 0.0);
     }
     // Nothing has finished, so the window is empty and says so.
     assert!(body.contains("\naverage_processing_time_seconds NaN\n"));
