@@ -190,12 +190,14 @@ impl Monitor {
     }
 }
 
-/// The field-wise peak of the samples taken in `[from, to]`.
-pub fn peak(samples: &[(Instant, Usage)], from: Instant, to: Instant) -> Usage {
+/// The field-wise peak of the samples taken in `[from, to]`, or `None` when there is none
+/// (a bar on a peak of no samples would pass unmeasured).
+pub fn peak(samples: &[(Instant, Usage)], from: Instant, to: Instant) -> Option<Usage> {
     samples
         .iter()
         .filter(|(t, _)| *t >= from && *t <= to)
-        .fold(Usage::default(), |acc, (_, u)| acc.max(*u))
+        .map(|(_, u)| *u)
+        .reduce(Usage::max)
 }
 
 /// A control for timing bars: a thread of the test itself that sleeps 5 ms at a time and

@@ -227,7 +227,7 @@ fn killer_case(name: &str) {
     let all: Vec<&Scrape> = scrapes.iter().collect();
     common(&mut v, &mut e, &log, &all, true);
     lateness(&mut v, &log, Some(MAX_LATENESS_US), machine);
-    let top = peak(&samples, attack_at, Instant::now());
+    let top = peak(&samples, attack_at, Instant::now()).unwrap_or_default();
     v.fact(format!(
         "threads {}→{}→{} fds {}→{}→{}",
         base.threads,
@@ -565,7 +565,8 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     lateness(&mut v, &log, None, machine);
     let top = peak(&samples, attack_at, Instant::now());
     v.fact(format!(
-        "baseline {base}; PEAK {top}; end {}",
+        "baseline {base}; PEAK {}; end {}",
+        top.map_or_else(|| "not sampled".to_owned(), |u| u.to_string()),
         end.map_or_else(|| "gone".to_owned(), |u| u.to_string())
     ));
     v.fact(match recovered {
@@ -578,18 +579,21 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
             end.map_or_else(|| "gone".to_owned(), |u| u.to_string())
         )
     });
-    match memory_max_kib() {
-        Some(cap) => v.check(top.rss_kib < cap, || {
-            format!(
+    let cap = memory_max_kib();
+    v.check(
+        cap.is_some_and(|cap| top.is_some_and(|top| top.rss_kib < cap)),
+        || match (cap, top) {
+            (None, _) => {
+                "the printed unit's MemoryMax= bounds the peak RSS: --print-systemd-unit has no MemoryMax= in K, M or G".to_owned()
+            }
+            (Some(_), None) => "peak RSS under the unit's MemoryMax=: no usage sample during the attack".to_owned(),
+            (Some(cap), Some(top)) => format!(
                 "peak RSS under the unit's MemoryMax= ({} MiB): {:.1} MiB",
                 cap / 1024,
                 top.rss_kib as f64 / 1024.0
-            )
-        }),
-        None => say(&format!(
-            "{name}: no MemoryMax= in --print-systemd-unit; peak RSS not bounded"
-        )),
-    }
+            ),
+        },
+    );
     v.finish(&log);
 }
 
@@ -986,8 +990,9 @@ fn thread_limit_then_flood() {
                 "thread_limit_then_flood: no writable pids cgroup and WIDGET_EXPORTER_REQUIRE_TOOLS=1: {why}"
             );
             say(&format!(
-                "skipped: thread_limit_then_flood: no writable pids cgroup ({why}); prlimit --nproc does not bind root"
+                "thread_limit_then_flood: no writable pids cgroup ({why}); prlimit --nproc does not bind root"
             ));
+            support::skip("no writable pids cgroup");
             return;
         }
     };

@@ -5,6 +5,7 @@
 
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -248,6 +249,42 @@ fn standard_input_is_a_stream_whose_end_is_not_fatal() {
         (c.matched, c.readable),
         (21, 0),
         "the last line, and counters stay"
+    );
+    assert!(
+        exporter.child.try_wait().expect("wait").is_none(),
+        "still running"
+    );
+}
+
+#[test]
+fn a_fifo_is_a_stream_whose_end_is_not_fatal() {
+    /// `O_NONBLOCK` on Linux: opening a FIFO's write end then fails at once when no reader
+    /// holds it, where a plain open would wait for one forever.
+    const O_NONBLOCK: i32 = 0o4000;
+    let Some(mkfifo) = require_tool("mkfifo") else {
+        return;
+    };
+    let dir = TempDir::new("log-fifo");
+    let fifo = dir.join("app.fifo");
+    let (ok, _, err) = run(Command::new(mkfifo).arg(&fifo));
+    assert!(ok, "mkfifo: {err}");
+    let mut exporter = start(&fifo, &[]);
+    let mut writer = OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap_or_else(|e| panic!("the exporter holds no read end: {e}\n{}", exporter.log()));
+    let text: String = (0..20).map(line).collect();
+    writer.write_all(text.as_bytes()).expect("feed");
+    let c = wait_for(&exporter, "20 lines from the FIFO", |c| c.matched == 20);
+    assert_eq!((c.failed, c.readable), (1, 1));
+    drop(writer);
+    exporter.wait_for_log("end of the log stream", Duration::from_secs(30));
+    let c = counts(&exporter);
+    assert_eq!(
+        (c.matched, c.readable),
+        (20, 0),
+        "counters stay at the end of the stream"
     );
     assert!(
         exporter.child.try_wait().expect("wait").is_none(),

@@ -84,6 +84,67 @@ pub fn say(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
+/// Every check skipped so far, by why.
+static SKIPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Skips a check visibly: prints `skipped: WHY` now, and counts it for the line printed when
+/// the test binary exits ([`print_skipped`]). The caller returns without checking.
+pub fn skip(why: &str) {
+    say(&format!("skipped: {why}"));
+    SKIPPED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(why.to_owned());
+}
+
+/// `skipped checks: N (WHY xK, …)`: the last line of `cargo test` (the library has no
+/// doctests to run after this binary), so that a summary that says `ok` also says what it
+/// did not check. Printed by the C library's `atexit`, which runs after libtest's summary,
+/// whether the run passed (main returns) or failed (`process::exit`).
+extern "C" fn print_skipped() {
+    let skipped = SKIPPED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut by_why: Vec<(&str, usize)> = Vec::new();
+    for why in skipped.iter() {
+        match by_why.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, n)) => *n += 1,
+            None => by_why.push((why, 1)),
+        }
+    }
+    let detail = if by_why.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = by_why.iter().map(|(w, n)| format!("{w} x{n}")).collect();
+        format!(" ({})", list.join(", "))
+    };
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "skipped checks: {}{detail}", skipped.len());
+    let _ = out.flush();
+}
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Registers [`print_skipped`] before libtest's main runs.
+extern "C" fn register_print_skipped() {
+    // SAFETY: `atexit` is the C library's own, declared with its C signature; it only stores
+    // the function pointer, a plain `extern "C" fn()` that lives as long as the program.
+    #[allow(unsafe_code)]
+    let failed = unsafe { atexit(print_skipped) } != 0;
+    if failed {
+        say("cannot register the skipped-checks line with atexit");
+    }
+}
+
+// The ELF initialiser list: the dynamic loader (or the static start code) calls every pointer
+// here before main. Test binaries have no other hook that runs before libtest's main.
+// SAFETY: the section holds pointers to `extern "C" fn()` taking no arguments, which is the
+// entry type of `.init_array`; the function only calls `atexit`.
+#[allow(unsafe_code)]
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_PRINT_SKIPPED: extern "C" fn() = register_print_skipped;
+
 /// Finds `name` on `PATH`, quietly: for a tool that only improves a test when present. A
 /// test that needs the tool uses [`require_tool`].
 pub fn tool(name: &str) -> Option<PathBuf> {
@@ -101,7 +162,7 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
             !tools_required(),
             "{name} not found and WIDGET_EXPORTER_REQUIRE_TOOLS=1"
         );
-        say(&format!("skipped: {name} not found"));
+        skip(&format!("{name} not found"));
     }
     found
 }
@@ -125,7 +186,7 @@ pub fn require_prometheus_client() -> Option<PathBuf> {
         "python prometheus_client not found ({}) and WIDGET_EXPORTER_REQUIRE_TOOLS=1",
         python.display()
     );
-    say("skipped: python prometheus_client not found");
+    skip("python prometheus_client not found");
     None
 }
 
