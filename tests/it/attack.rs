@@ -1,9 +1,9 @@
-//! Shared by the reliability suite (`hostile.rs`, `soak.rs`), on top of `support` (which
-//! binary, the HTTP client): the binary behind a wrapper, the single-request killers as
-//! bytes, a scraper with a hard 1 s timeout, `/proc` sampling of the exporter, and the loop
-//! lateness the exporter logs at debug. Std only and loopback only: a
-//! user's clone has no attack scripts, so the attacks live here, every loop bounded in count
-//! and time.
+//! Shared by the reliability suite (`hostile`, `soak`), on top of `support` (which binary,
+//! the HTTP client): the binary behind a wrapper, the single-request killers as bytes, a
+//! scraper with a hard 1 s timeout, `/proc` sampling of the exporter, the loop lateness the
+//! exporter logs at debug, and the [`Verdict`] each case prints and asserts. Std only and
+//! loopback only: a user's clone has no attack scripts, so the attacks live here, every loop
+//! bounded in count and time.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -386,8 +386,8 @@ pub struct Killer {
 
 const GET: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: attacker\r\n";
 
-/// The single-request killers of issue 4, each measured on tiny_http 0.12 to kill, stall or
-/// leak a loop shaped like ours.
+/// The single-request killers: on tiny_http 0.12 each kills, stalls or leaks a loop shaped
+/// like ours unless the exporter contains it (measured).
 pub fn killers() -> Vec<Killer> {
     let get = |extra: &[u8]| [GET, extra].concat();
     let mut big_header = GET.to_vec();

@@ -1,8 +1,8 @@
 //! Bursts of new connections against the real binary: a scrape must not wait behind
 //! connections that tiny_http accepted but gave no thread (its pool queues a burst behind
-//! idle threads; see `src/guard.rs`). Bounds are generous (1 s for what takes a few
-//! milliseconds); the benchmark prints the real figures. It owns only these cases; hostile
-//! clients and the soak live in their own files.
+//! idle threads; the HTTP output's guard rescues them). Bounds are generous (1 s for what
+//! takes a few milliseconds); the benchmark prints the real figures. Hostile clients and the
+//! soak have their own modules.
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use crate::support;
 use crate::support::{Exporter, KeepAlive};
 
-/// Generous: an answer takes milliseconds; a starved connection waited 0.5-2 s before.
+/// Generous: an answer takes milliseconds; a connection left without a thread waits for the
+/// guard's quiet scan, 0.5 to 2 s.
 const BOUND: Duration = Duration::from_secs(1);
 
 const SCRAPE: &str = "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n";

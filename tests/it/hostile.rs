@@ -1,11 +1,11 @@
-//! The reliability bars of issue 4, against the real binary: single requests that killed,
-//! stalled or leaked a loop like ours on tiny_http 0.12, a pipelining client that never
-//! reads, connection floods and a header bomb (heavy: `--include-ignored`), and low fd and
-//! thread limits. Each case starts the exporter with fast widgets and debug logging, scrapes
-//! it on fresh connections every 250 ms with a 1 s timeout while it attacks, and checks what
-//! issue 4 demands; every case prints one `hostile CASE PASS|FAIL: …` line with its numbers,
-//! then fails with every missed bar and the log's tail.
-//! `WIDGET_EXPORTER_BIN=target/release/widget-exporter` attacks the release build.
+//! The reliability bars (the README's "Security and limits"), against the real binary: single
+//! requests that kill, stall or leak a loop like ours on tiny_http 0.12, a pipelining client
+//! that never reads, connection floods and a header bomb (heavy: `--include-ignored`), and
+//! low fd and thread limits. Each case starts the exporter with fast widgets and debug
+//! logging, scrapes it on fresh connections every 250 ms with a 1 s timeout (a Prometheus
+//! server's view) while it attacks, and checks its bars; every case prints one
+//! `hostile CASE PASS|FAIL: …` line with its numbers, then fails with every missed bar and the
+//! log's tail. `WIDGET_EXPORTER_BIN=target/release/widget-exporter` attacks the release build.
 //!
 //! Loopback only; every attack is bounded in connections, bytes and seconds.
 
@@ -29,7 +29,7 @@ use crate::support::{say, Exporter};
 const SCRAPE_EVERY: Duration = Duration::from_millis(250);
 /// How long a killer's connections are held open before the attacker leaves.
 const HOLD: Duration = Duration::from_secs(3);
-/// Issue 4: the loop is never more than this late.
+/// The loop is never more than this late: a second is a scrape timeout's worth.
 const MAX_LATENESS_US: u64 = 1_000_000;
 /// After the attacker leaves, threads and fds return to the baseline plus this, within
 /// [`RECOVERY`] (the scraper's own connection and tiny_http's idle workers need some slack).
@@ -181,7 +181,7 @@ fn watched(sample_every: Duration) -> Watched {
     }
 }
 
-/// Issue 4, row 1: process alive (same PID), every normal scrape answered, loop lateness
+/// A single hostile request: process alive (same PID), every normal scrape answered, loop lateness
 /// < 1 s, and threads/fds back to the baseline within 15 s of the attacker leaving.
 fn killer_case(name: &str) {
     let _shared = support::machine_shared();
@@ -296,7 +296,7 @@ fn kept_alive_scraper(
     (ok, failures, reconnects, decreases)
 }
 
-/// Issue 10, point 3: one request announcing a body over 16 MiB (answered 400, then
+/// One request announcing a body over 16 MiB (answered 400, then
 /// deliberately leaked: see the README's threat table) makes the exporter restart in place
 /// about 10 s later. The drain before the exec must cost no request of a kept-alive scraper
 /// (every 100 ms) nor of the fresh-connection scraper, and the counters go on from where
@@ -424,7 +424,7 @@ fn pipeline(addr: SocketAddr, requests: usize, hold: Duration) -> Pipelined {
     }
 }
 
-/// Issue 4, row 2: at most one stall, of at most 0.5 s (seen in the lateness log and in
+/// A client that pipelines without reading: at most one stall, of at most 0.5 s (seen in the lateness log and in
 /// scrape latencies), then that connection is cut; scrapes keep succeeding.
 #[test]
 fn pipelining_client_that_never_reads() {
@@ -523,7 +523,7 @@ const RSS_AFTER_KIB: u64 = 10 * 1024;
 const THREADS_AFTER: u64 = 20;
 const HEAVY_RECOVERY: Duration = Duration::from_secs(10);
 
-/// Issue 4, row 3: scrapes ≥ 95 % successful during the attack; RSS < 10 MiB and threads
+/// A flood or a bomb: scrapes ≥ 95 % successful during the attack; RSS < 10 MiB and threads
 /// < 20 within 10 s after the attacker stops; peak RSS under the printed unit's `MemoryMax=`.
 fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     let _alone = support::machine_alone();
@@ -818,7 +818,7 @@ fn header_line_200mb_unterminated() {
 // ---------------------------------------------------------------------------------------
 // Low limits: never a silent outage
 
-/// Issue 4, row 4: under a low limit and a flood of 400 idle connections, either every
+/// Under a low limit and a flood of 400 idle connections, either every
 /// scrape keeps succeeding (and the process lives), or the process exits non-zero within
 /// 10 s of the first failed scrape. A process that lives on deaf, or exits 0, fails.
 fn limited_flood(case: &str, cmd: &mut Command) {

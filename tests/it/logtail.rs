@@ -1,4 +1,4 @@
-//! The log source end to end (issue 8): the real binary follows a real file while a writer
+//! The log source end to end: the real binary follows a real file while a writer
 //! in this test appends to it, the real `logrotate` rotates it (rename + create, and
 //! copytruncate), and scrapes count every line exactly. Also partial and long lines, a file
 //! that is missing or unreadable, standard input, and the bad flags. Owns no exporter code.
@@ -16,7 +16,7 @@ use crate::support::{binary, require_tool, run, run_with_stdin, say, Exporter, T
 const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
 const FAILED: &str = "--widget.log.failed=* widget * done status=failed*";
 
-/// One line shaped like issue 8's example; every 20th a failure.
+/// One line shaped like a worker's log line; every 20th a failure.
 fn line(i: usize) -> String {
     let status = if i % 20 == 19 { "failed" } else { "ok" };
     format!(
@@ -490,7 +490,7 @@ fn copytruncate_with_logrotate_counts_exactly_when_the_writer_pauses() {
     assert_eq!(counts(&exporter).matched, (written + 1) as u64);
 }
 
-/// A restart in place (here provoked as in tests/hostile.rs: a request announcing a 100 GB
+/// A restart in place (provoked as in `hostile::a_restart_in_place_costs_no_scrape`: a request announcing a 100 GB
 /// body is answered and deliberately leaked, and the exporter re-executes itself about 10 s
 /// later) carries the read position with the counters: lines written while the new image
 /// starts are neither lost nor counted twice.

@@ -1,4 +1,4 @@
-//! The soak of issue 4: `WIDGET_EXPORTER_SOAK_SECS` (default 60; 600 for the ten-minute run
+//! The soak: `WIDGET_EXPORTER_SOAK_SECS` (default 60; 600 for the ten-minute run
 //! by hand) of 16 kept-alive connections scraping as fast as they can, plus one hostile
 //! request (the single-request killers in turn) every 2 s, while the exporter's RSS, threads
 //! and fds are sampled every second. It must stay the same process, keep RSS flat and fds and
@@ -6,8 +6,8 @@
 //! (a re-exec in place carries the counters over). Every restart in place must cost no
 //! kept-alive request: the soak prints the failures, and the restarts they came with.
 //!
-//! `cargo test --release --test soak -- --ignored` (with `WIDGET_EXPORTER_BIN` for another
-//! binary). A 3 s burst of the same load runs with every `cargo test`. Loopback only;
+//! `cargo test --profile reliability --test it -- --ignored soak::` (with
+//! `WIDGET_EXPORTER_BIN` for another binary). A 3 s burst of the same load runs with every `cargo test`. Loopback only;
 //! bounded by the duration.
 
 use std::collections::BTreeMap;
