@@ -44,9 +44,9 @@ pub fn binary() -> PathBuf {
     path
 }
 
-/// Tests run two at a time in one process. Those with bars on timing hold the machine shared;
-/// floods and load generators hold it alone, so that their load never skews another test's
-/// timings (two cores).
+/// Every module's tests run side by side in this one process (one at a time per core). Those
+/// with bars on timing hold the machine shared; floods and load generators hold it alone, so
+/// that their load never skews another test's timings on a small machine.
 static MACHINE: RwLock<()> = RwLock::new(());
 
 /// For a test with bars on timing: it may run beside another such test, never beside a flood.
