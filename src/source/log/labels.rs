@@ -15,6 +15,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
+use crate::metrics::OVERFLOW_VALUE;
 use crate::source::log::template::{Template, MAX_LABELS, MAX_LABEL_VALUE};
 
 /// Default of `--widget.log.max-series`.
@@ -182,6 +183,19 @@ impl LabelSets {
             self.scratch.extend_from_slice(v.as_bytes());
             self.scratch.push(SEP);
         }
+        // A log that writes the overflow series' own values counts there: a set of its own
+        // would repeat that series in the exposition.
+        if !self.names.is_empty()
+            && values
+                .iter()
+                .take(self.names.len())
+                .all(|v| *v == OVERFLOW_VALUE)
+        {
+            self.overflows += 1;
+            return Series::Overflow {
+                streak_started: false,
+            };
+        }
         let (slot, found) = self.probe();
         if let Some(series) = found {
             return Series::Known(series);
@@ -296,11 +310,17 @@ mod tests {
             (&["failed", "w1"], Series::Known(1)),
             (&["ok", "w1x"], Series::Known(2)),
             (&["ok", "w1", "ignored past the names"], Series::Known(0)),
+            (
+                &[OVERFLOW_VALUE, OVERFLOW_VALUE],
+                Series::Overflow {
+                    streak_started: false,
+                },
+            ),
         ];
         for (i, &(values, want)) in steps.iter().enumerate() {
             assert_eq!(t.lookup(values), want, "step {i}: {values:?}");
         }
-        assert_eq!((t.len(), t.overflows()), (3, 2));
+        assert_eq!((t.len(), t.overflows()), (3, 3));
         assert_eq!(t.values(1).collect::<Vec<_>>(), ["failed", "w1"]);
         assert_eq!(t.values(9).count(), 0, "no such series: no values");
         // Steps with an overflow keep the streak; a minute without one ends it.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use crate::config::SourceFlags;
 use crate::error::Error;
 use crate::log;
-use crate::metrics::{LabelSet, LineResult, Metrics, Rotation, OVERFLOW_VALUE};
+use crate::metrics::{LabelSet, LineResult, Metrics, Rotation};
 use crate::source::kind::{Checked, Families, Kind, Reads, Source, Step};
 use crate::source::log::check::Check;
 use crate::source::log::classify::{Classifier, Line};
@@ -169,11 +169,6 @@ impl Counting<'_> {
             return None;
         }
         let values = &labels[..n];
-        // A log that writes the overflow series' own values counts there: a set of its own
-        // would repeat that series in the exposition.
-        if values.iter().all(|v| *v == OVERFLOW_VALUE) {
-            return Some(LabelSet::Overflow);
-        }
         Some(match self.sets.lookup(values) {
             Series::Known(i) => LabelSet::Admitted(i),
             Series::New(_) => LabelSet::Admitted(self.metrics.admit_label_set(values)),
