@@ -20,7 +20,7 @@ const LINES: Family = family(
 const READABLE: Family = family(
     "widget_exporter_log_readable",
     Kind::Gauge,
-    "1 while the followed log is open and readable, else 0.",
+    "1 while the followed log (for a glob, its directory) is readable, else 0.",
 );
 const ROTATIONS: Family = family(
     "widget_exporter_log_rotations_total",
