@@ -36,6 +36,7 @@ pub(crate) static KIND: Kind<SimConfig, SimConfig> = Kind {
         log: false,
     },
     reads: |_| Reads::Nothing,
+    check: |_| None,
 };
 
 /// How the simulated widget service behaves.
