@@ -45,3 +45,36 @@ fn run(promtool: &Path, args: &[&str], file: &str) {
         String::from_utf8_lossy(&output.stderr),
     );
 }
+
+/// The README's alert table names exactly the rules `--print-alert-rules` prints, so an
+/// operator reading it learns of every rule and of none that does not exist.
+#[test]
+fn readme_lists_every_printed_rule() {
+    let (ok, printed, stderr) =
+        support::run(Command::new(support::binary()).arg("--print-alert-rules"));
+    assert!(ok, "--print-alert-rules failed: {stderr}");
+    let mut printed: Vec<&str> = printed
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .map(str::trim)
+        .collect();
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md is readable");
+    let section = readme
+        .split("\n## Alerts\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("README has an Alerts section");
+    let mut listed: Vec<&str> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    printed.sort_unstable();
+    listed.sort_unstable();
+    assert!(printed.len() >= 9, "too few rules printed: {printed:?}");
+    assert_eq!(
+        listed, printed,
+        "README's alert table against --print-alert-rules"
+    );
+}

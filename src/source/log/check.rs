@@ -326,7 +326,7 @@ unmatched lines (first 3 of 3):
   noise \\u{1b}[31mred\\u{1b}[0m \\xff
   last line without end
 invalid lines (first 2 of 2):
-  the {duration} capture is no duration: x done status=ok took=1.2.3 worker=w-1
+  the {duration} capture is not a duration: x done status=ok took=1.2.3 worker=w-1
   the value of label worker is not valid UTF-8: x done status=failed worker=\\xfe
 ";
         assert_eq!(c.report(), want);

@@ -149,7 +149,7 @@ impl Classifier {
     #[must_use]
     pub(crate) fn reason(&self, why: Why) -> String {
         match why {
-            Why::Duration => "the {duration} capture is no duration".to_owned(),
+            Why::Duration => "the {duration} capture is not a duration".to_owned(),
             Why::Label { name, too_long } => {
                 let name = self.names.get(name).map_or("?", String::as_str);
                 if too_long {
