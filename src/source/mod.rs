@@ -376,6 +376,7 @@ mod tests {
             textfile_interval: S(60),
             log_level: Level::Warn,
             log_format: Format::Json,
+            alert_thresholds: crate::host::units::Thresholds::default(),
         };
         let want = [
             "--web.listen-address=[::1]:9100",
@@ -438,7 +439,20 @@ mod tests {
         assert!(usage
             .lines()
             .all(|l| l.chars().count() <= 100 && l == l.trim_end()));
-        assert!(usage.lines().last().is_some_and(|l| l.contains("README")));
+        // It stands alone: the host that got the binary may have no other file.
+        assert!(
+            !usage.contains("README") && !usage.contains(".md"),
+            "{usage}"
+        );
+        // The log source's required flags are marked, and its template rule is there.
+        for required in ["--widget.log.path=", "--widget.log.finished="] {
+            let line = usage
+                .lines()
+                .find(|l| l.contains(required))
+                .unwrap_or_default();
+            assert!(line.contains("REQUIRED"), "{line}");
+        }
+        assert!(usage.contains("{duration}") && usage.contains("{label:NAME}"));
         // Every flag, in table order, with its default.
         let mut lines = usage.lines();
         for f in config::flags(&tables()) {
@@ -463,6 +477,7 @@ mod tests {
             // checked with the companion given.
             let companion = match f.scope {
                 Scope::Textfile if f.name != "--textfile.path" => Some("--textfile.path=w.prom"),
+                Scope::AlertRules => Some("--print-alert-rules"),
                 _ => None,
             };
             if f.takes == Takes::Value && !f.default.is_empty() {
@@ -472,7 +487,9 @@ mod tests {
                 let mut want = defaults();
                 let mut args = vec![arg.as_str()];
                 if let Some(c) = companion {
-                    want.textfile_path = Some("w.prom".into());
+                    if f.scope == Scope::Textfile {
+                        want.textfile_path = Some("w.prom".into());
+                    }
                     args.push(c);
                 }
                 if log_flags.iter().any(|g| g.name == f.name) {
@@ -490,11 +507,11 @@ mod tests {
                         },
                     );
                 }
-                assert_eq!(
-                    run(&args).ok(),
-                    Some(Command::Run(want)),
-                    "{arg} is not the default"
-                );
+                let want = match f.scope {
+                    Scope::AlertRules => Command::Print(Print::AlertRules, want),
+                    _ => Command::Run(want),
+                };
+                assert_eq!(run(&args).ok(), Some(want), "{arg} is not the default");
             }
             // A row's first cell names the flag, alone or beside its aliases.
             let row = readme

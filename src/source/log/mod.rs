@@ -26,6 +26,10 @@ pub(crate) static KIND: Kind<LogFlags, LogConfig> = Kind {
     flags: SourceFlags {
         name: "log",
         summary: "counted from a log file",
+        about: "a widget-processing service, counted from its log",
+        required: &["--widget.log.path", "--widget.log.finished"],
+        example: config::EXAMPLE,
+        help: config::HELP,
         rows: config::FLAGS,
         validate: config::validate,
     },
@@ -44,6 +48,7 @@ pub(crate) static KIND: Kind<LogFlags, LogConfig> = Kind {
     },
     reads: |config| Reads::Log {
         group: config.reading_group(),
+        path: config.path.clone(),
     },
 };
 
