@@ -29,7 +29,9 @@ const RATE_INTERVAL: &str = "10s";
 
 /// The dashboard as printed; checked to be JSON by python3's reader too when it is there.
 fn dashboard() -> (String, Json) {
-    let text = widget_exporter::host::dashboard::render();
+    let (ok, text, err) =
+        support::run(Command::new(support::binary()).arg("--print-grafana-dashboard"));
+    assert!(ok, "--print-grafana-dashboard: {err}");
     let json = Json::parse(&text).unwrap_or_else(|e| panic!("dashboard: {e}"));
     if let Some(python) = support::tool("python3") {
         let mut child = Command::new(python)

@@ -96,6 +96,12 @@ impl Config {
         self.listen_address != ListenAddress::Off
     }
 
+    /// The chosen source's name, as `--widget.source` takes it.
+    #[must_use]
+    pub fn source_name(&self) -> &'static str {
+        self.source.name()
+    }
+
     /// What the exporter exports with the chosen source, for the landing page and a printed
     /// unit: "a simulated widget-processing service".
     #[must_use]

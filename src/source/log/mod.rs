@@ -83,7 +83,7 @@ impl LogTail {
     ) -> Result<LogTail, Error> {
         let path = &config.path;
         let mut tail = Tail::open(path, start).ok_or_else(|| {
-            Error::Fatal("--widget.log.path names a directory, not a log file".to_owned())
+            Error::Usage("--widget.log.path names a directory, not a log file".to_owned())
         })?;
         if let Some(at) = position.and_then(parse_position) {
             if tail.resume(at) {
