@@ -199,16 +199,20 @@ pub(crate) fn usage(flags: &[Flag], kinds: Kinds) -> String {
             .iter()
             .find(|k| (0..).map_while(|i| k.flag(i)).any(|g| g.name == f.name))
     };
+    // Each kind's flags, and the thresholds of the printed alert rules, under a heading.
     let mut section = None;
     for f in flags {
         let kind = owner(f);
-        let here = kind.map(|k| k.name());
+        let here = match kind {
+            Some(k) => Some(format!("with --widget.source={}:", k.name())),
+            None if f.scope == Scope::AlertRules => Some("with --print-alert-rules:".to_owned()),
+            None => None,
+        };
         if here != section {
-            match kind {
-                Some(k) => {
-                    let _ = writeln!(out, "\nwith --widget.source={}:", k.name());
-                }
-                None => out.push('\n'),
+            out.push('\n');
+            if let Some(heading) = &here {
+                out.push_str(heading);
+                out.push('\n');
             }
             section = here;
         }

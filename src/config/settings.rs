@@ -461,6 +461,51 @@ pub(crate) const AFTER_SOURCES: &[Row<Raw, Config>] = &[
     },
     Row {
         flag: Flag {
+            name: "--print-grafana-dashboard",
+            short: None,
+            takes: Takes::Nothing,
+            syntax: "",
+            default: "",
+            help: "print a Grafana dashboard (JSON) and exit",
+            scope: Scope::Print,
+        },
+        apply: |p, _| print(p, Print::GrafanaDashboard),
+        show: never,
+    },
+    Row {
+        flag: Flag {
+            name: "--help",
+            short: Some("-h"),
+            takes: Takes::Nothing,
+            syntax: "",
+            default: "",
+            help: "print this help and exit",
+            scope: Scope::General,
+        },
+        apply: |p, _| {
+            p.early = Some(Command::Help);
+            Ok(())
+        },
+        show: never,
+    },
+    Row {
+        flag: Flag {
+            name: "--version",
+            short: None,
+            takes: Takes::Nothing,
+            syntax: "",
+            default: "",
+            help: "print the version and exit",
+            scope: Scope::General,
+        },
+        apply: |p, _| {
+            p.early = Some(Command::Version);
+            Ok(())
+        },
+        show: never,
+    },
+    Row {
+        flag: Flag {
             name: "--alert.slow-p90",
             short: None,
             takes: Takes::Value,
@@ -511,51 +556,6 @@ pub(crate) const AFTER_SOURCES: &[Row<Raw, Config>] = &[
                 return Err("must be at least 1s".into());
             }
             p.alert_thresholds.idle_after = d;
-            Ok(())
-        },
-        show: never,
-    },
-    Row {
-        flag: Flag {
-            name: "--print-grafana-dashboard",
-            short: None,
-            takes: Takes::Nothing,
-            syntax: "",
-            default: "",
-            help: "print a Grafana dashboard (JSON) and exit",
-            scope: Scope::Print,
-        },
-        apply: |p, _| print(p, Print::GrafanaDashboard),
-        show: never,
-    },
-    Row {
-        flag: Flag {
-            name: "--help",
-            short: Some("-h"),
-            takes: Takes::Nothing,
-            syntax: "",
-            default: "",
-            help: "print this help and exit",
-            scope: Scope::General,
-        },
-        apply: |p, _| {
-            p.early = Some(Command::Help);
-            Ok(())
-        },
-        show: never,
-    },
-    Row {
-        flag: Flag {
-            name: "--version",
-            short: None,
-            takes: Takes::Nothing,
-            syntax: "",
-            default: "",
-            help: "print the version and exit",
-            scope: Scope::General,
-        },
-        apply: |p, _| {
-            p.early = Some(Command::Version);
             Ok(())
         },
         show: never,
