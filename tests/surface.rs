@@ -362,6 +362,34 @@ fn sigterm_and_sigint_end_with_status_0_and_one_line() {
 }
 
 #[test]
+fn under_systemd_a_stop_says_stopping() {
+    let Some(kill) = support::require_tool("kill") else {
+        return;
+    };
+    let dir = TempDir::new("surface-stopping");
+    let path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .expect("timeout");
+    let mut e = Exporter::start_with(Command::new(binary()).env("NOTIFY_SOCKET", &path));
+    let pid = e.child.id().to_string();
+    let (ok, _, err) = run(Command::new(&kill).args(["-TERM", &pid]));
+    assert!(ok, "kill: {err}");
+    let status = wait_exit(&mut e.child, Duration::from_secs(20));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", e.log());
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert_eq!(
+        got.last().map(String::as_str),
+        Some("STOPPING=1"),
+        "{got:?}"
+    );
+}
+
+#[test]
 fn the_dashboard_is_json() {
     let (code, text, err) = exits(&["--print-grafana-dashboard"]);
     assert_eq!(code, Some(0), "{err}");
