@@ -924,7 +924,12 @@ mod tests {
         let fifo = dir.0.join("fifo");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if !made.is_ok_and(|s| s.success()) {
-            eprintln!("skipped: mkfifo not available");
+            // Like the integration tests: a missing tool fails where CI requires every tool.
+            assert!(
+                std::env::var_os("WIDGET_EXPORTER_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
+                "mkfifo not found and WIDGET_EXPORTER_REQUIRE_TOOLS=1"
+            );
+            eprintln!("skipped: mkfifo not found");
             return;
         }
         let t0 = Instant::now();

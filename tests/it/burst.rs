@@ -1,23 +1,24 @@
 //! Bursts of new connections against the real binary: a scrape must not wait behind
 //! connections that tiny_http accepted but gave no thread (its pool queues a burst behind
-//! idle threads; see `src/guard.rs`). Bounds are generous (1 s for what takes a few
-//! milliseconds); the benchmark prints the real figures. It owns only these cases; hostile
-//! clients and the soak live in their own files.
-
-mod support;
+//! idle threads; the HTTP output's guard rescues them). Bounds are generous (1 s for what
+//! takes a few milliseconds); the benchmark prints the real figures. Hostile clients and the
+//! soak have their own modules.
 
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Exporter, KeepAlive};
+use crate::support;
+use crate::support::{Exporter, KeepAlive};
 
-/// Generous: an answer takes milliseconds; a starved connection waited 0.5-2 s before.
+/// Generous: an answer takes milliseconds; a connection left without a thread waits for the
+/// guard's quiet scan, 0.5 to 2 s.
 const BOUND: Duration = Duration::from_secs(1);
 
 const SCRAPE: &str = "GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n";
 
 #[test]
 fn a_scrape_is_answered_while_silent_connections_are_open() {
+    let _shared = support::machine_shared();
     for silent in [20, 200] {
         let exporter = Exporter::start(&[]);
         // Opened back to back, and the first scrape right behind them: the burst tiny_http
@@ -46,6 +47,7 @@ fn a_scrape_is_answered_while_silent_connections_are_open() {
 
 #[test]
 fn every_connection_of_a_fresh_burst_is_answered() {
+    let _shared = support::machine_shared();
     for _start in 0..3 {
         let exporter = Exporter::start(&[]);
         // Like wrk -c16: connect all, then a request on each, then read each answer.

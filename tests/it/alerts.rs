@@ -2,10 +2,10 @@
 //! templates) and `test rules` (the unit tests in `tests/alerts/`). Skipped, visibly, when
 //! promtool is not installed; failed instead under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use crate::support;
 
 const RULES: &str = "src/host/units/widget-exporter.rules.yml";
 const RULE_TESTS: &str = "tests/alerts/widget-exporter.rules.test.yml";

@@ -1,12 +1,10 @@
 //! The command line of the real binary: help, version, usage errors (exit 2, the flag named,
 //! nothing bound) and runtime errors (exit 1).
 
-mod support;
-
 use std::net::TcpListener;
 use std::process::Command;
 
-use support::{binary, run};
+use crate::support::{binary, run};
 
 #[test]
 fn help_and_version() {

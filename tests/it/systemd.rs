@@ -3,17 +3,16 @@
 //! path answers, socket activation through `systemd-socket-activate`, and the printed units
 //! checked by `systemd-analyze verify` and `security`.
 
-mod support;
-
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use support::{binary, run, say, Exporter, TempDir};
+use crate::support;
+use crate::support::{binary, run, say, Exporter, TempDir};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -156,7 +155,9 @@ fn watchdog_stops_when_the_http_path_dies() {
         e.log()
     );
     // And the exporter said why and exited non-zero rather than idling deaf.
-    let status = wait_exit(&mut e.child, Duration::from_secs(10));
+    let status = support::poll(Duration::from_secs(10), Duration::from_millis(20), || {
+        e.child.try_wait().ok().flatten()
+    });
     assert!(
         status.is_some_and(|s| !s.success()),
         "status {status:?}; log:\n{}",
@@ -166,40 +167,12 @@ fn watchdog_stops_when_the_http_path_dies() {
     drop(conns);
 }
 
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> Option<support::Response> {
-    support::try_request(
-        addr,
-        &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
-        Duration::from_secs(5),
-    )
-    .ok()
-}
-
 #[test]
 fn socket_activation_serves_and_probes_through_the_passed_socket() {
     let Some(activate) = support::require_tool("systemd-socket-activate") else {
         return;
     };
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let mut child = Command::new(activate)
         .args(["-l", &addr.to_string()])
         .arg(binary())
@@ -210,20 +183,17 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut answer = None;
-    while Instant::now() < deadline && answer.is_none() {
-        answer = http_get(addr, "/metrics").filter(|r| r.status == 200);
-        if answer.is_none() {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
+    let get = || support::try_get(addr, "/metrics", Duration::from_secs(5)).ok();
+    let answer = support::poll(Duration::from_secs(10), Duration::from_millis(50), || {
+        get().filter(|r| r.status == 200)
+    });
     // The self-probe goes through the adopted socket too.
-    let mut probed = false;
-    while Instant::now() < deadline && !probed {
-        probed = http_get(addr, "/metrics")
-            .is_some_and(|r| r.body.contains("\nwidget_exporter_self_probe_success 1\n"));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let probed = support::poll_until(
+        deadline.saturating_duration_since(Instant::now()),
+        Duration::from_millis(100),
+        || get().is_some_and(|r| r.body.contains("\nwidget_exporter_self_probe_success 1\n")),
+    )
+    .is_some();
     let _ = child.kill();
     let out = child.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);

@@ -2,7 +2,6 @@
 //! alert rules, the dashboard's queries): started on a loopback port from a temporary
 //! config, killed by its PID when dropped, asked through its HTTP API; and a small JSON
 //! reader for its answers and for the dashboard, since the tests take no dev-dependencies.
-#![allow(dead_code)] // each test crate uses its own subset
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -10,8 +9,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-use crate::support;
 
 /// A Prometheus server; killed when dropped.
 pub struct Prometheus {
@@ -156,7 +153,7 @@ pub fn config(job: &str, targets: &[SocketAddr], rules: &[&str]) -> String {
 
 /// One GET on a fresh connection (`Connection: close`).
 pub fn http_get(addr: SocketAddr, target: &str) -> Result<(u16, String), String> {
-    support::try_request(
+    crate::support::try_request(
         addr,
         &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
         Duration::from_secs(10),

@@ -3,13 +3,11 @@
 //! skips visibly when its tool is absent, and fails instead under
 //! `WIDGET_EXPORTER_REQUIRE_TOOLS=1` (as `.ci/run` sets it).
 
-mod support;
-
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use support::Exporter;
+use crate::support;
+use crate::support::Exporter;
 
 const OM_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0\r\n";
 
@@ -26,27 +24,13 @@ fn exporter() -> Exporter {
     e
 }
 
-fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = format!(
-        "{cmd:?} exited {}\nstdout:\n{}\nstderr:\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+/// Runs `cmd` on `input`: whether it succeeded, and a report of what it printed.
+fn check_with(cmd: &mut Command, input: &str) -> (bool, String) {
+    let (ok, out, err) = support::run_with_stdin(cmd, input);
+    (
+        ok,
+        format!("{cmd:?} ok={ok}\nstdout:\n{out}\nstderr:\n{err}"),
+    )
 }
 
 #[test]
@@ -56,7 +40,7 @@ fn promtool_accepts_the_text_format() {
     };
     let e = exporter();
     let body = e.get("/metrics").body;
-    let (ok, report) = run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &body);
+    let (ok, report) = check_with(Command::new(promtool).args(["check", "metrics"]), &body);
     // promtool exits non-zero on parse errors and on lint problems alike.
     assert!(ok, "{report}\nbody:\n{body}");
 }
@@ -73,7 +57,7 @@ for f in parse(sys.stdin.read()):
 
 fn python_parse(format: &str, body: &str) -> Option<String> {
     let python = support::require_prometheus_client()?;
-    let (ok, report) = run_with_stdin(Command::new(python).args(["-c", PARSE, format]), body);
+    let (ok, report) = check_with(Command::new(python).args(["-c", PARSE, format]), body);
     assert!(ok, "{report}\nbody:\n{body}");
     Some(report)
 }

@@ -4,15 +4,12 @@
 //! site chose still pass `promtool check rules`. Skipped, visibly, without the tools;
 //! failed instead under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`.
 
-mod promapi;
-mod support;
-
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use promapi::{Json, Prometheus};
-use support::{binary, run, say, Exporter, TempDir};
+use crate::promapi::{Json, Prometheus};
+use crate::support::{binary, run, say, Exporter, TempDir};
 
 const JOB: &str = "widget-exporter";
 
@@ -38,7 +35,7 @@ fn alert_names(rules: &str) -> Vec<String> {
 
 #[test]
 fn printed_rules_stay_quiet_against_the_default_simulation() {
-    let Some(bin) = support::require_tool("prometheus") else {
+    let Some(bin) = crate::support::require_tool("prometheus") else {
         return;
     };
     let (ok, rules, err) = run(Command::new(binary()).arg("--print-alert-rules"));
@@ -50,7 +47,7 @@ fn printed_rules_stay_quiet_against_the_default_simulation() {
     let exporter = Exporter::start(&[]);
     let dir = TempDir::new("alerts-fit");
     std::fs::write(dir.join("rules.yml"), &rules).expect("write the rules");
-    let config = promapi::config(JOB, &[exporter.addr], &["rules.yml"]);
+    let config = crate::promapi::config(JOB, &[exporter.addr], &["rules.yml"]);
     let mut prometheus = Prometheus::start(&bin, dir.path(), &config);
     let started = Instant::now();
 
@@ -214,7 +211,7 @@ fn loaded_rules(prometheus: &Prometheus) -> BTreeMap<String, (String, String)> {
 
 #[test]
 fn rules_with_chosen_thresholds_pass_promtool_check() {
-    let Some(promtool) = support::require_tool("promtool") else {
+    let Some(promtool) = crate::support::require_tool("promtool") else {
         return;
     };
     let dir = TempDir::new("alerts-chosen");

@@ -1,22 +1,22 @@
-//! The log source end to end (issue 8): the real binary follows a real file while a writer
+//! The log source end to end: the real binary follows a real file while a writer
 //! in this test appends to it, the real `logrotate` rotates it (rename + create, and
 //! copytruncate), and scrapes count every line exactly. Also partial and long lines, a file
 //! that is missing or unreadable, standard input, and the bad flags. Owns no exporter code.
 
-mod support;
-
 use std::fs::OpenOptions;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{binary, require_tool, run, say, Exporter, TempDir};
+use crate::support;
+use crate::support::{binary, require_tool, run, run_with_stdin, say, Exporter, TempDir};
 
 const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
 const FAILED: &str = "--widget.log.failed=* widget * done status=failed*";
 
-/// One line shaped like issue 8's example; every 20th a failure.
+/// One line shaped like a worker's log line; every 20th a failure.
 fn line(i: usize) -> String {
     let status = if i % 20 == 19 { "failed" } else { "ok" };
     format!(
@@ -24,12 +24,6 @@ fn line(i: usize) -> String {
         i % 8,
         100 + i % 400
     )
-}
-
-/// The value of the sample `name` (with its labels, as rendered) in a text exposition.
-fn sample(body: &str, name: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }
 
 /// The log source's counts in one scrape.
@@ -49,8 +43,7 @@ struct Counts {
 fn counts(exporter: &Exporter) -> Counts {
     let r = exporter.get("/metrics");
     assert_eq!(r.status, 200, "{}", exporter.log());
-    let v =
-        |name: &str| sample(&r.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", r.body));
+    let v = |name: &str| support::expect_sample(&r.body, name) as u64;
     Counts {
         processed: v("widgets_processed_total"),
         failed: v("widgets_failed_total"),
@@ -66,19 +59,18 @@ fn counts(exporter: &Exporter) -> Counts {
 
 /// Scrapes until `done` holds (the test may wait; the exporter never does), or panics.
 fn wait_for(exporter: &Exporter, what: &str, done: impl Fn(&Counts) -> bool) -> Counts {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let mut last = None;
+    support::poll(Duration::from_secs(30), Duration::from_millis(20), || {
         let c = counts(exporter);
-        if done(&c) {
-            return c;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last counts {c:?}; log:\n{}",
+        last = Some(c);
+        done(&c).then_some(c)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "timed out waiting for {what}; last counts {last:?}; log:\n{}",
             exporter.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+        )
+    })
 }
 
 fn start(path: &Path, extra: &[&str]) -> Exporter {
@@ -91,15 +83,7 @@ fn start(path: &Path, extra: &[&str]) -> Exporter {
 /// Waits until the exporter has opened its log: it listens first, then opens the source, and
 /// a line written before that is behind the end it starts from.
 fn following(exporter: Exporter) -> Exporter {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !exporter.log().contains("msg=\"following the log\"") {
-        assert!(
-            Instant::now() < deadline,
-            "never followed the log:\n{}",
-            exporter.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    exporter.wait_for_log("msg=\"following the log\"", Duration::from_secs(20));
     exporter
 }
 
@@ -219,9 +203,7 @@ fn an_unreadable_file_is_reported_and_recovered() {
     } else {
         path.clone()
     };
-    wait_for(&exporter, "a warning", |_| {
-        exporter.log().contains("cannot read the log file")
-    });
+    exporter.wait_for_log("cannot read the log file", Duration::from_secs(30));
     assert_eq!(counts(&exporter).readable, 0);
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(
@@ -261,14 +243,48 @@ fn standard_input_is_a_stream_whose_end_is_not_fatal() {
         .write_all(b"x widget 7 done status=ok took=5ms")
         .expect("feed");
     drop(stdin);
-    wait_for(&exporter, "end of stream", |_| {
-        exporter.log().contains("end of the log stream")
-    });
+    exporter.wait_for_log("end of the log stream", Duration::from_secs(30));
     let c = counts(&exporter);
     assert_eq!(
         (c.matched, c.readable),
         (21, 0),
         "the last line, and counters stay"
+    );
+    assert!(
+        exporter.child.try_wait().expect("wait").is_none(),
+        "still running"
+    );
+}
+
+#[test]
+fn a_fifo_is_a_stream_whose_end_is_not_fatal() {
+    /// `O_NONBLOCK` on Linux: opening a FIFO's write end then fails at once when no reader
+    /// holds it, where a plain open would wait for one forever.
+    const O_NONBLOCK: i32 = 0o4000;
+    let Some(mkfifo) = require_tool("mkfifo") else {
+        return;
+    };
+    let dir = TempDir::new("log-fifo");
+    let fifo = dir.join("app.fifo");
+    let (ok, _, err) = run(Command::new(mkfifo).arg(&fifo));
+    assert!(ok, "mkfifo: {err}");
+    let mut exporter = start(&fifo, &[]);
+    let mut writer = OpenOptions::new()
+        .write(true)
+        .custom_flags(O_NONBLOCK)
+        .open(&fifo)
+        .unwrap_or_else(|e| panic!("the exporter holds no read end: {e}\n{}", exporter.log()));
+    let text: String = (0..20).map(line).collect();
+    writer.write_all(text.as_bytes()).expect("feed");
+    let c = wait_for(&exporter, "20 lines from the FIFO", |c| c.matched == 20);
+    assert_eq!((c.failed, c.readable), (1, 1));
+    drop(writer);
+    exporter.wait_for_log("end of the log stream", Duration::from_secs(30));
+    let c = counts(&exporter);
+    assert_eq!(
+        (c.matched, c.readable),
+        (20, 0),
+        "counters stay at the end of the stream"
     );
     assert!(
         exporter.child.try_wait().expect("wait").is_none(),
@@ -474,7 +490,7 @@ fn copytruncate_with_logrotate_counts_exactly_when_the_writer_pauses() {
     assert_eq!(counts(&exporter).matched, (written + 1) as u64);
 }
 
-/// A restart in place (here provoked as in tests/hostile.rs: a request announcing a 100 GB
+/// A restart in place (provoked as in `hostile::a_restart_in_place_costs_no_scrape`: a request announcing a 100 GB
 /// body is answered and deliberately leaked, and the exporter re-executes itself about 10 s
 /// later) carries the read position with the counters: lines written while the new image
 /// starts are neither lost nor counted twice.
@@ -540,24 +556,6 @@ fn log_mode_exposition_passes_promtool() {
         body.contains("widget_exporter_log_lines_total{result=\"too_long\"} 0"),
         "{body}"
     );
-    let mut child = Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn promtool");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = child.wait_with_output().expect("promtool");
-    assert!(
-        out.status.success(),
-        "promtool check metrics:\n{}{}\n{body}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (ok, out, err) = run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &body);
+    assert!(ok, "promtool check metrics:\n{out}{err}\n{body}");
 }

@@ -1,95 +1,41 @@
-//! The reliability bars of issue 4, against the real binary: single requests that killed,
-//! stalled or leaked a loop like ours on tiny_http 0.12, a pipelining client that never
-//! reads, connection floods and a header bomb (heavy: `--include-ignored`), and low fd and
-//! thread limits. Each case starts the exporter with fast widgets and debug logging, scrapes
-//! it on fresh connections every 250 ms with a 1 s timeout while it attacks, and checks what
-//! issue 4 demands; every case prints one `hostile CASE PASS|FAIL: …` line with its numbers,
-//! then fails with every missed bar and the log's tail.
-//! `WIDGET_EXPORTER_BIN=target/release/widget-exporter` attacks the release build.
+//! The reliability bars (the README's "Security and limits"), against the real binary: single
+//! requests that kill, stall or leak a loop like ours on tiny_http 0.12, a pipelining client
+//! that never reads, connection floods and a header bomb (heavy: `--include-ignored`), and
+//! low fd and thread limits. Each case starts the exporter with fast widgets and debug
+//! logging, scrapes it on fresh connections every 250 ms with a 1 s timeout (a Prometheus
+//! server's view) while it attacks, and checks its bars; every case prints one
+//! `hostile CASE PASS|FAIL: …` line with its numbers, then fails with every missed bar and the
+//! log's tail. `WIDGET_EXPORTER_BIN=target/release/widget-exporter` attacks the release build.
 //!
 //! Loopback only; every attack is bounded in connections, bytes and seconds.
-
-mod attack;
-mod support;
 
 use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus};
-use std::sync::{PoisonError, RwLock};
+use std::sync::PoisonError;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use attack::{
-    command, peak, sleep_until, stalls, usage, wait_for, Clock, Monitor, Scrape, Scraper, Usage,
+use crate::attack;
+use crate::attack::{
+    command, peak, sleep_until, stalls, usage, Clock, Monitor, Scrape, Scraper, Usage, Verdict,
     RESTART_MSG,
 };
-use support::{say, Exporter};
-
-/// Light cases share the machine (two at a time under the default test threads); heavy ones
-/// and the limit cases run alone, so that floods never skew another case's timings.
-static MACHINE: RwLock<()> = RwLock::new(());
+use crate::support;
+use crate::support::{say, Exporter};
 
 const SCRAPE_EVERY: Duration = Duration::from_millis(250);
 /// How long a killer's connections are held open before the attacker leaves.
 const HOLD: Duration = Duration::from_secs(3);
-/// Issue 4: the loop is never more than this late.
+/// The loop is never more than this late: a second is a scrape timeout's worth.
 const MAX_LATENESS_US: u64 = 1_000_000;
 /// After the attacker leaves, threads and fds return to the baseline plus this, within
 /// [`RECOVERY`] (the scraper's own connection and tiny_http's idle workers need some slack).
 const THREAD_SLACK: u64 = 4;
 const FD_SLACK: u64 = 8;
 const RECOVERY: Duration = Duration::from_secs(15);
-
-/// A case's facts and failed bars; printed as one line, then asserted.
-struct Verdict {
-    case: String,
-    facts: Vec<String>,
-    failures: Vec<String>,
-}
-
-impl Verdict {
-    fn new(case: &str) -> Verdict {
-        Verdict {
-            case: case.to_owned(),
-            facts: Vec::new(),
-            failures: Vec::new(),
-        }
-    }
-
-    fn fact(&mut self, fact: String) {
-        self.facts.push(fact);
-    }
-
-    fn check(&mut self, ok: bool, bar: impl FnOnce() -> String) {
-        if !ok {
-            self.failures.push(bar());
-        }
-    }
-
-    /// Prints the case's line and fails the test with every missed bar and the log's tail.
-    fn finish(self, log: &str) {
-        let result = if self.failures.is_empty() {
-            "PASS"
-        } else {
-            "FAIL"
-        };
-        say(&format!(
-            "hostile {} {result}: {}",
-            self.case,
-            self.facts.join("; ")
-        ));
-        assert!(
-            self.failures.is_empty(),
-            "{}: {} bar(s) missed:\n  - {}\nlog tail:\n{}",
-            self.case,
-            self.failures.len(),
-            self.failures.join("\n  - "),
-            attack::log_tail(log, 30)
-        );
-    }
-}
 
 /// Fast widgets and debug logging, which carries one `msg="widget event" lateness_us=N` line
 /// per widget event.
@@ -235,10 +181,10 @@ fn watched(sample_every: Duration) -> Watched {
     }
 }
 
-/// Issue 4, row 1: process alive (same PID), every normal scrape answered, loop lateness
+/// A single hostile request: process alive (same PID), every normal scrape answered, loop lateness
 /// < 1 s, and threads/fds back to the baseline within 15 s of the attacker leaving.
 fn killer_case(name: &str) {
-    let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    let _shared = support::machine_shared();
     let k = attack::killer(name);
     let Watched {
         mut e,
@@ -255,7 +201,7 @@ fn killer_case(name: &str) {
     let reply = attack::replies(&mut conns);
     drop(conns);
     let left_at = Instant::now();
-    let recovered = wait_for(left_at + RECOVERY, || {
+    let recovered = support::poll_until(RECOVERY, Duration::from_millis(100), || {
         usage(pid).is_some_and(|u| {
             u.threads <= base.threads + THREAD_SLACK && u.fds <= base.fds + FD_SLACK
         })
@@ -268,7 +214,7 @@ fn killer_case(name: &str) {
     let machine = clock.finish();
     let log = e.log();
 
-    let mut v = Verdict::new(name);
+    let mut v = Verdict::new(format!("hostile {name}"));
     v.fact(format!("{} ({} conn)", k.what, k.copies));
     v.fact(format!(
         "reply: {reply}{}",
@@ -281,7 +227,7 @@ fn killer_case(name: &str) {
     let all: Vec<&Scrape> = scrapes.iter().collect();
     common(&mut v, &mut e, &log, &all, true);
     lateness(&mut v, &log, Some(MAX_LATENESS_US), machine);
-    let top = peak(&samples, attack_at, Instant::now());
+    let top = peak(&samples, attack_at, Instant::now()).unwrap_or_default();
     v.fact(format!(
         "threads {}→{}→{} fds {}→{}→{}",
         base.threads,
@@ -350,14 +296,14 @@ fn kept_alive_scraper(
     (ok, failures, reconnects, decreases)
 }
 
-/// Issue 10, point 3: one request announcing a body over 16 MiB (answered 400, then
+/// One request announcing a body over 16 MiB (answered 400, then
 /// deliberately leaked: see the README's threat table) makes the exporter restart in place
 /// about 10 s later. The drain before the exec must cost no request of a kept-alive scraper
 /// (every 100 ms) nor of the fresh-connection scraper, and the counters go on from where
 /// they were.
 #[test]
 fn a_restart_in_place_costs_no_scrape() {
-    let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    let _shared = support::machine_shared();
     let (mut e, _base) = start(&mut command(&[], &watched_flags()));
     let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
     let (mut conns, _) = attack::send(e.addr, &attack::killer("cl_100g"));
@@ -384,7 +330,7 @@ fn a_restart_in_place_costs_no_scrape() {
     let scrapes = scraping.finish();
     let log = e.log();
 
-    let mut v = Verdict::new("a_restart_in_place_costs_no_scrape");
+    let mut v = Verdict::new("hostile a_restart_in_place_costs_no_scrape".to_owned());
     v.fact(format!("killer reply: {reply}"));
     let all: Vec<&Scrape> = scrapes.iter().collect();
     common(&mut v, &mut e, &log, &all, true);
@@ -478,7 +424,7 @@ fn pipeline(addr: SocketAddr, requests: usize, hold: Duration) -> Pipelined {
     }
 }
 
-/// Issue 4, row 2: at most one stall, of at most 0.5 s (seen in the lateness log and in
+/// A client that pipelines without reading: at most one stall, of at most 0.5 s (seen in the lateness log and in
 /// scrape latencies), then that connection is cut; scrapes keep succeeding.
 #[test]
 fn pipelining_client_that_never_reads() {
@@ -486,7 +432,7 @@ fn pipelining_client_that_never_reads() {
     const STALL_US: u64 = 100_000;
     const SLOW_SCRAPE: Duration = Duration::from_millis(200);
     const MAX_STALL_US: u64 = 500_000;
-    let _shared = MACHINE.read().unwrap_or_else(PoisonError::into_inner);
+    let _shared = support::machine_shared();
     let (mut e, _base) = start(&mut command(&[], &watched_flags()));
     let scraping = Scraper::start(e.addr, SCRAPE_EVERY);
     let clock = Clock::start();
@@ -499,7 +445,7 @@ fn pipelining_client_that_never_reads() {
     let machine = clock.finish();
     let log = e.log();
 
-    let mut v = Verdict::new("pipelining_client_that_never_reads");
+    let mut v = Verdict::new("hostile pipelining_client_that_never_reads".to_owned());
     v.fact(format!(
         "sent {} of 20000 pipelined GETs in 10 s{}",
         p.requests_sent,
@@ -577,10 +523,10 @@ const RSS_AFTER_KIB: u64 = 10 * 1024;
 const THREADS_AFTER: u64 = 20;
 const HEAVY_RECOVERY: Duration = Duration::from_secs(10);
 
-/// Issue 4, row 3: scrapes ≥ 95 % successful during the attack; RSS < 10 MiB and threads
+/// A flood or a bomb: scrapes ≥ 95 % successful during the attack; RSS < 10 MiB and threads
 /// < 20 within 10 s after the attacker stops; peak RSS under the printed unit's `MemoryMax=`.
 fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
-    let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    let _alone = support::machine_alone();
     let Watched {
         mut e,
         base,
@@ -592,7 +538,7 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     let attack_at = Instant::now();
     let what = attack(e.addr);
     let stopped_at = Instant::now();
-    let recovered = wait_for(stopped_at + HEAVY_RECOVERY, || {
+    let recovered = support::poll_until(HEAVY_RECOVERY, Duration::from_millis(100), || {
         usage(pid).is_some_and(|u| u.rss_kib < RSS_AFTER_KIB && u.threads < THREADS_AFTER)
     });
     sleep_until(stopped_at + Duration::from_secs(1));
@@ -602,7 +548,7 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     let machine = clock.finish();
     let log = e.log();
 
-    let mut v = Verdict::new(name);
+    let mut v = Verdict::new(format!("hostile {name}"));
     v.fact(what);
     let during: Vec<&Scrape> = scrapes
         .iter()
@@ -619,7 +565,8 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     lateness(&mut v, &log, None, machine);
     let top = peak(&samples, attack_at, Instant::now());
     v.fact(format!(
-        "baseline {base}; PEAK {top}; end {}",
+        "baseline {base}; PEAK {}; end {}",
+        top.map_or_else(|| "not sampled".to_owned(), |u| u.to_string()),
         end.map_or_else(|| "gone".to_owned(), |u| u.to_string())
     ));
     v.fact(match recovered {
@@ -632,18 +579,21 @@ fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
             end.map_or_else(|| "gone".to_owned(), |u| u.to_string())
         )
     });
-    match memory_max_kib() {
-        Some(cap) => v.check(top.rss_kib < cap, || {
-            format!(
+    let cap = memory_max_kib();
+    v.check(
+        cap.is_some_and(|cap| top.is_some_and(|top| top.rss_kib < cap)),
+        || match (cap, top) {
+            (None, _) => {
+                "the printed unit's MemoryMax= bounds the peak RSS: --print-systemd-unit has no MemoryMax= in K, M or G".to_owned()
+            }
+            (Some(_), None) => "peak RSS under the unit's MemoryMax=: no usage sample during the attack".to_owned(),
+            (Some(cap), Some(top)) => format!(
                 "peak RSS under the unit's MemoryMax= ({} MiB): {:.1} MiB",
                 cap / 1024,
                 top.rss_kib as f64 / 1024.0
-            )
-        }),
-        None => say(&format!(
-            "{name}: no MemoryMax= in --print-systemd-unit; peak RSS not bounded"
-        )),
-    }
+            ),
+        },
+    );
     v.finish(&log);
 }
 
@@ -868,7 +818,7 @@ fn header_line_200mb_unterminated() {
 // ---------------------------------------------------------------------------------------
 // Low limits: never a silent outage
 
-/// Issue 4, row 4: under a low limit and a flood of 400 idle connections, either every
+/// Under a low limit and a flood of 400 idle connections, either every
 /// scrape keeps succeeding (and the process lives), or the process exits non-zero within
 /// 10 s of the first failed scrape. A process that lives on deaf, or exits 0, fails.
 fn limited_flood(case: &str, cmd: &mut Command) {
@@ -912,7 +862,7 @@ fn limited_flood(case: &str, cmd: &mut Command) {
     let scrapes = scraping.finish();
     let log = e.log();
 
-    let mut v = Verdict::new(case);
+    let mut v = Verdict::new(format!("hostile {case}"));
     v.fact(format!(
         "baseline {base}; flood {opened} of {FLOOD_CONNS} connections opened ({failed} failed)"
     ));
@@ -972,7 +922,7 @@ fn fd_limit_128_then_flood() {
     let Some(prlimit) = support::require_tool("prlimit") else {
         return;
     };
-    let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    let _alone = support::machine_alone();
     let wrapper = [prlimit.into_os_string(), OsString::from("--nofile=128:128")];
     limited_flood(
         "fd_limit_128_then_flood",
@@ -1013,13 +963,13 @@ impl PidsCgroup {
 impl Drop for PidsCgroup {
     fn drop(&mut self) {
         // The exporter is dead by now, but the kernel may release the group a moment later.
-        for _ in 0..40 {
-            if std::fs::remove_dir(&self.0).is_ok() || !self.0.exists() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(50));
+        let removed =
+            support::poll_until(Duration::from_secs(2), Duration::from_millis(50), || {
+                std::fs::remove_dir(&self.0).is_ok() || !self.0.exists()
+            });
+        if removed.is_none() {
+            say(&format!("could not remove cgroup {}", self.0.display()));
         }
-        say(&format!("could not remove cgroup {}", self.0.display()));
     }
 }
 
@@ -1028,7 +978,7 @@ fn thread_limit_then_flood() {
     // Six threads at rest (main, accept, four tiny_http workers) plus room for scrapes; 400
     // connections want 400 more.
     const PIDS_MAX: u64 = 16;
-    let _alone = MACHINE.write().unwrap_or_else(PoisonError::into_inner);
+    let _alone = support::machine_alone();
     let cg = match PidsCgroup::create(PIDS_MAX) {
         Ok(cg) => cg,
         // Not a missing tool but a host property (containers often mount cgroups read-only,
@@ -1040,8 +990,9 @@ fn thread_limit_then_flood() {
                 "thread_limit_then_flood: no writable pids cgroup and WIDGET_EXPORTER_REQUIRE_TOOLS=1: {why}"
             );
             say(&format!(
-                "skipped: thread_limit_then_flood: no writable pids cgroup ({why}); prlimit --nproc does not bind root"
+                "thread_limit_then_flood: no writable pids cgroup ({why}); prlimit --nproc does not bind root"
             ));
+            support::skip("no writable pids cgroup");
             return;
         }
     };

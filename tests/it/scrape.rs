@@ -4,22 +4,12 @@
 // Counters are printed as exact integers; comparing them exactly is the point.
 #![allow(clippy::float_cmp)]
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use support::{Exporter, KeepAlive, FAST};
+use crate::support;
+use crate::support::{expect_sample, Exporter, KeepAlive, TempDir, FAST};
 
 const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1\r\n";
-
-/// The value of an unlabelled (or exactly labelled) sample.
-fn value(body: &str, series: &str) -> f64 {
-    body.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample {series} in:\n{body}"))
-        .parse()
-        .unwrap()
-}
 
 #[test]
 fn text_format_by_default() {
@@ -128,14 +118,14 @@ fn other_routes_and_methods() {
     // Every answer above was counted under its code.
     let body = e.get("/custom").body;
     assert_eq!(
-        value(&body, "widget_exporter_http_requests_total{code=\"404\"}"),
+        expect_sample(&body, "widget_exporter_http_requests_total{code=\"404\"}"),
         2.0
     );
     assert_eq!(
-        value(&body, "widget_exporter_http_requests_total{code=\"405\"}"),
+        expect_sample(&body, "widget_exporter_http_requests_total{code=\"405\"}"),
         1.0
     );
-    assert!(value(&body, "widget_exporter_http_requests_total{code=\"200\"}") >= 4.0);
+    assert!(expect_sample(&body, "widget_exporter_http_requests_total{code=\"200\"}") >= 4.0);
 }
 
 #[test]
@@ -170,14 +160,14 @@ fn counters_only_go_up_and_agree() {
     for _ in 0..5 {
         std::thread::sleep(Duration::from_millis(150));
         let body = e.get("/metrics").body;
-        let processed = value(&body, "widgets_processed_total");
-        let failed = value(&body, "widgets_failed_total");
-        let count = value(&body, "widget_processing_duration_seconds_count");
-        let inf = value(
+        let processed = expect_sample(&body, "widgets_processed_total");
+        let failed = expect_sample(&body, "widgets_failed_total");
+        let count = expect_sample(&body, "widget_processing_duration_seconds_count");
+        let inf = expect_sample(
             &body,
             "widget_processing_duration_seconds_bucket{le=\"+Inf\"}",
         );
-        let sum = value(&body, "widget_processing_duration_seconds_sum");
+        let sum = expect_sample(&body, "widget_processing_duration_seconds_sum");
         assert_eq!(count, inf);
         assert_eq!(count, processed);
         assert!(failed <= processed);
@@ -187,7 +177,7 @@ fn counters_only_go_up_and_agree() {
         );
         // FAST's 5–10 ms widgets: the histogram puts them all at or under 25 ms.
         assert_eq!(
-            value(
+            expect_sample(
                 &body,
                 "widget_processing_duration_seconds_bucket{le=\"0.025\"}"
             ),
@@ -201,12 +191,12 @@ fn counters_only_go_up_and_agree() {
         "failure ratio 0.5 produced failures: {last:?}"
     );
     let body = e.get("/metrics").body;
-    let avg = value(&body, "average_processing_time_seconds");
+    let avg = expect_sample(&body, "average_processing_time_seconds");
     assert!(
         (0.005..=0.010).contains(&avg),
         "mean of FAST's 5-10 ms widgets: {avg}"
     );
-    let ts = value(&body, "widget_last_processed_timestamp_seconds");
+    let ts = expect_sample(&body, "widget_last_processed_timestamp_seconds");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -216,10 +206,11 @@ fn counters_only_go_up_and_agree() {
 
 #[test]
 fn scrape_is_answered_while_a_long_widget_processes() {
+    let _shared = support::machine_shared();
     let e = Exporter::start(&["--widget.min-duration=20s", "--widget.max-duration=20s"]);
     // The first widget starts at once and takes 20 s of simulated time.
     let body = e.get("/metrics").body;
-    assert_eq!(value(&body, "widgets_in_progress"), 1.0);
+    assert_eq!(expect_sample(&body, "widgets_in_progress"), 1.0);
     for _ in 0..3 {
         let t = Instant::now();
         let r = e.get("/metrics");
@@ -227,7 +218,7 @@ fn scrape_is_answered_while_a_long_widget_processes() {
         assert_eq!(r.status, 200);
         // Generous: behaviour (no blocking sleep), not a benchmark.
         assert!(took < Duration::from_secs(2), "scrape took {took:?}");
-        assert_eq!(value(&r.body, "widgets_processed_total"), 0.0);
+        assert_eq!(expect_sample(&r.body, "widgets_processed_total"), 0.0);
     }
     // Nothing has finished, so the window is empty and says so.
     assert!(body.contains("\naverage_processing_time_seconds NaN\n"));
@@ -256,10 +247,25 @@ fn logs_name_the_version_and_settings() {
         log.lines().all(|l| l.starts_with("ts=")),
         "one logfmt line per event:\n{log}"
     );
-    // No per-request lines at the default level.
-    e.get("/metrics");
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(!e.log().contains("msg=request"));
+}
+
+#[test]
+fn no_request_lines_at_the_default_level() {
+    let dir = TempDir::new("scrape-quiet");
+    let out = dir.join("out");
+    std::fs::create_dir(&out).expect("mkdir");
+    let file = out.join("w.prom");
+    let e = Exporter::start(&[
+        &format!("--textfile.path={}", file.display()),
+        "--textfile.interval=50ms",
+    ]);
+    assert_eq!(e.get("/metrics").status, 200);
+    // The loop logs a request (at debug) right after answering it, before it goes on to any
+    // other work. Once the answer is here, a textfile write that fails comes later, so its
+    // warning in the log proves that the request's line would be there too.
+    std::fs::remove_dir_all(&out).expect("remove the textfile's directory");
+    e.wait_for_log("cannot write the textfile", Duration::from_secs(10));
+    assert!(!e.log().contains("msg=request"), "{}", e.log());
 }
 
 #[test]
@@ -269,7 +275,7 @@ fn json_logs_and_debug_requests() {
             .args(["--log.format=json", "--log.level=debug"]),
     );
     e.get("/nope");
-    std::thread::sleep(Duration::from_millis(200));
+    e.wait_for_log("\"msg\":\"request\"", Duration::from_secs(10));
     let log = e.log();
     assert!(
         log.lines()
@@ -284,6 +290,7 @@ fn json_logs_and_debug_requests() {
 
 #[test]
 fn sixteen_busy_keep_alive_clients_get_only_200s() {
+    let _alone = support::machine_alone();
     // Enough back-to-back requests that the loop drains its queue to the cap again and again:
     // a request taken from the queue and then dropped would go out as a bare 500.
     let e = Exporter::start(&[]);

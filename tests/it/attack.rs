@@ -1,10 +1,9 @@
-//! Shared by the reliability suite (`hostile.rs`, `soak.rs`), on top of `support` (which
-//! binary, the HTTP client): the binary behind a wrapper, the single-request killers as
-//! bytes, a scraper with a hard 1 s timeout, `/proc` sampling of the exporter, and the loop
-//! lateness the exporter logs at debug. Std only and loopback only: a
-//! user's clone has no attack scripts, so the attacks live here, every loop bounded in count
-//! and time.
-#![allow(dead_code)] // each test crate uses its own subset
+//! Shared by the reliability suite (`hostile`, `soak`), on top of `support` (which binary,
+//! the HTTP client): the binary behind a wrapper, the single-request killers as bytes, a
+//! scraper with a hard 1 s timeout, `/proc` sampling of the exporter, the loop lateness the
+//! exporter logs at debug, and the [`Verdict`] each case prints and asserts. Std only and
+//! loopback only: a user's clone has no attack scripts, so the attacks live here, every loop
+//! bounded in count and time.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -48,17 +47,59 @@ pub fn sleep_until(t: Instant) {
     }
 }
 
-/// Polls `ok` every 100 ms until it holds or `deadline` passes; how long it took.
-pub fn wait_for(deadline: Instant, mut ok: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if ok() {
-            return Some(start.elapsed());
+// ---------------------------------------------------------------------------------------
+// The verdict
+
+/// A case's facts and missed bars: printed as one line, `LABEL PASS|FAIL: fact; fact…`, then
+/// asserted, so that a passing run still shows its figures.
+pub struct Verdict {
+    label: String,
+    facts: Vec<String>,
+    failures: Vec<String>,
+}
+
+impl Verdict {
+    /// A verdict printed under `label` (`hostile CASE`, `soak (60 s)`).
+    pub fn new(label: String) -> Verdict {
+        Verdict {
+            label,
+            facts: Vec::new(),
+            failures: Vec::new(),
         }
-        if Instant::now() >= deadline {
-            return None;
+    }
+
+    /// A figure for the printed line.
+    pub fn fact(&mut self, fact: String) {
+        self.facts.push(fact);
+    }
+
+    /// A bar: when `ok` is false, `bar()` says what was missed.
+    pub fn check(&mut self, ok: bool, bar: impl FnOnce() -> String) {
+        if !ok {
+            self.failures.push(bar());
         }
-        thread::sleep(Duration::from_millis(100));
+    }
+
+    /// Prints the line and fails the test with every missed bar and the log's tail.
+    pub fn finish(self, log: &str) {
+        let result = if self.failures.is_empty() {
+            "PASS"
+        } else {
+            "FAIL"
+        };
+        support::say(&format!(
+            "{} {result}: {}",
+            self.label,
+            self.facts.join("; ")
+        ));
+        assert!(
+            self.failures.is_empty(),
+            "{}: {} bar(s) missed:\n  - {}\nlog tail:\n{}",
+            self.label,
+            self.failures.len(),
+            self.failures.join("\n  - "),
+            log_tail(log, 30)
+        );
     }
 }
 
@@ -149,12 +190,14 @@ impl Monitor {
     }
 }
 
-/// The field-wise peak of the samples taken in `[from, to]`.
-pub fn peak(samples: &[(Instant, Usage)], from: Instant, to: Instant) -> Usage {
+/// The field-wise peak of the samples taken in `[from, to]`, or `None` when there is none
+/// (a bar on a peak of no samples would pass unmeasured).
+pub fn peak(samples: &[(Instant, Usage)], from: Instant, to: Instant) -> Option<Usage> {
     samples
         .iter()
         .filter(|(t, _)| *t >= from && *t <= to)
-        .fold(Usage::default(), |acc, (_, u)| acc.max(*u))
+        .map(|(_, u)| *u)
+        .reduce(Usage::max)
 }
 
 /// A control for timing bars: a thread of the test itself that sleeps 5 ms at a time and
@@ -285,10 +328,7 @@ pub fn scrape_once(addr: SocketAddr, timeout: Duration) -> Result<u64, String> {
 
 /// `widgets_processed_total` in an exposition (either format).
 pub fn processed_total(body: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix("widgets_processed_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+    support::sample(body, "widgets_processed_total").map(|v| v as u64)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -346,8 +386,8 @@ pub struct Killer {
 
 const GET: &[u8] = b"GET /metrics HTTP/1.1\r\nHost: attacker\r\n";
 
-/// The single-request killers of issue 4, each measured on tiny_http 0.12 to kill, stall or
-/// leak a loop shaped like ours.
+/// The single-request killers: on tiny_http 0.12 each kills, stalls or leaks a loop shaped
+/// like ours unless the exporter contains it (measured).
 pub fn killers() -> Vec<Killer> {
     let get = |extra: &[u8]| [GET, extra].concat();
     let mut big_header = GET.to_vec();

@@ -1,6 +1,6 @@
 //! The renderer, byte for byte: a hand-built snapshot (never RNG output) rendered in both
 //! formats and compared with files under `tests/golden/`. `UPDATE_GOLDEN=1 cargo test --test
-//! golden` rewrites them; review their diff like code.
+//! it golden::` rewrites them; review their diff like code.
 
 use widget_exporter::host::process::ProcessStats;
 use widget_exporter::metrics::render::{render, Format};

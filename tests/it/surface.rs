@@ -4,13 +4,12 @@
 //! print flags (the dashboard, the alert thresholds, the warnings of a printed unit) and the
 //! text that names the source in use.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{binary, run, Exporter, TempDir};
+use crate::promapi::Json;
+use crate::support::{self, binary, run, Exporter, TempDir};
 
 /// Runs the binary with `args` to completion: (exit code, stdout, stderr).
 fn exits(args: &[&str]) -> (Option<i32>, String, String) {
@@ -398,23 +397,7 @@ fn the_dashboard_is_json() {
     for key in ["\"panels\"", "\"templating\"", "\"${datasource}\""] {
         assert!(text.contains(key), "{key}");
     }
-    let Some(python) = support::require_tool("python3") else {
-        return;
-    };
-    let mut child = Command::new(python)
-        .args(["-c", "import json, sys; json.load(sys.stdin)"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run python3");
-    std::io::Write::write_all(&mut child.stdin.take().expect("piped"), text.as_bytes())
-        .expect("feed python3");
-    let out = child.wait_with_output().expect("python3 ends");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    Json::parse(&text).unwrap_or_else(|e| panic!("not JSON: {e}"));
 }
 
 #[test]

@@ -8,16 +8,15 @@
 //! Prometheus is driven over the support layer's raw HTTP client and its JSON is read by string search: the
 //! tests take no dev-dependencies.
 
-mod support;
-
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Exporter, TempDir};
+use crate::support;
+use crate::support::{Exporter, Proc, TempDir};
 
 /// Generous: Prometheus usually has everything within ~5 s of starting.
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -47,9 +46,9 @@ fn prometheus_scrapes_openmetrics_and_sees_the_widgets() {
     let mut prometheus = Prometheus::start(&bin, dir.path(), exporter.addr);
     let mut api = Api::new(prometheus.addr);
 
-    let deadline = started + DEADLINE;
-    let p90 = loop {
-        if let Some(status) = prometheus.exited() {
+    let mut why = String::new();
+    let p90 = support::poll(DEADLINE, POLL, || {
+        if let Some(status) = prometheus.server.exited() {
             fail(
                 &format!("prometheus exited early: {status}"),
                 &api,
@@ -57,22 +56,21 @@ fn prometheus_scrapes_openmetrics_and_sees_the_widgets() {
                 &exporter,
             );
         }
-        match api.all_conditions(exporter.addr) {
-            Ok(p90) => break p90,
-            Err(why) if Instant::now() >= deadline => fail(
-                &format!("after {DEADLINE:?}, still: {why}"),
-                &api,
-                &prometheus,
-                &exporter,
-            ),
-            Err(_) => std::thread::sleep(POLL),
-        }
+        api.all_conditions(exporter.addr).map_err(|e| why = e).ok()
+    });
+    let Some(p90) = p90 else {
+        fail(
+            &format!("after {DEADLINE:?}, still: {why}"),
+            &api,
+            &prometheus,
+            &exporter,
+        )
     };
 
     let log = exporter.log();
     let scrapes: Vec<Vec<(String, String)>> = log
         .lines()
-        .map(logfmt)
+        .map(support::logfmt)
         .filter(|fields| {
             get(fields, "msg") == Some("request")
                 && get(fields, "user_agent").is_some_and(|ua| ua.starts_with("Prometheus/"))
@@ -86,7 +84,7 @@ fn prometheus_scrapes_openmetrics_and_sees_the_widgets() {
     if openmetrics == 0 || formats.iter().any(|f| *f != Some("openmetrics")) {
         let requests: String = log
             .lines()
-            .filter(|l| get(&logfmt(l), "msg") == Some("request"))
+            .filter(|l| get(&support::logfmt(l), "msg") == Some("request"))
             .flat_map(|l| [l, "\n"])
             .collect();
         fail(
@@ -118,7 +116,7 @@ fn fail(what: &str, api: &Api, prometheus: &Prometheus, exporter: &Exporter) -> 
     let _ = write!(
         msg,
         "\n--- Prometheus log, tail ---\n{}\n\n--- exporter log, tail ---\n{}",
-        tail(&fs::read_to_string(&prometheus.log).unwrap_or_default(), 40),
+        tail(&prometheus.server.log(), 40),
         tail(&exporter.log(), 40)
     );
     panic!("{msg}");
@@ -131,9 +129,8 @@ fn tail(text: &str, lines: usize) -> String {
 
 /// A Prometheus server scraping one target every second; killed when dropped.
 struct Prometheus {
-    child: Child,
+    server: Proc,
     addr: SocketAddr,
-    log: PathBuf,
 }
 
 impl Prometheus {
@@ -147,42 +144,22 @@ impl Prometheus {
             ),
         )
         .unwrap_or_else(|e| panic!("cannot write {}: {e}", config.display()));
-        // Another process may take the port between the drop and Prometheus's bind; then
-        // Prometheus exits, and the test reports that with its log.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port");
-        let log = dir.join("prometheus.log");
-        let out =
-            File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone a file handle");
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            // Relative defaults (the query log, console templates) stay in the temp dir.
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        Prometheus { child, addr, log }
-    }
-
-    fn exited(&mut self) -> Option<ExitStatus> {
-        self.child.try_wait().ok().flatten()
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Another process may take the port before Prometheus binds it; then Prometheus
+        // exits, and the test reports that with its log.
+        let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+        let server = Proc::spawn(
+            Command::new(bin)
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                // Relative defaults (the query log, console templates) stay in the temp dir.
+                .current_dir(dir),
+            dir.join("prometheus.log"),
+        );
+        Prometheus { server, addr }
     }
 }
 
@@ -277,9 +254,9 @@ impl Api {
     /// The body of a 200 answer; anything else (Prometheus still starting: refused, 503) is
     /// an `Err` to retry.
     fn get(&mut self, target: &str) -> Result<String, String> {
-        let answer = http_get(self.addr, target);
+        let answer = support::try_get(self.addr, target, Duration::from_secs(10));
         let shown = match &answer {
-            Ok((status, body)) => format!("{status} {body}"),
+            Ok(r) => format!("{} {}", r.status, r.body),
             Err(e) => format!("error: {e}"),
         };
         match self.answers.iter_mut().find(|(t, _)| t == target) {
@@ -287,22 +264,11 @@ impl Api {
             None => self.answers.push((target.to_string(), shown)),
         }
         match answer {
-            Ok((200, body)) => Ok(body),
-            Ok((status, _)) => Err(format!("GET {target}: status {status}")),
+            Ok(r) if r.status == 200 => Ok(r.body),
+            Ok(r) => Err(format!("GET {target}: status {}", r.status)),
             Err(e) => Err(format!("GET {target}: {e}")),
         }
     }
-}
-
-/// One GET on a fresh connection (`Connection: close`); a chunked body is decoded (Go's
-/// server chunks answers it cannot buffer whole).
-fn http_get(addr: SocketAddr, target: &str) -> Result<(u16, String), String> {
-    support::try_request(
-        addr,
-        &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-        Duration::from_secs(10),
-    )
-    .map(|r| (r.status, r.body))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -376,42 +342,7 @@ fn json_array_objects<'a>(json: &'a str, key: &str) -> Vec<&'a str> {
     objects
 }
 
-/// A logfmt line's fields in order; quoted values are unescaped.
-fn logfmt(line: &str) -> Vec<(String, String)> {
-    let mut fields = Vec::new();
-    let mut rest = line.trim();
-    while let Some((key, after)) = rest.split_once('=') {
-        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
-            let mut value = String::new();
-            let mut chars = quoted.char_indices();
-            let mut end = quoted.len();
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '"' => {
-                        end = i + 1;
-                        break;
-                    }
-                    '\\' => match chars.next() {
-                        Some((_, 'n')) => value.push('\n'),
-                        Some((_, 't')) => value.push('\t'),
-                        Some((_, 'r')) => value.push('\r'),
-                        Some((_, c)) => value.push(c),
-                        None => {}
-                    },
-                    c => value.push(c),
-                }
-            }
-            (value, &quoted[end..])
-        } else {
-            let end = after.find(' ').unwrap_or(after.len());
-            (after[..end].to_string(), &after[end..])
-        };
-        fields.push((key.trim().to_string(), value));
-        rest = next.trim_start();
-    }
-    fields
-}
-
+/// The value of `key` among a logfmt line's fields.
 fn get<'a>(fields: &'a [(String, String)], key: &str) -> Option<&'a str> {
     fields
         .iter()
@@ -439,7 +370,7 @@ fn helpers_parse_what_prometheus_and_the_exporter_write() {
     assert_eq!(json_string(objects[1], "health").as_deref(), Some("up"));
     assert_eq!(json_string(objects[1], "lastError").as_deref(), Some(""));
     let line = r#"ts=2026-01-01T00:00:00.000Z level=debug msg=request path=/metrics user_agent="curl x format=text" format=openmetrics"#;
-    let fields = logfmt(line);
+    let fields = support::logfmt(line);
     assert_eq!(get(&fields, "user_agent"), Some("curl x format=text"));
     assert_eq!(get(&fields, "format"), Some("openmetrics"));
     assert_eq!(get(&fields, "msg"), Some("request"));

@@ -6,9 +6,6 @@
 //! test's own reader, and by python3's when there is one). Skipped, visibly, without
 //! Prometheus; failed instead under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`.
 
-mod promapi;
-mod support;
-
 use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -19,8 +16,8 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use promapi::{Json, Prometheus};
-use support::{say, Exporter, TempDir};
+use crate::promapi::{Json, Prometheus};
+use crate::support::{say, Exporter, TempDir};
 
 const JOB: &str = "widget-exporter";
 /// What Grafana puts for `$__rate_interval` with a 1 s scrape interval is 4 s; a little
@@ -29,11 +26,12 @@ const RATE_INTERVAL: &str = "10s";
 
 /// The dashboard as printed; checked to be JSON by python3's reader too when it is there.
 fn dashboard() -> (String, Json) {
-    let (ok, text, err) =
-        support::run(Command::new(support::binary()).arg("--print-grafana-dashboard"));
+    let (ok, text, err) = crate::support::run(
+        Command::new(crate::support::binary()).arg("--print-grafana-dashboard"),
+    );
     assert!(ok, "--print-grafana-dashboard: {err}");
     let json = Json::parse(&text).unwrap_or_else(|e| panic!("dashboard: {e}"));
-    if let Some(python) = support::tool("python3") {
+    if let Some(python) = crate::support::tool("python3") {
         let mut child = Command::new(python)
             .args(["-c", "import json, sys; json.load(sys.stdin)"])
             .stdin(Stdio::piped())
@@ -125,7 +123,7 @@ fn series_names(exposition: &str) -> BTreeSet<String> {
 
 #[test]
 fn every_panel_query_is_valid_and_those_with_families_return_data() {
-    let Some(bin) = support::require_tool("prometheus") else {
+    let Some(bin) = crate::support::require_tool("prometheus") else {
         return;
     };
     let (_, json) = dashboard();
@@ -155,7 +153,7 @@ fn every_panel_query_is_valid_and_those_with_families_return_data() {
     let stop = Arc::new(AtomicBool::new(false));
     let writer = write_log(log.clone(), Arc::clone(&stop));
 
-    let config = promapi::config(JOB, &[sim.addr, logged.addr], &[]);
+    let config = crate::promapi::config(JOB, &[sim.addr, logged.addr], &[]);
     let mut prometheus = Prometheus::start(&bin, dir.path(), &config);
 
     // What the two exporters expose, from their own /metrics.
@@ -204,7 +202,7 @@ fn every_panel_query_is_valid_and_those_with_families_return_data() {
     let instances = prometheus
         .api(&format!(
             "/api/v1/label/instance/values?match[]={}",
-            promapi::url_encode(&format!("widget_exporter_build_info{{job=\"{JOB}\"}}"))
+            crate::promapi::url_encode(&format!("widget_exporter_build_info{{job=\"{JOB}\"}}"))
         ))
         .map(|j| format!("{:?}", j.get("data")))
         .expect("label values API");

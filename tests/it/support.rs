@@ -1,21 +1,22 @@
-//! Shared test support, the one layer every test file uses: which binary to run
+//! Shared test support, the one layer every test module uses: which binary to run
 //! ([`binary`], honouring `WIDGET_EXPORTER_BIN`) and its fast flags ([`FAST`]), spawning it
-//! on `127.0.0.1:0` and reading the bound address from its log, the one raw HTTP client
-//! ([`request`], [`KeepAlive`], both on [`read_response`]), outside tools found or visibly
+//! on `127.0.0.1:0` and reading the bound address from its log ([`Exporter`]), other child
+//! processes ([`Proc`], [`run`]), the one raw HTTP client ([`try_get`], [`request`],
+//! [`KeepAlive`], all on [`read_response`]), the one poll ([`poll`], [`wait_until`]), the one
+//! sample parser ([`sample`]) and logfmt parser ([`logfmt`]), outside tools found or visibly
 //! skipped ([`require_tool`]), [`TempDir`], and the seeded [`Rng`] of the property tests.
-//! It asserts nothing about the exporter; the test files do.
-#![allow(dead_code)] // each test crate uses its own subset
+//! It asserts nothing about the exporter; the test modules do.
 
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The binary cargo built for integration tests; [`binary`] falls back to it.
-pub const BIN: &str = env!("CARGO_BIN_EXE_widget-exporter");
+const BIN: &str = env!("CARGO_BIN_EXE_widget-exporter");
 
 /// The binary under test: `$WIDGET_EXPORTER_BIN` (CI points it at the release build; a
 /// relative path is taken from the package root), else the debug binary cargo built. Every
@@ -43,6 +44,21 @@ pub fn binary() -> PathBuf {
     path
 }
 
+/// Every module's tests run side by side in this one process (one at a time per core). Those
+/// with bars on timing hold the machine shared; floods and load generators hold it alone, so
+/// that their load never skews another test's timings on a small machine.
+static MACHINE: RwLock<()> = RwLock::new(());
+
+/// For a test with bars on timing: it may run beside another such test, never beside a flood.
+pub fn machine_shared() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// For a flood or a load generator: nothing else that holds the machine runs meanwhile.
+pub fn machine_alone() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(PoisonError::into_inner)
+}
+
 /// Fast widgets (an event every few milliseconds, so counters move within a test's patience
 /// and a stalled loop shows at once), half of them failing.
 pub const FAST: &[&str] = &[
@@ -68,6 +84,67 @@ pub fn say(msg: &str) {
     let _ = writeln!(std::io::stderr(), "{msg}");
 }
 
+/// Every check skipped so far, by why.
+static SKIPPED: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Skips a check visibly: prints `skipped: WHY` now, and counts it for the line printed when
+/// the test binary exits ([`print_skipped`]). The caller returns without checking.
+pub fn skip(why: &str) {
+    say(&format!("skipped: {why}"));
+    SKIPPED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(why.to_owned());
+}
+
+/// `skipped checks: N (WHY xK, …)`: the last line of `cargo test` (the library has no
+/// doctests to run after this binary), so that a summary that says `ok` also says what it
+/// did not check. Printed by the C library's `atexit`, which runs after libtest's summary,
+/// whether the run passed (main returns) or failed (`process::exit`).
+extern "C" fn print_skipped() {
+    let skipped = SKIPPED.lock().unwrap_or_else(PoisonError::into_inner);
+    let mut by_why: Vec<(&str, usize)> = Vec::new();
+    for why in skipped.iter() {
+        match by_why.iter_mut().find(|(w, _)| *w == why) {
+            Some((_, n)) => *n += 1,
+            None => by_why.push((why, 1)),
+        }
+    }
+    let detail = if by_why.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = by_why.iter().map(|(w, n)| format!("{w} x{n}")).collect();
+        format!(" ({})", list.join(", "))
+    };
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "skipped checks: {}{detail}", skipped.len());
+    let _ = out.flush();
+}
+
+extern "C" {
+    fn atexit(callback: extern "C" fn()) -> std::ffi::c_int;
+}
+
+/// Registers [`print_skipped`] before libtest's main runs.
+extern "C" fn register_print_skipped() {
+    // SAFETY: `atexit` is the C library's own, declared with its C signature; it only stores
+    // the function pointer, a plain `extern "C" fn()` that lives as long as the program.
+    #[allow(unsafe_code)]
+    let failed = unsafe { atexit(print_skipped) } != 0;
+    if failed {
+        say("cannot register the skipped-checks line with atexit");
+    }
+}
+
+// The ELF initialiser list: the dynamic loader (or the static start code) calls every pointer
+// here before main. Test binaries have no other hook that runs before libtest's main.
+// SAFETY: the section holds pointers to `extern "C" fn()` taking no arguments, which is the
+// entry type of `.init_array`; the function only calls `atexit`.
+#[allow(unsafe_code)]
+#[used]
+#[link_section = ".init_array"]
+static REGISTER_PRINT_SKIPPED: extern "C" fn() = register_print_skipped;
+
 /// Finds `name` on `PATH`, quietly: for a tool that only improves a test when present. A
 /// test that needs the tool uses [`require_tool`].
 pub fn tool(name: &str) -> Option<PathBuf> {
@@ -85,7 +162,7 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
             !tools_required(),
             "{name} not found and WIDGET_EXPORTER_REQUIRE_TOOLS=1"
         );
-        say(&format!("skipped: {name} not found"));
+        skip(&format!("{name} not found"));
     }
     found
 }
@@ -109,7 +186,7 @@ pub fn require_prometheus_client() -> Option<PathBuf> {
         "python prometheus_client not found ({}) and WIDGET_EXPORTER_REQUIRE_TOOLS=1",
         python.display()
     );
-    say("skipped: python prometheus_client not found");
+    skip("python prometheus_client not found");
     None
 }
 
@@ -181,10 +258,17 @@ impl Exporter {
 
     /// One request on a fresh connection (`Connection: close`).
     pub fn get(&self, path: &str) -> Response {
-        request(
-            self.addr,
-            &format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"),
-        )
+        self.get_with(path, "")
+    }
+
+    /// Waits until the exporter has logged `needle`; panics with the log after `within`.
+    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+        wait_until(
+            &format!("{needle:?} in the log"),
+            within,
+            || self.log().contains(needle),
+            || self.log(),
+        );
     }
 
     /// GET with extra header lines (each ending in `\r\n`).
@@ -213,17 +297,61 @@ fn listening_address(line: &str) -> Option<String> {
     Some(rest[start..].split('"').next()?.to_string())
 }
 
-/// The value of `key=` in a logfmt line (unquoted values only).
+/// The value of `key` in a logfmt line.
 pub fn field(line: &str, key: &str) -> Option<String> {
-    let pat = format!(" {key}=");
-    let start = line.find(&pat)? + pat.len();
-    Some(
-        line[start..]
-            .split(' ')
-            .next()?
-            .trim_matches('"')
-            .to_string(),
-    )
+    logfmt(line)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+/// A logfmt line's fields in order; quoted values are unescaped.
+pub fn logfmt(line: &str) -> Vec<(String, String)> {
+    let mut fields = Vec::new();
+    let mut rest = line.trim();
+    while let Some((key, after)) = rest.split_once('=') {
+        let (value, next) = if let Some(quoted) = after.strip_prefix('"') {
+            let mut value = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = quoted.len();
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '"' => {
+                        end = i + 1;
+                        break;
+                    }
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => value.push('\n'),
+                        Some((_, 't')) => value.push('\t'),
+                        Some((_, 'r')) => value.push('\r'),
+                        Some((_, c)) => value.push(c),
+                        None => {}
+                    },
+                    c => value.push(c),
+                }
+            }
+            (value, &quoted[end..])
+        } else {
+            let end = after.find(' ').unwrap_or(after.len());
+            (after[..end].to_string(), &after[end..])
+        };
+        fields.push((key.trim().to_string(), value));
+        rest = next.trim_start();
+    }
+    fields
+}
+
+/// The value of the sample `series` (its name with its labels, exactly as rendered) in an
+/// exposition of either format.
+pub fn sample(body: &str, series: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// [`sample`], or a panic that shows the exposition.
+pub fn expect_sample(body: &str, series: &str) -> f64 {
+    sample(body, series).unwrap_or_else(|| panic!("no sample {series} in:\n{body}"))
 }
 
 /// A parsed HTTP response.
@@ -269,27 +397,27 @@ pub fn try_request(addr: SocketAddr, raw: &str, timeout: Duration) -> Result<Res
     read_response(&mut s, &mut Vec::new(), deadline, raw.starts_with("HEAD "))
 }
 
+/// `GET target` on a fresh connection (`Connection: close`) within `timeout`.
+pub fn try_get(addr: SocketAddr, target: &str, timeout: Duration) -> Result<Response, String> {
+    try_request(
+        addr,
+        &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
+        timeout,
+    )
+}
+
+/// A free loopback port (another process may take it before the caller binds it).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
 /// Sends raw bytes on a fresh connection and reads one response; panics when that fails.
 pub fn request(addr: SocketAddr, raw: &str) -> Response {
     try_request(addr, raw, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("no response to {raw:?}: {e}"))
-}
-
-/// Parses one complete response at the start of `buf` (by `Content-Length`, else all of
-/// it): for bytes read to the end of a connection.
-pub fn parse_response(buf: &[u8]) -> Option<Response> {
-    let end = find(buf, b"\r\n\r\n")?;
-    let (status, headers) = parse_head(&String::from_utf8_lossy(&buf[..end]))?;
-    let rest = &buf[end + 4..];
-    let len = header_in(&headers, "content-length")
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(rest.len())
-        .min(rest.len());
-    Some(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&rest[..len]).into_owned(),
-    })
 }
 
 fn parse_head(head: &str) -> Option<(u16, Vec<(String, String)>)> {
@@ -505,18 +633,125 @@ pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
-/// Runs a command to completion and returns (success, stdout, stderr), panicking with
-/// everything shown when it could not even start.
+/// Runs a command to completion with nothing on its standard input and returns (success,
+/// stdout, stderr), panicking with everything shown when it could not even start.
 pub fn run(cmd: &mut Command) -> (bool, String, String) {
-    let out = cmd
-        .stdin(Stdio::null())
-        .output()
+    run_with_stdin(cmd, "")
+}
+
+/// [`run`] with `input` on the command's standard input.
+pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    // A writer thread: a command that answers before reading all of its input must not
+    // deadlock against a full pipe.
+    let input = input.to_owned();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child
+        .wait_with_output()
+        .unwrap_or_else(|e| panic!("cannot wait for {cmd:?}: {e}"));
+    let _ = writer.join();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A child process other than the exporter under HTTP (a Prometheus server, node_exporter,
+/// the exporter with HTTP off): its stdout and stderr go to a file, and it is killed and
+/// reaped when dropped.
+pub struct Proc {
+    pub child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    /// Spawns `cmd` with its output in the file `log`.
+    pub fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
+        let out = std::fs::File::create(&log)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
+        let err = out.try_clone().expect("clone a file handle");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        Proc { child, log }
+    }
+
+    /// Everything it printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Whether it has exited, and how.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Waiting: the test may wait; the exporter never does.
+
+/// Calls `probe` every `every` until it returns a value, or `None` once `within` has passed
+/// (`probe` runs at least once, and once more at the deadline).
+pub fn poll<T>(
+    within: Duration,
+    every: Duration,
+    mut probe: impl FnMut() -> Option<T>,
+) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        std::thread::sleep(every.min(deadline - now));
+    }
+}
+
+/// Polls `ok` every `every` until it holds: how long that took, or `None` after `within`.
+pub fn poll_until(
+    within: Duration,
+    every: Duration,
+    mut ok: impl FnMut() -> bool,
+) -> Option<Duration> {
+    let start = Instant::now();
+    poll(within, every, || ok().then(|| start.elapsed()))
+}
+
+/// Polls `ok` every 20 ms until it holds; after `within`, panics naming `what` with
+/// `context()` (a log, say).
+pub fn wait_until(
+    what: &str,
+    within: Duration,
+    ok: impl FnMut() -> bool,
+    context: impl Fn() -> String,
+) {
+    assert!(
+        poll_until(within, Duration::from_millis(20), ok).is_some(),
+        "timed out after {within:?} waiting for {what}; log:\n{}",
+        context()
+    );
 }
 
 /// A directory of its own under the system temp dir, removed when dropped (also on panic).

@@ -16,8 +16,6 @@
 // The filter is installed, and probed, with raw system calls; each block says why it is sound.
 #![allow(unsafe_code)]
 
-mod support;
-
 use std::ffi::{c_int, c_long, c_ulong};
 use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
@@ -28,7 +26,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{binary, require_tool, say, tool, try_request, Exporter, TempDir};
+use crate::support::{binary, require_tool, say, tool, try_request, Exporter, TempDir};
 
 /// The table: `number name since`, `#` comments.
 const TABLE: &str = include_str!("legacy/syscalls.tbl");
@@ -94,8 +92,8 @@ fn on_x86_64(what: &str) -> bool {
     if cfg!(target_arch = "x86_64") {
         return true;
     }
-    say(&format!(
-        "skipped: {what}: the legacy-kernel filter models x86_64 system calls, this is {}",
+    crate::support::skip(&format!(
+        "{what}: the legacy-kernel filter models x86_64 system calls, this is {}",
         std::env::consts::ARCH
     ));
     false
@@ -718,7 +716,7 @@ fn refused_calls(kernel: Version, flags: &[&str]) {
         say("note: strace not found; the refused calls are not listed");
         return;
     };
-    let (ok, _, err) = support::run(filtered(
+    let (ok, _, err) = crate::support::run(filtered(
         Command::new(&strace)
             .args(["-qq", "-e", "status=failed", "-o", "/dev/null"])
             .arg(binary())

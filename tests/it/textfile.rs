@@ -4,15 +4,14 @@
 //! check metrics` on the file, the flag errors that need a filesystem, sd_notify with HTTP
 //! off, and the printed unit. Skipped visibly without the tools.
 
-mod support;
-
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{request, run, say, Exporter, TempDir, BIN};
+use crate::support;
+use crate::support::{binary, run, run_with_stdin, sample, say, Exporter, Proc, TempDir};
 
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
@@ -23,59 +22,14 @@ const FAST: [&str; 3] = [
     "--widget.max-duration=150ms",
 ];
 
-/// A child process killed and reaped on drop, its stderr in a file for diagnostics.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command, log: PathBuf) -> Proc {
-        let file = std::fs::File::create(&log).expect("create log file");
-        let child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
-        Proc { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `check` every 20 ms for up to 10 s.
-fn wait_for(what: &str, mut check: impl FnMut() -> bool, log: impl Fn() -> String) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free loopback port")
-        .port()
+/// Waits up to 10 s for `check`, or panics with `log()`.
+fn wait_for(what: &str, check: impl FnMut() -> bool, log: impl Fn() -> String) {
+    support::wait_until(what, Duration::from_secs(10), check, log);
 }
 
 /// node_exporter with only the textfile collector, reading `dir`, on a free loopback port.
 fn node_exporter(bin: &Path, dir: &TempDir) -> (Proc, SocketAddr) {
-    let addr = SocketAddr::from(([127, 0, 0, 1], free_port()));
+    let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
     let p = Proc::spawn(
         Command::new(bin)
             .arg("--collector.disable-defaults")
@@ -85,29 +39,21 @@ fn node_exporter(bin: &Path, dir: &TempDir) -> (Proc, SocketAddr) {
                 dir.path().display()
             ))
             .arg(format!("--web.listen-address={addr}")),
-        std::env::temp_dir().join(format!("widget-exporter-node-{}.log", addr.port())),
+        dir.join("node_exporter.log"),
     );
     wait_for(
         "node_exporter to listen",
-        || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
+        || support::connect(addr, Duration::from_millis(200)).is_ok(),
         || p.log(),
     );
     (p, addr)
 }
 
 fn scrape(addr: SocketAddr) -> String {
-    // HTTP/1.0: node_exporter (Go) then sends the body whole instead of chunked, which the
-    // support client does not decode.
-    let r = request(addr, "GET /metrics HTTP/1.0\r\nHost: t\r\n\r\n");
+    let r = support::try_get(addr, "/metrics", Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("scrape node_exporter: {e}"));
     assert_eq!(r.status, 200, "{}", r.body);
     r.body
-}
-
-/// The value of the sample `name` (with its labels, exactly as written) in an exposition.
-fn value(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
 }
 
 /// The family names of an exposition's TYPE lines.
@@ -140,7 +86,7 @@ const HTTP_FAMILIES: [&str; 5] = [
 /// Starts the exporter with HTTP off and waits for its first file.
 fn start_without_http(dir: &TempDir, file: &Path, extra: &[&str]) -> Proc {
     let p = Proc::spawn(
-        Command::new(BIN)
+        Command::new(binary())
             .arg("--web.listen-address=none")
             .arg(format!("--textfile.path={}", file.display()))
             .args(extra),
@@ -169,7 +115,7 @@ fn check_through_node_exporter(dir: &TempDir, file: &Path, http: bool, log: &dyn
         )
     };
     assert_eq!(
-        value(&second, "node_textfile_scrape_error"),
+        sample(&second, "node_textfile_scrape_error"),
         Some(0.0),
         "{}",
         context()
@@ -190,7 +136,7 @@ fn check_through_node_exporter(dir: &TempDir, file: &Path, http: bool, log: &dyn
         "widgets_processed_total",
         "widget_exporter_textfile_writes_total{result=\"ok\"}",
     ] {
-        let (a, b) = (value(&first, counter), value(&second, counter));
+        let (a, b) = (sample(&first, counter), sample(&second, counter));
         assert!(
             a.zip(b).is_some_and(|(a, b)| b > a),
             "{counter} did not increase between two node_exporter scrapes: {a:?} then {b:?}; {}",
@@ -198,7 +144,7 @@ fn check_through_node_exporter(dir: &TempDir, file: &Path, http: bool, log: &dyn
         );
     }
     assert_eq!(
-        value(
+        sample(
             &second,
             "widget_exporter_textfile_writes_total{result=\"error\"}"
         ),
@@ -224,7 +170,7 @@ fn node_exporter_serves_the_file_beside_http() {
         assert!(families(&metrics).contains(&f), "{f}:\n{metrics}");
     }
     assert!(
-        value(
+        sample(
             &metrics,
             "widget_exporter_textfile_writes_total{result=\"ok\"}"
         ) >= Some(1.0)
@@ -251,7 +197,7 @@ fn the_file_passes_promtool_check_metrics_and_stays_on_exit() {
         "a widget in the file",
         || {
             std::fs::read_to_string(&file)
-                .is_ok_and(|t| value(&t, "widgets_processed_total").is_some_and(|v| v > 0.0))
+                .is_ok_and(|t| sample(&t, "widgets_processed_total").is_some_and(|v| v > 0.0))
         },
         || p.log(),
     );
@@ -278,9 +224,7 @@ fn the_file_passes_promtool_check_metrics_and_stays_on_exit() {
     let Some(promtool) = support::require_tool("promtool") else {
         return;
     };
-    let (ok, out, err) = run(Command::new(promtool)
-        .args(["check", "metrics"])
-        .stdin(std::fs::File::open(&file).expect("open the textfile")));
+    let (ok, out, err) = run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &text);
     assert!(ok, "promtool check metrics:\n{out}\n{err}\nfile:\n{text}");
 }
 
@@ -313,7 +257,7 @@ fn flag_errors_that_need_the_filesystem_exit_2_naming_the_flag() {
         ),
     ];
     for (args, want) in cases {
-        let out = Command::new(BIN)
+        let out = Command::new(binary())
             .args(&args)
             .stdin(Stdio::null())
             .output()
@@ -344,7 +288,7 @@ fn with_http_off_ready_follows_the_first_write_and_the_watchdog_stops_with_the_w
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
     let p = Proc::spawn(
-        Command::new(BIN)
+        Command::new(binary())
             .args(["--web.listen-address=none", "--textfile.interval=100ms"])
             .arg(format!("--textfile.path={}", file.display()))
             .env("NOTIFY_SOCKET", &sock_path)
@@ -411,7 +355,7 @@ fn with_http_off_ready_follows_the_first_write_and_the_watchdog_stops_with_the_w
 fn printed_unit_may_write_the_directory_and_scores_ok() {
     let dir = TempDir::new("textfile-unit");
     let file = dir.join("widget-exporter.prom");
-    let (ok, unit, err) = run(Command::new(BIN)
+    let (ok, unit, err) = run(Command::new(binary())
         .arg("--print-systemd-unit")
         .arg("--web.listen-address=none")
         .arg(format!("--textfile.path={}", file.display())));
@@ -429,7 +373,14 @@ fn printed_unit_may_write_the_directory_and_scores_ok() {
         return;
     };
     let path = dir.join("widget-exporter.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/widget-exporter", BIN)).expect("write unit");
+    std::fs::write(
+        &path,
+        unit.replace(
+            "/usr/local/bin/widget-exporter",
+            binary().to_str().expect("a UTF-8 path to the binary"),
+        ),
+    )
+    .expect("write unit");
     let (score, line) = support::security_score(&analyze, &path);
     say(&format!(
         "measured: systemd-analyze security (textfile unit): {line}"
