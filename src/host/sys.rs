@@ -353,6 +353,32 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::IntoRawFd;
 
+    extern "C" {
+        fn pthread_self() -> usize;
+        fn pthread_kill(thread: usize, signal: c_int) -> c_int;
+    }
+
+    /// A stop signal aimed at one thread that blocks it is taken by that thread's wait, by
+    /// name; the other threads of the test process never see it.
+    #[test]
+    fn a_blocked_stop_signal_waits_for_its_taker() {
+        let taken = std::thread::spawn(|| {
+            block_stop_signals().expect("block");
+            let mut names = Vec::new();
+            for signal in [SIGINT, SIGTERM] {
+                // SAFETY: the thread is this live one, and the signal is blocked in it, so it
+                // stays pending until `wait_stop_signal` takes it.
+                assert_eq!(unsafe { pthread_kill(pthread_self(), signal) }, 0);
+                names.push(wait_stop_signal().expect("wait"));
+            }
+            unblock_stop_signals().expect("unblock");
+            names
+        })
+        .join()
+        .expect("the thread ends");
+        assert_eq!(taken, ["SIGINT", "SIGTERM"]);
+    }
+
     #[test]
     fn counts_directory_entries() {
         let dir = std::env::temp_dir().join(format!("we-sys-{}", std::process::id()));

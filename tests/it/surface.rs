@@ -259,7 +259,7 @@ fn a_textfile_that_cannot_be_written_at_start_exits_1_with_one_line() {
         .into_iter()
         .find(|d| Path::new(d).is_dir())
     else {
-        support::say("skipped: neither /sys nor /proc is here");
+        support::skip("neither /sys nor /proc is here");
         return;
     };
     let path = format!("--textfile.path={dir}/widget-exporter-surface.prom");
