@@ -361,6 +361,36 @@ fn sigterm_and_sigint_end_with_status_0_and_one_line() {
 }
 
 #[test]
+fn after_a_restart_in_place_sigterm_still_ends_with_status_0() {
+    let Some(kill) = support::require_tool("kill") else {
+        return;
+    };
+    let mut e = Exporter::start(&[]);
+    // A request announcing a body too big to drain leaks its connection inside tiny_http,
+    // which the exporter cures by re-executing itself, with the stop signals still blocked.
+    let mut killer = std::net::TcpStream::connect(e.addr).expect("connect");
+    std::io::Write::write_all(
+        &mut killer,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n",
+    )
+    .expect("send");
+    let log = wait_log(&e, "restarted in place");
+    assert!(log.contains("restarted in place"), "{log}");
+    drop(killer);
+    let pid = e.child.id().to_string();
+    let (ok, _, err) = run(Command::new(&kill).args(["-TERM", &pid]));
+    assert!(ok, "kill: {err}");
+    let status = wait_exit(&mut e.child, Duration::from_secs(20));
+    let log = wait_log(&e, "msg=stopping signal=SIGTERM");
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}\n{log}");
+    assert_eq!(
+        log.matches("msg=stopping signal=SIGTERM").count(),
+        1,
+        "{log}"
+    );
+}
+
+#[test]
 fn under_systemd_a_stop_says_stopping() {
     let Some(kill) = support::require_tool("kill") else {
         return;
