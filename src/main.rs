@@ -30,6 +30,16 @@ fn main() -> ExitCode {
             print!("{text}");
         }
         Ok(Command::Run(config)) => {
+            if let Some(checked) = source::check(&config) {
+                print!("{}", checked.report);
+                return match checked.error {
+                    None => ExitCode::SUCCESS,
+                    Some(e) => {
+                        eprintln!("widget-exporter: {e}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
             // tiny_http spawns a thread per connection; 256 KiB of stack is plenty for them and
             // keeps a connection flood's address space small. Set while we are single-threaded.
             if std::env::var_os("RUST_MIN_STACK").is_none() {

@@ -1,7 +1,8 @@
 //! The few system calls std lacks, as small safe functions: adopting a listening socket
 //! passed by systemd, looking at and shutting down sockets by descriptor number, counting
 //! directory entries without allocating, the open-files limit, malloc tuning, handing the
-//! listener to a re-executed image and waiting for the signals that stop the exporter. All of the crate's `unsafe` lives here, each block with
+//! listener and a file of carried state to a re-executed image, and waiting for the signals
+//! that stop the exporter. All of the crate's `unsafe` lives here, each block with
 //! its reason. Nothing here knows about HTTP, metrics or the loop.
 #![allow(unsafe_code)]
 
@@ -37,6 +38,7 @@ extern "C" {
     fn sigaddset(set: *mut SigSet, signal: c_int) -> c_int;
     fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
     fn sigwait(set: *const SigSet, signal: *mut c_int) -> c_int;
+    fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
 }
 
 /// `sigset_t`: 1024 bits in glibc and musl alike, on every Linux architecture.
@@ -111,6 +113,10 @@ pub fn wait_stop_signal() -> io::Result<&'static str> {
         }
     }
 }
+
+const F_GETFD: c_int = 1;
+const F_SETFD: c_int = 2;
+const FD_CLOEXEC: c_int = 1;
 
 /// Runs `f` on the socket behind `fd` without taking ownership of the descriptor.
 ///
@@ -233,6 +239,44 @@ pub fn pass_listener_at_fd3(listener: &TcpListener) -> io::Result<()> {
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Lets `file` survive the next exec: clears its close-on-exec flag (std sets it on every
+/// descriptor it opens). The image executed next takes it back with [`adopt_file`].
+pub fn keep_across_exec(file: &File) -> io::Result<()> {
+    // SAFETY: F_SETFD takes an int and changes only the flags of a descriptor `file` owns.
+    if unsafe { fcntl(file.as_raw_fd(), F_SETFD, 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Takes ownership of `fd`, inherited across exec, as a regular file (close-on-exec again),
+/// after checking that it is one. Anything else (0 to 2, a descriptor not open, not a regular
+/// file) is an error and `fd` is left alone. The caller promises that nothing else in the
+/// process owns `fd` (it was named by a variable of ours, which a previous image set).
+pub fn adopt_file(fd: RawFd) -> io::Result<File> {
+    let invalid =
+        |what: &str| io::Error::new(io::ErrorKind::InvalidInput, format!("fd {fd} {what}"));
+    if fd <= 2 {
+        return Err(invalid("is standard input, output or error"));
+    }
+    // SAFETY: F_GETFD takes no argument and only reads the descriptor's flags; a number that
+    // is not open gives EBADF.
+    if unsafe { fcntl(fd, F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open (checked above) and the caller says nothing else owns it, so the
+    // `File` may own and eventually close it; it is given back untouched if it is no file.
+    let file = ManuallyDrop::new(unsafe { File::from_raw_fd(fd) });
+    if !file.metadata()?.is_file() {
+        return Err(invalid("is not a regular file"));
+    }
+    let file = ManuallyDrop::into_inner(file);
+    // SAFETY: as F_SETFD above, on the descriptor `file` now owns.
+    unsafe { fcntl(file.as_raw_fd(), F_SETFD, FD_CLOEXEC) };
+    Ok(file)
 }
 
 fn socket_option(fd: RawFd, name: c_int) -> io::Result<c_int> {
@@ -457,6 +501,41 @@ mod tests {
         drop(client);
         std::thread::sleep(std::time::Duration::from_millis(50));
         assert_eq!(orphan_socket(server.as_raw_fd()), Some(local));
+    }
+
+    /// A file kept across exec loses close-on-exec, and is adopted back only by its number
+    /// and only as a regular file.
+    #[test]
+    fn files_are_kept_across_exec_and_adopted() {
+        use std::io::{Read, Seek, Write};
+        let path = std::env::temp_dir().join(format!("we-sys-keep-{}", std::process::id()));
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .expect("a temp file");
+        std::fs::remove_file(&path).expect("unlink");
+        file.write_all(b"carried").expect("write");
+        file.rewind().expect("rewind");
+        keep_across_exec(&file).expect("keep");
+        // SAFETY: a plain flags read of a descriptor this test owns.
+        assert_eq!(unsafe { fcntl(file.as_raw_fd(), F_GETFD) } & FD_CLOEXEC, 0);
+        let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+        let mut back = adopt_file(fd).expect("adopted");
+        // SAFETY: as above.
+        assert_eq!(unsafe { fcntl(fd, F_GETFD) } & FD_CLOEXEC, FD_CLOEXEC);
+        let mut text = String::new();
+        back.read_to_string(&mut text).expect("read");
+        assert_eq!(text, "carried");
+        drop(back);
+        assert!(adopt_file(fd).is_err(), "closed now");
+        assert!(adopt_file(1).is_err());
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let err = adopt_file(listener.as_raw_fd()).expect_err("a socket");
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+        assert!(listener.local_addr().is_ok(), "left alone");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The log source's families, present only with that source: lines read by result, whether
-//! the log is readable, rotations by kind. Owns their names, help, kinds, label values,
+//! the log is readable, rotations by kind, files followed, and with labeled templates the
+//! label sets in use and the widgets that overflowed the series cap. Owns their names, help, kinds, label values,
 //! atomics, snapshot, encoding and which of them a restart in place carries. It must not
 //! touch another owner's families, nor know how a log is read (that is `source::log`) or how
 //! the exposition is spelled. Where the source has read to is not a metric: the restart in
@@ -8,6 +9,7 @@
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::metrics::render::{family, Encoder, Family, Kind, Number};
+use crate::metrics::widgets::Labels;
 use crate::metrics::Metrics;
 
 const LINES: Family = family(
@@ -18,12 +20,27 @@ const LINES: Family = family(
 const READABLE: Family = family(
     "widget_exporter_log_readable",
     Kind::Gauge,
-    "1 while the followed log is open and readable, else 0.",
+    "1 while the followed log (for a glob, its directory) is readable, else 0.",
 );
 const ROTATIONS: Family = family(
     "widget_exporter_log_rotations_total",
     Kind::Counter,
     "Rotations of the followed log seen, by kind.",
+);
+const FILES: Family = family(
+    "widget_exporter_log_files",
+    Kind::Gauge,
+    "Log files followed now (a glob may match several; 1 or 0 for a single path).",
+);
+const SERIES: Family = family(
+    "widget_exporter_log_series",
+    Kind::Gauge,
+    "Distinct label sets in use on the widget families, the overflow series not included.",
+);
+const OVERFLOW: Family = family(
+    "widget_exporter_log_label_overflow_total",
+    Kind::Counter,
+    "Widgets counted in the overflow series: their label set was new once the series cap was reached.",
 );
 
 /// How a log line fared (the `result` label of the lines read).
@@ -87,22 +104,30 @@ pub(crate) struct Log {
     lines: [AtomicU64; LineResult::ALL.len()],
     readable: AtomicU64,
     rotations: [AtomicU64; Rotation::ALL.len()],
+    files: AtomicU64,
+    overflow: AtomicU64,
 }
 
 impl Log {
-    /// The families' values.
-    pub(crate) fn snapshot(&self) -> LogSnapshot {
+    /// The families' values, with the widget families' label sets (`labels`) to count and
+    /// to render in place.
+    pub(crate) fn snapshot(&self, labels: &Labels) -> LogSnapshot {
         LogSnapshot {
             lines: std::array::from_fn(|i| self.lines[i].load(Relaxed)),
             readable: self.readable.load(Relaxed),
             rotations: std::array::from_fn(|i| self.rotations[i].load(Relaxed)),
+            files: self.files.load(Relaxed),
+            overflow: self.overflow.load(Relaxed),
+            labels: labels.clone(),
         }
     }
 
-    /// What a restart in place carries: the counters, not whether the log is readable.
+    /// What a restart in place carries: the counters, not whether the log is readable nor
+    /// how many files are followed.
     pub(crate) fn carried<'a>(&'a self, out: &mut Vec<&'a AtomicU64>) {
         out.extend(&self.lines);
         out.extend(&self.rotations);
+        out.push(&self.overflow);
     }
 }
 
@@ -115,6 +140,12 @@ pub struct LogSnapshot {
     pub readable: u64,
     /// Per [`Rotation`], in label order.
     pub rotations: [u64; Rotation::ALL.len()],
+    /// Files followed now.
+    pub files: u64,
+    /// Widgets counted in the overflow series.
+    pub overflow: u64,
+    /// The widget families' label sets (rendered with the widget families).
+    pub(crate) labels: Labels,
 }
 
 impl LogSnapshot {
@@ -137,6 +168,11 @@ impl LogSnapshot {
                 .zip(&self.rotations)
                 .map(|(k, &n)| (k.as_str(), n)),
         );
+        e.gauge(&FILES, Number::Int(self.files));
+        if self.labels.any() {
+            e.gauge(&SERIES, Number::Int(self.labels.len() as u64));
+            e.counter(&OVERFLOW, self.overflow);
+        }
     }
 }
 
@@ -154,6 +190,17 @@ impl Metrics {
     /// Counts one rotation of the followed log.
     pub(crate) fn count_rotation(&self, kind: Rotation) {
         self.log.rotations[kind as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Publishes how many log files are followed.
+    pub(crate) fn set_log_files(&self, files: usize) {
+        self.log.files.store(files as u64, Relaxed);
+    }
+
+    /// Counts one widget in the overflow series (with
+    /// [`Metrics::labeled_widget_finished`]).
+    pub(crate) fn count_label_overflow(&self) {
+        self.log.overflow.fetch_add(1, Relaxed);
     }
 }
 

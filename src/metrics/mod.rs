@@ -42,6 +42,7 @@ pub use http::{CloseReason, HttpSnapshot, HTTP_CODES};
 pub use log::{LineResult, LogSnapshot, Rotation};
 pub use textfile::TextfileSnapshot;
 pub use widgets::BUCKETS;
+pub(crate) use widgets::{LabelSet, OVERFLOW_VALUE};
 
 /// Which optional families this exporter has, fixed at start by its source and outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,14 +120,15 @@ impl Metrics {
             http: p.http.then(|| self.http.snapshot()),
             restarts: self.http.restarts(),
             textfile: p.textfile.then(|| self.textfile.snapshot()),
-            log: p.log.then(|| self.log.snapshot()),
+            log: p.log.then(|| self.log.snapshot(&self.widgets.labels)),
             process,
             ..self.widgets.snapshot(&self.window, now, p.in_progress)
         }
     }
 
     /// The counters, as text to hand to a re-executed image of this process (so that
-    /// restarting in place does not reset them).
+    /// restarting in place does not reset them): a line of numbers, then the label sets of
+    /// the widget families with their counts, if the source labels its widgets.
     #[must_use]
     pub(crate) fn export_counters(&self) -> String {
         let mut out = String::from("v1");
@@ -134,19 +136,27 @@ impl Metrics {
             out.push(',');
             out.push_str(&c.load(Relaxed).to_string());
         }
+        self.widgets.export_labels(&mut out);
         out
     }
 
     /// Restores counters written by [`Metrics::export_counters`]; false (and nothing
     /// changed) if the text is not exactly that shape.
     pub(crate) fn import_counters(&self, text: &str) -> bool {
-        let mut parts = text.split(',');
+        let (numbers, labels) = match text.split_once('\n') {
+            Some((numbers, labels)) => (numbers, Some(labels)),
+            None => (text, None),
+        };
+        let mut parts = numbers.split(',');
         let counters = self.counters();
         if parts.next() != Some("v1") {
             return false;
         }
         let values: Vec<u64> = parts.map_while(|p| p.parse().ok()).collect();
-        if values.len() != counters.len() || text.split(',').count() != counters.len() + 1 {
+        if values.len() != counters.len() || numbers.split(',').count() != counters.len() + 1 {
+            return false;
+        }
+        if labels.is_some_and(|l| !self.widgets.import_labels(l)) {
             return false;
         }
         for (c, v) in counters.iter().zip(values) {

@@ -321,6 +321,13 @@ pub struct Encoder<'a> {
     format: Format,
 }
 
+impl Family {
+    /// The sample name, as the text format writes it.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+}
+
 impl Encoder<'_> {
     /// The family name as HELP/TYPE lines spell it: OpenMetrics drops the `_total` of
     /// counters and the `_info` of info families.
@@ -337,7 +344,9 @@ impl Encoder<'_> {
         }
     }
 
-    fn header(&mut self, f: &Family) {
+    /// Writes a family's HELP and TYPE lines: what an owner with samples of its own shape
+    /// (labels known only at run time) writes first, then each [`Encoder::sample`].
+    pub(crate) fn header(&mut self, f: &Family) {
         let name = self.family_name(f);
         let kind = match (f.kind, self.format) {
             (Kind::Counter, _) => "counter",
@@ -357,7 +366,16 @@ impl Encoder<'_> {
         self.out.push('\n');
     }
 
-    fn sample(&mut self, name: &str, suffix: &str, labels: &[(&str, &str)], value: Number) {
+    /// Writes one sample of the family named `name` (the family's sample name, see
+    /// [`Family::name`]), `suffix` appended (`_bucket`, `_sum`, `_count` or nothing), its label
+    /// values escaped.
+    pub(crate) fn sample(
+        &mut self,
+        name: &str,
+        suffix: &str,
+        labels: &[(&str, &str)],
+        value: Number,
+    ) {
         self.out.push_str(name);
         self.out.push_str(suffix);
         if !labels.is_empty() {

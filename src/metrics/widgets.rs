@@ -1,10 +1,18 @@
 //! The widget families, whatever the source: widgets processed and failed, in progress, the
 //! processing-time histogram, the moving average and when the last widget finished. Owns
-//! their names, help, kinds, atomics, how a snapshot reads them, how they are encoded and
-//! which of them a restart in place carries. Their snapshot values are the [`Snapshot`]'s own
-//! fields (declared in `mod.rs`, filled here). It must not touch another owner's families
-//! nor know how the exposition is spelled (that is `render`).
+//! their names, help (worded for the source in use), kinds, atomics, how a snapshot reads
+//! them, how they are encoded and which of them a restart in place carries. Their snapshot
+//! values are the [`Snapshot`]'s own fields (declared in `mod.rs`, filled here). It must not
+//! touch another owner's families nor know how the exposition is spelled (that is `render`).
+//!
+//! A source may label its widgets (the log source's `{label:NAME}` captures): then processed,
+//! failed and the histogram are written per label set from [`Labels`], while in progress, the
+//! average and the last timestamp stay totals. The label sets are admitted by the source
+//! (which holds the series cap); each set's storage is allocated once, when it is admitted.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
@@ -30,6 +38,33 @@ const DURATION: Family = family(
     "widget_processing_duration_seconds",
     Kind::Histogram,
     "Simulated processing time of finished widgets.",
+);
+/// The same families, worded for widgets counted from a log (the label set is the source's
+/// business: the same families with or without labels).
+const LOGGED_PROCESSED: Family = family(
+    "widgets_processed_total",
+    Kind::Counter,
+    "Widgets the log reports finished, successful and failed.",
+);
+const LOGGED_FAILED: Family = family(
+    "widgets_failed_total",
+    Kind::Counter,
+    "Widgets the log reports failed.",
+);
+const LOGGED_IN_PROGRESS: Family = family(
+    "widgets_in_progress",
+    Kind::Gauge,
+    "Widgets the log reports started and not yet finished.",
+);
+const LOGGED_DURATION: Family = family(
+    "widget_processing_duration_seconds",
+    Kind::Histogram,
+    "Processing time of finished widgets, as the log reports it.",
+);
+const LOGGED_LAST_PROCESSED: Family = family(
+    "widget_last_processed_timestamp_seconds",
+    Kind::Gauge,
+    "Unix time at which the exporter read the last finished widget's line, 0 before the first.",
 );
 const AVERAGE: Family = family(
     "average_processing_time_seconds",
@@ -65,6 +100,8 @@ pub const BUCKETS: [(u64, &str); 14] = [
 /// The live widget values (the average's own state is the [`Window`], a part of its own).
 #[derive(Debug, Default)]
 pub(crate) struct Widgets {
+    /// Counts per label set, when the source labels its widgets.
+    pub(crate) labels: Labels,
     processed: AtomicU64,
     failed: AtomicU64,
     in_progress: AtomicU64,
@@ -109,25 +146,263 @@ impl Widgets {
     }
 }
 
-/// Writes the widget families of `s`.
+/// Writes the widget families of `s`, per label set when the source labels its widgets.
 pub(crate) fn encode(s: &Snapshot, e: &mut Encoder<'_>) {
-    e.counter(&PROCESSED, s.processed);
-    e.counter(&FAILED, s.failed);
-    if let Some(n) = s.in_progress {
-        e.gauge(&IN_PROGRESS, Number::Int(n));
+    let logged = s.log.as_ref();
+    let [processed, failed, in_progress, duration, last] = if logged.is_some() {
+        [
+            &LOGGED_PROCESSED,
+            &LOGGED_FAILED,
+            &LOGGED_IN_PROGRESS,
+            &LOGGED_DURATION,
+            &LOGGED_LAST_PROCESSED,
+        ]
+    } else {
+        [
+            &PROCESSED,
+            &FAILED,
+            &IN_PROGRESS,
+            &DURATION,
+            &LAST_PROCESSED,
+        ]
+    };
+    let labeled = logged.map(|l| l.labels.0.borrow());
+    let labeled = labeled.as_deref().filter(|l| !l.names.is_empty());
+    if let Some(l) = labeled {
+        l.encode_counts(processed, |c| c.processed, e);
+        l.encode_counts(failed, |c| c.failed, e);
+    } else {
+        e.counter(processed, s.processed);
+        e.counter(failed, s.failed);
     }
-    e.histogram(
-        &DURATION,
-        &BUCKETS,
-        &s.duration_buckets,
-        Number::Nanos(s.duration_sum_nanos),
-    );
+    if let Some(n) = s.in_progress {
+        e.gauge(in_progress, Number::Int(n));
+    }
+    match labeled {
+        Some(l) => l.encode_histograms(duration, e),
+        None => e.histogram(
+            duration,
+            &BUCKETS,
+            &s.duration_buckets,
+            Number::Nanos(s.duration_sum_nanos),
+        ),
+    }
     e.gauge(
         &AVERAGE,
         s.average_nanos
             .map_or(Number::Float(f64::NAN), Number::Nanos),
     );
-    e.gauge(&LAST_PROCESSED, Number::Nanos(s.last_processed_unix_nanos));
+    e.gauge(last, Number::Nanos(s.last_processed_unix_nanos));
+}
+
+/// Most label names a source may put on the widget families.
+const MAX_NAMES: usize = 4;
+
+/// The counts the carried form holds per label set: processed, failed, the sum, the buckets.
+const CARRIED_COUNTS: usize = 3 + BUCKETS.len() + 1;
+
+/// Where a labeled widget counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LabelSet {
+    /// The label set admitted at this index ([`Metrics::admit_label_set`]).
+    Admitted(usize),
+    /// The overflow series: every label is `__overflow__`.
+    Overflow,
+}
+
+/// The value of every label of the overflow series.
+pub(crate) const OVERFLOW_VALUE: &str = "__overflow__";
+
+/// One label set's values and counts.
+#[derive(Debug, Clone, PartialEq)]
+struct Counts {
+    values: Box<[Box<str>]>,
+    processed: u64,
+    failed: u64,
+    sum_nanos: u64,
+    /// Per bucket (not cumulative), `+Inf` last.
+    buckets: [u64; BUCKETS.len() + 1],
+}
+
+impl Counts {
+    fn new(values: Box<[Box<str>]>) -> Counts {
+        Counts {
+            values,
+            processed: 0,
+            failed: 0,
+            sum_nanos: 0,
+            buckets: [0; BUCKETS.len() + 1],
+        }
+    }
+}
+
+/// The label sets of the widget families and their counts: the sets in order of admission,
+/// then the overflow series once a widget counted in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Labeled {
+    names: Vec<String>,
+    sets: Vec<Counts>,
+    overflow: Option<Counts>,
+}
+
+/// The label sets, shared by the metrics and the snapshots read from them: a scrape renders
+/// them in place, since copying thousands of sets per scrape would allocate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Labels(Rc<RefCell<Labeled>>);
+
+impl Labels {
+    /// How many label sets are admitted (the overflow series not included).
+    pub(crate) fn len(&self) -> usize {
+        self.0.borrow().sets.len()
+    }
+
+    /// Whether the widgets carry labels at all.
+    pub(crate) fn any(&self) -> bool {
+        !self.0.borrow().names.is_empty()
+    }
+}
+
+impl Labeled {
+    /// Every series in exposition order, with its label pairs (on the stack) and counts.
+    fn each(&self, mut f: impl FnMut(&[(&str, &str)], &Counts)) {
+        let n = self.names.len().min(MAX_NAMES);
+        for c in self.sets.iter().chain(&self.overflow) {
+            let mut pairs = [("", ""); MAX_NAMES + 1];
+            for (i, pair) in pairs.iter_mut().enumerate().take(n) {
+                *pair = (&self.names[i], c.values.get(i).map_or("", |v| &**v));
+            }
+            f(&pairs[..n], c);
+        }
+    }
+
+    fn encode_counts(&self, f: &Family, count: fn(&Counts) -> u64, e: &mut Encoder<'_>) {
+        e.header(f);
+        self.each(|labels, c| e.sample(f.name(), "", labels, Number::Int(count(c))));
+    }
+
+    fn encode_histograms(&self, f: &Family, e: &mut Encoder<'_>) {
+        e.header(f);
+        let n = self.names.len().min(MAX_NAMES);
+        self.each(|labels, c| {
+            let mut with_le = [("", ""); MAX_NAMES + 1];
+            with_le[..n].copy_from_slice(labels);
+            let les = BUCKETS.iter().map(|&(_, le)| le).chain(["+Inf"]);
+            let mut cumulative = 0;
+            for (le, count) in les.zip(c.buckets) {
+                cumulative += count;
+                with_le[n] = ("le", le);
+                e.sample(f.name(), "_bucket", &with_le[..=n], Number::Int(cumulative));
+            }
+            e.sample(f.name(), "_sum", labels, Number::Nanos(c.sum_nanos));
+            e.sample(f.name(), "_count", labels, Number::Int(cumulative));
+        });
+    }
+
+    /// The carried form (appended to `out`): a line of the names, then one line per set
+    /// (`s`, its values, its counts) and one for the overflow series (`o`, its counts), comma
+    /// separated, `%`, `,` and control characters in values written `%XX`.
+    fn export(&self, out: &mut String) {
+        out.push_str("\nnames");
+        for name in &self.names {
+            out.push(',');
+            out.push_str(name);
+        }
+        let counts = |out: &mut String, c: &Counts| {
+            let _ = write!(out, ",{},{},{}", c.processed, c.failed, c.sum_nanos);
+            for b in c.buckets {
+                let _ = write!(out, ",{b}");
+            }
+        };
+        for c in &self.sets {
+            out.push_str("\ns");
+            for v in &c.values {
+                out.push(',');
+                for ch in v.chars() {
+                    if ch == '%' || ch == ',' || ch.is_control() {
+                        let mut buf = [0; 4];
+                        for b in ch.encode_utf8(&mut buf).bytes() {
+                            let _ = write!(out, "%{b:02X}");
+                        }
+                    } else {
+                        out.push(ch);
+                    }
+                }
+            }
+            counts(out, c);
+        }
+        if let Some(c) = &self.overflow {
+            out.push_str("\no");
+            counts(out, c);
+        }
+    }
+
+    /// The inverse of [`Labeled::export`] (the text after the counters line); `None` for
+    /// anything else. Never panics.
+    fn import(text: &str) -> Option<Labeled> {
+        fn unescape(v: &str) -> Option<Box<str>> {
+            let mut bytes = Vec::with_capacity(v.len());
+            let mut it = v.bytes();
+            while let Some(b) = it.next() {
+                if b == b'%' {
+                    let hex = [it.next()?, it.next()?];
+                    bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+                } else {
+                    bytes.push(b);
+                }
+            }
+            String::from_utf8(bytes).ok().map(String::into_boxed_str)
+        }
+        fn counts(values: Box<[Box<str>]>, fields: &[&str]) -> Option<Counts> {
+            if fields.len() != CARRIED_COUNTS {
+                return None;
+            }
+            let mut n = fields.iter().map(|f| f.parse::<u64>().ok());
+            let mut c = Counts::new(values);
+            c.processed = n.next()??;
+            c.failed = n.next()??;
+            c.sum_nanos = n.next()??;
+            for b in &mut c.buckets {
+                *b = n.next()??;
+            }
+            Some(c)
+        }
+        let mut lines = text.split('\n');
+        let mut names = lines.next()?.split(',');
+        if names.next()? != "names" {
+            return None;
+        }
+        let names: Vec<String> = names.map(str::to_owned).collect();
+        if names.len() > MAX_NAMES || names.iter().any(String::is_empty) {
+            return None;
+        }
+        let mut labeled = Labeled {
+            names,
+            ..Labeled::default()
+        };
+        for line in lines {
+            let fields: Vec<&str> = line.split(',').collect();
+            let n = labeled.names.len();
+            match fields.split_first()? {
+                (&"s", rest) if rest.len() >= n && labeled.overflow.is_none() => {
+                    let values = rest[..n]
+                        .iter()
+                        .map(|v| unescape(v))
+                        .collect::<Option<_>>()?;
+                    labeled.sets.push(counts(values, &rest[n..])?);
+                }
+                (&"o", rest) if labeled.overflow.is_none() => {
+                    labeled.overflow = Some(counts(overflow_values(n), rest)?);
+                }
+                _ => return None,
+            }
+        }
+        Some(labeled)
+    }
+}
+
+/// The values of the overflow series for `n` label names.
+fn overflow_values(n: usize) -> Box<[Box<str>]> {
+    vec![Box::<str>::from(OVERFLOW_VALUE); n].into_boxed_slice()
 }
 
 impl Metrics {
@@ -168,6 +443,92 @@ impl Metrics {
         let running = w.in_progress.load(Relaxed);
         w.in_progress.store(running.saturating_sub(1), Relaxed);
         w.last_processed_unix_nanos.store(unix_nanos, Relaxed);
+    }
+
+    /// Labels the widget families with `names` (at most 4; none leaves them unlabeled) and
+    /// returns the values of the label sets already known, in order of admission: those a
+    /// restart in place carried, if they were made for the same names (else they are
+    /// dropped). The caller admits nothing twice: it admits only sets past these.
+    pub(crate) fn label_widgets(&self, names: &[String]) -> Vec<Vec<String>> {
+        let mut l = self.widgets.labels.0.borrow_mut();
+        if l.names != names {
+            *l = Labeled {
+                names: names.iter().take(MAX_NAMES).cloned().collect(),
+                ..Labeled::default()
+            };
+        }
+        l.sets
+            .iter()
+            .map(|c| c.values.iter().map(|v| String::from(&**v)).collect())
+            .collect()
+    }
+
+    /// Admits a new label set (its values in the order of the names given to
+    /// [`Metrics::label_widgets`]); returns its index. The only allocation of a labeled
+    /// series: counting in it later allocates nothing.
+    pub(crate) fn admit_label_set(&self, values: &[&str]) -> usize {
+        let mut l = self.widgets.labels.0.borrow_mut();
+        let n = l.names.len();
+        let values = (0..n)
+            .map(|i| Box::<str>::from(values.get(i).copied().unwrap_or("")))
+            .collect();
+        l.sets.push(Counts::new(values));
+        l.sets.len() - 1
+    }
+
+    /// [`Metrics::widget_finished`], counted in the label set `set` as well.
+    pub(crate) fn labeled_widget_finished(
+        &self,
+        set: LabelSet,
+        duration: Option<Duration>,
+        failed: bool,
+        unix_nanos: u64,
+        at: Instant,
+    ) {
+        self.widget_finished(duration, failed, unix_nanos, at);
+        let mut l = self.widgets.labels.0.borrow_mut();
+        let n = l.names.len();
+        let counts = match set {
+            LabelSet::Admitted(i) => l.sets.get_mut(i),
+            LabelSet::Overflow => Some(
+                l.overflow
+                    .get_or_insert_with(|| Counts::new(overflow_values(n))),
+            ),
+        };
+        let Some(c) = counts else { return };
+        c.processed += 1;
+        c.failed += u64::from(failed);
+        if let Some(d) = duration {
+            let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+            let slot = BUCKETS
+                .iter()
+                .position(|&(bound, _)| nanos <= bound)
+                .unwrap_or(BUCKETS.len());
+            c.buckets[slot] += 1;
+            c.sum_nanos = c.sum_nanos.saturating_add(nanos);
+        }
+    }
+}
+
+impl Widgets {
+    /// The label sets in their carried form, appended to `out` (nothing when unlabeled).
+    pub(crate) fn export_labels(&self, out: &mut String) {
+        let l = self.labels.0.borrow();
+        if !l.names.is_empty() {
+            l.export(out);
+        }
+    }
+
+    /// Restores label sets written by [`Widgets::export_labels`]; false (and nothing changed)
+    /// if the text is not exactly that shape.
+    pub(crate) fn import_labels(&self, text: &str) -> bool {
+        match Labeled::import(text) {
+            Some(l) => {
+                *self.labels.0.borrow_mut() = l;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -323,6 +684,96 @@ mod tests {
             assert_eq!(at(width / 100 * 99), Some(1_000_000));
             assert_eq!(at(width), None);
         }
+    }
+
+    /// The label sets and their counts survive the carried form, whatever their values hold;
+    /// anything that is not that form is refused without a panic and changes nothing.
+    #[test]
+    fn label_sets_survive_the_carried_form() {
+        use crate::metrics::render::{render, Format};
+        let parts = Parts {
+            log: true,
+            ..Parts::default()
+        };
+        let names = ["status".to_owned(), "worker".to_owned()];
+        let a = Metrics::new(parts, Duration::from_secs(60), Instant::now());
+        assert!(a.label_widgets(&names).is_empty());
+        let awkward = [
+            ["ok", "w1"],
+            ["fa,il%ed", "w\u{fc}"],
+            ["", "\n1\u{0}2%4:\u{7f}\"\\"],
+        ];
+        for (i, values) in awkward.iter().enumerate() {
+            assert_eq!(a.admit_label_set(values), i);
+            let set = LabelSet::Admitted(i);
+            a.labeled_widget_finished(
+                set,
+                Some(Duration::from_millis(120)),
+                i == 1,
+                5,
+                Instant::now(),
+            );
+        }
+        a.labeled_widget_finished(LabelSet::Overflow, None, true, 6, Instant::now());
+        let text = a.export_counters();
+        assert!(!text.contains('\0'), "{text:?}");
+        let b = Metrics::new(parts, Duration::from_secs(60), Instant::now());
+        assert!(b.import_counters(&text));
+        let rendered = |m: &Metrics| {
+            let mut out = String::new();
+            render(
+                &m.snapshot(ProcessStats::default()),
+                Format::OpenMetrics,
+                &mut out,
+            );
+            out.lines()
+                .filter(|l| l.starts_with("widget"))
+                .filter(|l| !l.starts_with("widget_exporter_log_files"))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rendered(&a), rendered(&b));
+        assert!(rendered(&b).iter().any(|l| l.contains(r#"worker="\n1"#)));
+        let known = b.label_widgets(&names);
+        assert_eq!(known.len(), 3);
+        assert_eq!(known[1], ["fa,il%ed", "w\u{fc}"]);
+        // Every cut and every single-byte change is refused or read without a panic.
+        for cut in (0..text.len()).filter(|&c| text.is_char_boundary(c)) {
+            let _ = Metrics::default().import_counters(&text[..cut]);
+        }
+        for at in 0..text.len() {
+            for byte in [b'9', b',', b'%', b'\n', b's', b'o'] {
+                let mut bad = text.clone().into_bytes();
+                bad[at] = byte;
+                let _ = Metrics::default().import_counters(&String::from_utf8_lossy(&bad));
+            }
+        }
+        let numbers = text.split('\n').next().expect("a first line");
+        for bad in [
+            format!("{numbers}\nnames,a,b,c,d,e"),
+            format!("{numbers}\nnames,a\ns,x,1"),
+            format!(
+                "{numbers}\nnames,a\no,1,2\ns,x,{}",
+                "0,".repeat(CARRIED_COUNTS)
+            ),
+            format!(
+                "{numbers}\nnames,a\ns,%zz,{}",
+                ["0"; CARRIED_COUNTS].join(",")
+            ),
+            format!("{numbers}\nlabels,a"),
+        ] {
+            let c = Metrics::new(parts, Duration::from_secs(60), Instant::now());
+            assert!(!c.import_counters(&bad), "{bad:?}");
+            assert!(
+                c.label_widgets(&names).is_empty(),
+                "nothing changed: {bad:?}"
+            );
+        }
+        let good = format!(
+            "{numbers}\nnames,a\ns,%2C,{}",
+            ["0"; CARRIED_COUNTS].join(",")
+        );
+        assert!(Metrics::default().import_counters(&good));
     }
 
     #[test]

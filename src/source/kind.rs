@@ -1,6 +1,7 @@
 //! What a kind of source is: the `Source` trait its type implements, and the `Kind` it
 //! declares in its own file (flag rows and validation, how it opens, which optional families
-//! it has, what a printed unit must let it read). The sources build on this file and the
+//! it has, what a printed unit must let it read, and a dry run it may offer instead of
+//! running). The sources build on this file and the
 //! registry ([`crate::source`]) lists them, so neither needs the other's file.
 
 use std::time::{Duration, Instant};
@@ -58,6 +59,15 @@ pub enum Reads {
     },
 }
 
+/// What a source's dry run (the log source's `--widget.log.check`) found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The report, for standard output.
+    pub report: String,
+    /// What could not be read, if anything: the run failed.
+    pub error: Option<String>,
+}
+
 /// What opening a source gives.
 pub(crate) type Opened = Result<Box<dyn Source>, Error>;
 
@@ -74,6 +84,8 @@ pub(crate) struct Kind<R: 'static, V: 'static> {
     pub(crate) families: fn(&V) -> Families,
     /// What a printed service unit must let it read.
     pub(crate) reads: fn(&V) -> Reads,
+    /// Its dry run, when the config asks for one instead of running the exporter.
+    pub(crate) check: fn(&V) -> Option<Checked>,
 }
 
 /// A `Kind` with its types erased, for the registry's list.
@@ -93,6 +105,8 @@ pub(crate) trait Registered: Sync {
     fn families(&self, config: &SourceConfig) -> Option<Families>;
     /// [`Kind::reads`], if `config` is of this kind.
     fn reads(&self, config: &SourceConfig) -> Option<Reads>;
+    /// [`Kind::check`], if `config` is of this kind and asks for a check.
+    fn check(&self, config: &SourceConfig) -> Option<Checked>;
 }
 
 impl<R, V> Registered for Kind<R, V>
@@ -127,5 +141,9 @@ where
 
     fn reads(&self, config: &SourceConfig) -> Option<Reads> {
         Some((self.reads)(config.get()?))
+    }
+
+    fn check(&self, config: &SourceConfig) -> Option<Checked> {
+        (self.check)(config.get()?)
     }
 }

@@ -19,7 +19,7 @@ use std::time::Instant;
 use crate::config::{Config, SourceTable};
 use crate::metrics::{Metrics, Parts};
 
-pub use kind::Reads;
+pub use kind::{Checked, Reads};
 pub(crate) use kind::{Opened, Registered, Source};
 
 /// Every kind of source, the default first: the registry.
@@ -58,6 +58,13 @@ pub(crate) fn parts(config: &Config) -> Parts {
 #[must_use]
 pub fn reads(config: &Config) -> Reads {
     chosen(config, |k| k.reads(&config.source))
+}
+
+/// The source's dry run, when the config asks for one instead of running the exporter: no
+/// output is opened, the other flags are accepted and ignored.
+#[must_use]
+pub fn check(config: &Config) -> Option<Checked> {
+    KINDS.iter().find_map(|k| k.check(&config.source))
 }
 
 /// Opens the configured source, first stepped at `start` (whose wall-clock time is
@@ -422,6 +429,9 @@ mod tests {
                     started: Some(Pattern::parse("* start *", false).expect("parses")),
                     unit: Unit::Ms,
                     poll_interval: MS(250),
+                    max_series: 5,
+                    max_files: 3,
+                    check: false,
                 });
             }),
         ];

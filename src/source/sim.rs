@@ -40,6 +40,7 @@ pub(crate) static KIND: Kind<SimConfig, SimConfig> = Kind {
         log: false,
     },
     reads: |_| Reads::Nothing,
+    check: |_| None,
 };
 
 /// How the simulated widget service behaves.

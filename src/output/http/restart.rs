@@ -1,7 +1,7 @@
 //! The restart rule, whole: when the exporter re-executes itself in place, how it drains its
 //! clients first so that a restart costs no scrape, when it gives up and exits instead, and
-//! what it carries across the exec (the counters, the source's position, and its own history
-//! of fruitless restarts).
+//! what it carries across the exec (the counters with the widget families' label sets, the
+//! source's position, and its own history of fruitless restarts).
 //!
 //! A restart in place sheds what tiny_http can leak but never free: connections stuck inside
 //! it (an `HTTP/2.0` request line deadlocks its connection thread; a request announcing a
@@ -24,6 +24,7 @@ use std::env;
 use std::ffi::OsString;
 use std::io;
 use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::time::{Duration, Instant};
 
@@ -75,12 +76,24 @@ pub const DRAIN_NEW: Duration = Duration::from_millis(200);
 /// How often a drain looks at the connections.
 pub const DRAIN_POLL: Duration = Duration::from_millis(20);
 
-/// Environment variable carrying the counters across a restart in place.
-const STATE_VAR: &str = "WIDGET_EXPORTER_STATE";
+/// Environment variable naming the descriptor of the file that carries the counters and the
+/// source's position across a restart in place (so that the next image neither resets the
+/// counters nor loses or repeats what this one read). A file, not the environment: the label
+/// sets of the widget families and a glob's positions can reach megabytes, and Linux limits
+/// one variable to 128 KiB. The file is unlinked at once (made the way kernels older than
+/// `O_TMPFILE` allow), so nothing is left behind whatever happens.
+const CARRIED_FD_VAR: &str = "WIDGET_EXPORTER_CARRIED_FD";
 
-/// Environment variable carrying the source's position across a restart in place, so that
-/// the next image neither loses nor repeats what this one read.
-const POSITION_VAR: &str = "WIDGET_EXPORTER_POSITION";
+/// Environment variable carrying the same text when no file could be made (no writable
+/// temporary directory), if it is small enough for one ([`CARRIED_VAR_MAX`]).
+const CARRIED_VAR: &str = "WIDGET_EXPORTER_CARRIED";
+
+/// Largest text [`CARRIED_VAR`] carries: well under Linux's 128 KiB for one variable.
+const CARRIED_VAR_MAX: usize = 64 << 10;
+
+/// Separates the counters from the position in the carried text: a control character,
+/// which neither holds (label values write theirs `%XX`).
+const CARRIED_SEP: char = '\x1e';
 
 /// Environment variable carrying the ages (ms) of the fruitless memory restarts.
 const HISTORY_VAR: &str = "WIDGET_EXPORTER_RESTARTS";
@@ -163,18 +176,65 @@ impl Carried {
     /// thread: changing the environment is not safe later.
     #[must_use]
     pub fn take_from_env() -> Carried {
-        let counters = env::var_os(STATE_VAR).map(|s| s.to_string_lossy().into_owned());
-        let position = env::var_os(POSITION_VAR).map(|s| s.to_string_lossy().into_owned());
-        let history = env::var_os(HISTORY_VAR).map(|s| s.to_string_lossy().into_owned());
-        env::remove_var(STATE_VAR);
-        env::remove_var(POSITION_VAR);
-        env::remove_var(HISTORY_VAR);
+        let text = |var| env::var_os(var).map(|s| s.to_string_lossy().into_owned());
+        let fd = text(CARRIED_FD_VAR);
+        let inline = text(CARRIED_VAR);
+        let history = text(HISTORY_VAR);
+        for var in [CARRIED_FD_VAR, CARRIED_VAR, HISTORY_VAR] {
+            env::remove_var(var);
+        }
+        let carried = match fd {
+            Some(fd) => read_carried(&fd)
+                .map_err(|e| log::warn("cannot read the carried counters", &[("err", &e)]))
+                .ok(),
+            None => inline,
+        };
+        let (counters, position) = match carried.as_deref().map(|t| t.split_once(CARRIED_SEP)) {
+            Some(Some((counters, position))) => {
+                (Some(counters.to_owned()), Some(position.to_owned()))
+            }
+            Some(None) => (carried, None),
+            None => (None, None),
+        };
         Carried {
             counters,
             position,
             fruitless_ages: history.as_deref().map(parse_ages).unwrap_or_default(),
         }
     }
+}
+
+/// The text of the carried file at descriptor `fd` (a number, as [`CARRIED_FD_VAR`] holds).
+fn read_carried(fd: &str) -> io::Result<String> {
+    use std::io::Read;
+    let fd = fd
+        .parse()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, format!("bad fd {fd:?}")))?;
+    let mut text = String::new();
+    sys::adopt_file(fd)?.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+/// `text` in an unlinked file of the temporary directory, rewound, that survives the exec.
+fn carried_file(text: &str) -> io::Result<std::fs::File> {
+    use std::io::{Seek, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = env::temp_dir().join(format!(
+        ".widget-exporter-carried-{}-{}",
+        std::process::id(),
+        crate::host::clock::unix_nanos()
+    ));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)?;
+    std::fs::remove_file(&path)?;
+    file.write_all(text.as_bytes())?;
+    file.rewind()?;
+    sys::keep_across_exec(&file)?;
+    Ok(file)
 }
 
 /// `1200,45000` (milliseconds) into ages; anything unparsable is skipped.
@@ -509,17 +569,36 @@ fn exec(listener: &TcpListener, metrics: &Metrics, position: Option<&str>, histo
         .next()
         .unwrap_or_else(|| OsString::from("widget-exporter"));
     let mut command = std::process::Command::new("/proc/self/exe");
-    match position {
-        Some(p) => command.env(POSITION_VAR, p),
-        None => command.env_remove(POSITION_VAR),
-    };
+    let mut text = metrics.export_counters();
+    if let Some(p) = position {
+        text.push(CARRIED_SEP);
+        text.push_str(p);
+    }
+    command.env_remove(CARRIED_VAR).env_remove(CARRIED_FD_VAR);
+    // Kept open until the exec, which hands it over.
+    let file = carried_file(&text);
+    match &file {
+        Ok(file) => {
+            command.env(CARRIED_FD_VAR, file.as_raw_fd().to_string());
+        }
+        Err(e) if text.len() <= CARRIED_VAR_MAX => {
+            log::warn(
+                "cannot make the carried file; carrying in the environment",
+                &[("err", e)],
+            );
+            command.env(CARRIED_VAR, &text);
+        }
+        Err(e) => log::warn(
+            "cannot make the carried file; counters and positions start again",
+            &[("err", e), ("bytes", &text.len())],
+        ),
+    }
     let e = command
         .arg0(program)
         .args(argv)
         .env("LISTEN_PID", std::process::id().to_string())
         .env("LISTEN_FDS", "1")
         .env_remove("LISTEN_FDNAMES")
-        .env(STATE_VAR, metrics.export_counters())
         .env(HISTORY_VAR, history)
         .exec();
     Error::io("restarting in place (exec)", e)

@@ -8,22 +8,23 @@ use std::fs::File;
 use std::io::{ErrorKind, Read};
 use std::path::Path;
 
+use crate::metrics::OVERFLOW_VALUE;
 use crate::source::log::classify::{Classifier, Line};
 use crate::source::log::files::Glob;
-use crate::source::log::labels::{LabelSets, Series, OVERFLOW_VALUE};
+use crate::source::log::labels::{LabelSets, Series};
 use crate::source::log::tail::{Event, Splitter};
 
 /// Lines of each kind shown in the report.
-pub const SHOWN_LINES: usize = 5;
+pub(crate) const SHOWN_LINES: usize = 5;
 
 /// Label sets shown in the report, the largest first.
-pub const SHOWN_SETS: usize = 20;
+pub(crate) const SHOWN_SETS: usize = 20;
 
 /// Most bytes of a line shown (cut at a character boundary).
-pub const SHOWN_BYTES: usize = 120;
+pub(crate) const SHOWN_BYTES: usize = 120;
 
 /// The counts of a check run, and the first lines worth showing.
-pub struct Check {
+pub(crate) struct Check {
     classifier: Classifier,
     sets: LabelSets,
     /// Widgets per admitted label set, by series index.
@@ -42,7 +43,7 @@ pub struct Check {
 impl Check {
     /// A run of `classifier` under a series cap of `max_series`.
     #[must_use]
-    pub fn new(classifier: Classifier, max_series: usize) -> Check {
+    pub(crate) fn new(classifier: Classifier, max_series: usize) -> Check {
         let sets = LabelSets::new(classifier.names(), max_series);
         Check {
             classifier,
@@ -61,7 +62,7 @@ impl Check {
 
     /// Reads `input` to its end, counting every line; a last line without `\n` counts too.
     /// A read error ends the input: lines read before it are counted, and the error returned.
-    pub fn read(&mut self, mut input: impl Read) -> std::io::Result<()> {
+    pub(crate) fn read(&mut self, mut input: impl Read) -> std::io::Result<()> {
         let mut chunk = vec![0; 64 << 10];
         let mut splitter = std::mem::take(&mut self.splitter);
         let result = loop {
@@ -81,7 +82,7 @@ impl Check {
     /// `-`, every matching file (by name) for a glob, else the file. The error says what
     /// could not be read (an empty glob is one: there was nothing to try the templates on);
     /// the files that could be read are counted all the same.
-    pub fn read_path(&mut self, path: &Path) -> Result<(), String> {
+    pub(crate) fn read_path(&mut self, path: &Path) -> Result<(), String> {
         if path == Path::new("-") {
             return self
                 .read(std::io::stdin().lock())
@@ -121,7 +122,7 @@ impl Check {
     }
 
     /// Counts one line (without its line ending).
-    pub fn line(&mut self, line: &[u8]) {
+    pub(crate) fn line(&mut self, line: &[u8]) {
         match self.classifier.classify(line) {
             Line::Finished { failed, labels, .. } => {
                 self.lines[0] += 1;
@@ -168,7 +169,7 @@ impl Check {
     ///
     /// The label-set part only when the templates have labels; a list only when not empty.
     #[must_use]
-    pub fn report(&self) -> String {
+    pub(crate) fn report(&self) -> String {
         let [matched, unmatched, invalid, too_long] = self.lines;
         let mut out = format!(
             "lines: matched={matched} unmatched={unmatched} invalid={invalid} too_long={too_long}\n\
@@ -244,7 +245,7 @@ fn escape_value(value: &str) -> String {
 /// escaped (`\n`, `\u{1b}`, `\\`, `\xff`), so what is shown is unambiguous and never moves the
 /// cursor or changes colours.
 #[must_use]
-pub fn shown(line: &[u8]) -> String {
+pub(crate) fn shown(line: &[u8]) -> String {
     let mut out = String::new();
     let mut used = 0;
     for chunk in line.utf8_chunks() {
@@ -397,7 +398,7 @@ invalid lines (first 2 of 2):
             (dir.join("*.nothing"), "no file matches"),
             (dir.join("missing.log"), "cannot read"),
             (dir.clone(), "is a directory"),
-            (dir.join("*/x.log"), "--widget.log.path may hold"),
+            (dir.join("*/x.log"), "may appear only in the last component"),
         ];
         for (path, want) in errors {
             let err = check(10).read_path(&path).expect_err("cannot read");

@@ -13,7 +13,7 @@ use crate::source::log::template::{
 
 /// What a line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Line<'a> {
+pub(crate) enum Line<'a> {
     /// A widget finished (or failed): a widget event.
     Finished {
         /// It matched the failed template.
@@ -34,7 +34,7 @@ pub enum Line<'a> {
 
 /// Why a matched line is invalid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
+pub(crate) enum Why {
     /// `{duration}` took bytes that are no duration.
     Duration,
     /// A label value is not valid UTF-8 (or, with `too_long`, longer than 128 bytes).
@@ -48,7 +48,7 @@ pub enum Why {
 
 /// The compiled templates and what ties them together.
 #[derive(Debug, Clone)]
-pub struct Classifier {
+pub(crate) struct Classifier {
     finished: Template,
     failed: Option<Template>,
     started: Option<Template>,
@@ -62,7 +62,7 @@ impl Classifier {
     /// Ties the templates together: refuses label captures in the started template (the
     /// error names `--widget.log.started`) and more than 4 label names across the finished and
     /// failed templates (the error names both).
-    pub fn new(
+    pub(crate) fn new(
         finished: Template,
         failed: Option<Template>,
         started: Option<Template>,
@@ -94,13 +94,13 @@ impl Classifier {
 
     /// The label names of the widget families, in order.
     #[must_use]
-    pub fn names(&self) -> &[String] {
+    pub(crate) fn names(&self) -> &[String] {
         &self.names
     }
 
     /// What `line` (without its line ending) is.
     #[must_use]
-    pub fn classify<'a>(&self, line: &'a [u8]) -> Line<'a> {
+    pub(crate) fn classify<'a>(&self, line: &'a [u8]) -> Line<'a> {
         let failed = self.failed.as_ref().and_then(|t| match t.capture(line) {
             Found::No => None,
             found => Some((found, t, &self.at_failed, true)),
@@ -147,7 +147,7 @@ impl Classifier {
 
     /// The reason in words, for the check mode's report and log lines.
     #[must_use]
-    pub fn reason(&self, why: Why) -> String {
+    pub(crate) fn reason(&self, why: Why) -> String {
         match why {
             Why::Duration => "the {duration} capture is no duration".to_owned(),
             Why::Label { name, too_long } => {

@@ -1,14 +1,18 @@
 //! The log source's flags and its validated config, in two stages: [`LogFlags`] as read
 //! (the required path and finished template may still be missing), then [`LogConfig`], where
-//! they are not `Option`s. The log source opens from a [`LogConfig`] and checks nothing
-//! again. Pure, but for [`LogConfig::reading_group`], which looks at the file for the
-//! printed unit.
+//! they are not `Option`s and the templates are tied together in a [`Classifier`] (label
+//! names across templates). The log source and the check mode open from a [`LogConfig`] and
+//! check nothing again. Pure, but for [`LogConfig::reading_group`], which looks at the file
+//! for the printed unit.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::config::{format_duration, given, parse_duration, unless, Flag, Row, Scope, Takes};
 use crate::error::Error;
+use crate::source::log::classify::Classifier;
+use crate::source::log::files::{Glob, DEFAULT_MAX_FILES, MAX_FILES_LIMIT};
+use crate::source::log::labels::{DEFAULT_MAX_SERIES, MAX_SERIES_LIMIT};
 use crate::source::log::template::{Template, Unit};
 
 /// Bounds of `--widget.log.poll-interval`: often enough to matter, rare enough to stay idle.
@@ -49,6 +53,12 @@ pub(crate) struct LogFlags {
     pub(crate) unit: Unit,
     /// `--widget.log.poll-interval`.
     pub(crate) poll_interval: Duration,
+    /// `--widget.log.max-series`.
+    pub(crate) max_series: usize,
+    /// `--widget.log.max-files`.
+    pub(crate) max_files: usize,
+    /// `--widget.log.check`.
+    pub(crate) check: bool,
 }
 
 impl Default for LogFlags {
@@ -60,6 +70,9 @@ impl Default for LogFlags {
             started: None,
             unit: Unit::S,
             poll_interval: Duration::from_secs(1),
+            max_series: DEFAULT_MAX_SERIES,
+            max_files: DEFAULT_MAX_FILES,
+            check: false,
         }
     }
 }
@@ -79,6 +92,40 @@ pub(crate) struct LogConfig {
     pub(crate) unit: Unit,
     /// `--widget.log.poll-interval`: from 10ms to 1m.
     pub(crate) poll_interval: Duration,
+    /// `--widget.log.max-series`: from 1 to [`MAX_SERIES_LIMIT`].
+    pub(crate) max_series: usize,
+    /// `--widget.log.max-files`: from 1 to [`MAX_FILES_LIMIT`].
+    pub(crate) max_files: usize,
+    /// `--widget.log.check`: read the log once, report, exit.
+    pub(crate) check: bool,
+}
+
+impl LogConfig {
+    /// The templates tied together. Validation built one already, so this cannot fail.
+    pub(crate) fn classifier(&self) -> Classifier {
+        classifier(
+            &self.finished,
+            self.failed.as_ref(),
+            self.started.as_ref(),
+            self.unit,
+        )
+        .expect("validate tied these templates together")
+    }
+}
+
+/// The templates tied together, or why they cannot be.
+fn classifier(
+    finished: &Pattern,
+    failed: Option<&Pattern>,
+    started: Option<&Pattern>,
+    unit: Unit,
+) -> Result<Classifier, &'static str> {
+    Classifier::new(
+        finished.template.clone(),
+        failed.map(|p| p.template.clone()),
+        started.map(|p| p.template.clone()),
+        unit,
+    )
 }
 
 impl LogConfig {
@@ -125,14 +172,16 @@ pub(crate) const FLAGS: &[Row<LogFlags, LogConfig>] = &[
             takes: Takes::Value,
             syntax: "FILE",
             default: "",
-            help: "the log to follow (- or a FIFO: read as a stream)",
+            help: "the log to follow (- or a FIFO: a stream; * or ?: a glob)",
             scope: Scope::Source,
         },
         apply: |p, v| {
             if given(v).is_empty() {
                 return Err("must not be empty".into());
             }
-            p.path = Some(given(v).into());
+            let path = PathBuf::from(given(v));
+            Glob::parse(&path)?;
+            p.path = Some(path);
             Ok(())
         },
         show: |c| Some(c.path.display().to_string()),
@@ -144,7 +193,7 @@ pub(crate) const FLAGS: &[Row<LogFlags, LogConfig>] = &[
             takes: Takes::Value,
             syntax: "TEMPLATE",
             default: "",
-            help: "a line matching it is one finished widget",
+            help: "a matching line is one finished widget ({label:NAME})",
             scope: Scope::Source,
         },
         apply: |p, v| template(&mut p.finished, v, true),
@@ -173,7 +222,19 @@ pub(crate) const FLAGS: &[Row<LogFlags, LogConfig>] = &[
             help: "a line matching it is one widget started",
             scope: Scope::Source,
         },
-        apply: |p, v| template(&mut p.started, v, false),
+        apply: |p, v| {
+            template(&mut p.started, v, false)?;
+            if p.started
+                .as_ref()
+                .is_some_and(|t| !t.template.label_names().is_empty())
+            {
+                p.started = None;
+                return Err(
+                    "takes no {label:NAME}: a started widget has no outcome to label".into(),
+                );
+            }
+            Ok(())
+        },
         show: |c| c.started.as_ref().map(|p| p.text.clone()),
     },
     Row {
@@ -220,7 +281,73 @@ pub(crate) const FLAGS: &[Row<LogFlags, LogConfig>] = &[
             })
         },
     },
+    Row {
+        flag: Flag {
+            name: "--widget.log.max-series",
+            short: None,
+            takes: Takes::Value,
+            syntax: "N",
+            default: "100",
+            help: "most label sets; more count as __overflow__",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            p.max_series = count(v, MAX_SERIES_LIMIT)?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.max_series, &LogFlags::default().max_series, || {
+                c.max_series.to_string()
+            })
+        },
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.log.max-files",
+            short: None,
+            takes: Takes::Value,
+            syntax: "N",
+            default: "64",
+            help: "most files a glob follows at once",
+            scope: Scope::Source,
+        },
+        apply: |p, v| {
+            p.max_files = count(v, MAX_FILES_LIMIT)?;
+            Ok(())
+        },
+        show: |c| {
+            unless(&c.max_files, &LogFlags::default().max_files, || {
+                c.max_files.to_string()
+            })
+        },
+    },
+    Row {
+        flag: Flag {
+            name: "--widget.log.check",
+            short: None,
+            takes: Takes::Nothing,
+            syntax: "",
+            default: "",
+            help: "read the log once, print what the templates count, exit",
+            scope: Scope::Source,
+        },
+        apply: |p, _| {
+            p.check = true;
+            Ok(())
+        },
+        // A deployed command never holds it: a printed unit leaves it out.
+        show: |_| None,
+    },
 ];
+
+/// A whole number from 1 to `max`.
+fn count(v: Option<&str>, max: usize) -> Result<usize, String> {
+    given(v)
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=max).contains(n))
+        .ok_or_else(|| format!("expected a whole number from 1 to {max}"))
+}
 
 /// The required flags, then the validated config.
 pub(crate) fn validate(flags: LogFlags) -> Result<LogConfig, Error> {
@@ -230,6 +357,13 @@ pub(crate) fn validate(flags: LogFlags) -> Result<LogConfig, Error> {
     let finished = flags
         .finished
         .ok_or_else(|| required("--widget.log.finished"))?;
+    classifier(
+        &finished,
+        flags.failed.as_ref(),
+        flags.started.as_ref(),
+        flags.unit,
+    )
+    .map_err(|e| Error::Usage(e.to_owned()))?;
     Ok(LogConfig {
         path,
         finished,
@@ -237,5 +371,8 @@ pub(crate) fn validate(flags: LogFlags) -> Result<LogConfig, Error> {
         started: flags.started,
         unit: flags.unit,
         poll_interval: flags.poll_interval,
+        max_series: flags.max_series,
+        max_files: flags.max_files,
+        check: flags.check,
     })
 }

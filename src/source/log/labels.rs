@@ -1,8 +1,9 @@
 //! The label sets of the log source: which combination of captured label values a line
 //! belongs to, under a hard series cap. Owns the names across templates, the table from a
-//! label set to its series index, the overflow series, and the table's carried form for a
-//! restart in place. Pure: no files, clocks, metrics or logging (it tells the caller when an
-//! overflow streak starts; the caller logs).
+//! label set to its series index, and when a set goes to the overflow series instead. Pure:
+//! no files, clocks, metrics or logging (it tells the caller when an overflow streak starts;
+//! the caller logs). The sets' counts, and what a restart in place carries, are the widget
+//! families' (`metrics`): a carried table is rebuilt by looking its sets up again in order.
 //!
 //! Memory is bounded by the cap: a set is stored once, when it is admitted, as its values
 //! joined by `0xFF` (a byte valid UTF-8 never holds), and an open-addressing index of `u32`s
@@ -11,48 +12,30 @@
 //! log lines cannot be chosen to collide.
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::hash::BuildHasher;
 use std::time::{Duration, Instant};
 
+use crate::metrics::OVERFLOW_VALUE;
 use crate::source::log::template::{Template, MAX_LABELS, MAX_LABEL_VALUE};
 
 /// Default of `--widget.log.max-series`.
-pub const DEFAULT_MAX_SERIES: usize = 100;
+pub(crate) const DEFAULT_MAX_SERIES: usize = 100;
 
 /// Largest `--widget.log.max-series` accepted.
-pub const MAX_SERIES_LIMIT: usize = 10_000;
-
-/// The value of every label of the overflow series.
-pub const OVERFLOW_VALUE: &str = "__overflow__";
+pub(crate) const MAX_SERIES_LIMIT: usize = 10_000;
 
 /// How long without an overflow ends an overflow streak.
-pub const STREAK_QUIET: Duration = Duration::from_secs(60);
+pub(crate) const STREAK_QUIET: Duration = Duration::from_secs(60);
 
 /// Ends each stored value; never part of valid UTF-8.
 const SEP: u8 = 0xFF;
-
-/// `%XX` back to bytes; `None` for a `%` without two hex digits.
-fn unescape(text: &str) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(text.len());
-    let mut bytes = text.bytes();
-    while let Some(b) = bytes.next() {
-        if b == b'%' {
-            let hex = [bytes.next()?, bytes.next()?];
-            out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
-        } else {
-            out.push(b);
-        }
-    }
-    Some(out)
-}
 
 /// An empty slot of the index.
 const EMPTY: u32 = u32::MAX;
 
 /// The label names of the widget families: the union over the finished and failed templates,
 /// in order of first appearance (finished first). Refuses more than [`MAX_LABELS`] names.
-pub fn union(templates: &[&Template]) -> Result<Vec<String>, &'static str> {
+pub(crate) fn union(templates: &[&Template]) -> Result<Vec<String>, &'static str> {
     let mut names: Vec<String> = Vec::new();
     for name in templates.iter().flat_map(|t| t.label_names()) {
         if !names.contains(name) {
@@ -74,7 +57,7 @@ pub fn union(templates: &[&Template]) -> Result<Vec<String>, &'static str> {
 ///
 /// If `names` lacks one of the template's labels: `names` comes from [`union`] over it.
 #[must_use]
-pub fn positions(template: &Template, names: &[String]) -> [usize; MAX_LABELS] {
+pub(crate) fn positions(template: &Template, names: &[String]) -> [usize; MAX_LABELS] {
     let mut at = [0; MAX_LABELS];
     for (slot, name) in at.iter_mut().zip(template.label_names()) {
         *slot = names
@@ -88,7 +71,7 @@ pub fn positions(template: &Template, names: &[String]) -> [usize; MAX_LABELS] {
 /// A template's label values (as [`crate::source::log::template::Found::Yes`] gives them)
 /// put in the order of the union; a name the template lacks gets the empty value.
 #[must_use]
-pub fn arrange<'a>(
+pub(crate) fn arrange<'a>(
     template: &Template,
     positions: &[usize; MAX_LABELS],
     values: &[&'a str; MAX_LABELS],
@@ -102,7 +85,7 @@ pub fn arrange<'a>(
 
 /// Which series a label set counts in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Series {
+pub(crate) enum Series {
     /// A set seen before, at this index.
     Known(usize),
     /// A set admitted just now, at this index (the next free one): the caller makes its series.
@@ -119,7 +102,7 @@ pub enum Series {
 
 /// The distinct label sets seen, at most `max_series` of them, never dropped.
 #[derive(Debug, Clone)]
-pub struct LabelSets {
+pub(crate) struct LabelSets {
     names: Vec<String>,
     max_series: usize,
     /// The admitted sets, by series index: values each followed by [`SEP`].
@@ -142,7 +125,7 @@ impl LabelSets {
     /// 1..=[`MAX_SERIES_LIMIT`]; the flag refuses values outside it). With no names, the one
     /// empty set is the only set.
     #[must_use]
-    pub fn new(names: &[String], max_series: usize) -> LabelSets {
+    pub(crate) fn new(names: &[String], max_series: usize) -> LabelSets {
         LabelSets {
             names: names.to_vec(),
             max_series: max_series.clamp(1, MAX_SERIES_LIMIT),
@@ -158,36 +141,31 @@ impl LabelSets {
 
     /// The label names, in series order.
     #[must_use]
-    pub fn names(&self) -> &[String] {
+    pub(crate) fn names(&self) -> &[String] {
         &self.names
     }
 
     /// The series cap.
     #[must_use]
-    pub fn max_series(&self) -> usize {
+    pub(crate) fn max_series(&self) -> usize {
         self.max_series
     }
 
     /// The number of distinct sets admitted (the overflow series not included).
     #[must_use]
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.sets.len()
     }
 
-    /// Whether no set was admitted yet.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.sets.is_empty()
-    }
-
+    #[cfg(test)]
     /// How many lookups went to the overflow series.
     #[must_use]
-    pub fn overflows(&self) -> u64 {
+    pub(crate) fn overflows(&self) -> u64 {
         self.overflows
     }
 
     /// The values of the set at `series`, in the order of [`LabelSets::names`].
-    pub fn values(&self, series: usize) -> impl Iterator<Item = &str> {
+    pub(crate) fn values(&self, series: usize) -> impl Iterator<Item = &str> {
         let (set, n) = self
             .sets
             .get(series)
@@ -199,11 +177,24 @@ impl LabelSets {
 
     /// The series of a label set: its values in the order of [`LabelSets::names`] (from
     /// [`arrange`]); values past the names are ignored. Allocates only when it admits a set.
-    pub fn lookup(&mut self, values: &[&str]) -> Series {
+    pub(crate) fn lookup(&mut self, values: &[&str]) -> Series {
         self.scratch.clear();
         for v in values.iter().take(self.names.len()) {
             self.scratch.extend_from_slice(v.as_bytes());
             self.scratch.push(SEP);
+        }
+        // A log that writes the overflow series' own values counts there: a set of its own
+        // would repeat that series in the exposition.
+        if !self.names.is_empty()
+            && values
+                .iter()
+                .take(self.names.len())
+                .all(|v| *v == OVERFLOW_VALUE)
+        {
+            self.overflows += 1;
+            return Series::Overflow {
+                streak_started: false,
+            };
         }
         let (slot, found) = self.probe();
         if let Some(series) = found {
@@ -228,7 +219,7 @@ impl LabelSets {
     /// Closes the step that ends at `now`: a streak ends once no step overflowed for
     /// [`STREAK_QUIET`], so the next overflow is warned about again (sets that overflow now and
     /// then make one warning a minute at most, not one per poll).
-    pub fn end_step(&mut self, now: Instant) {
+    pub(crate) fn end_step(&mut self, now: Instant) {
         if std::mem::take(&mut self.overflow_this_step) {
             self.streak = Some(now);
         } else if self
@@ -275,103 +266,10 @@ impl LabelSets {
         }
     }
 
-    /// The table in its carried form: netstrings (`len:bytes,`) of a version tag, the names,
-    /// the overflow count and every set's values in series order; then `%`, control bytes
-    /// and DEL written `%XX`, so the text holds no NUL or line break and fits an environment
-    /// variable's syntax (not its size: at the largest cap, up to about 5 MiB).
-    #[must_use]
-    pub fn encode(&self) -> String {
-        let mut out = Vec::new();
-        let mut field = |bytes: &[u8]| {
-            out.extend_from_slice(bytes.len().to_string().as_bytes());
-            out.push(b':');
-            out.extend_from_slice(bytes);
-            out.push(b',');
-        };
-        field(b"labelsets1");
-        field(self.names.len().to_string().as_bytes());
-        for name in &self.names {
-            field(name.as_bytes());
-        }
-        field(self.overflows.to_string().as_bytes());
-        field(self.sets.len().to_string().as_bytes());
-        for series in 0..self.sets.len() {
-            for value in self.values(series) {
-                field(value.as_bytes());
-            }
-        }
-        let mut text = String::with_capacity(out.len());
-        for chunk in out.utf8_chunks() {
-            for c in chunk.valid().chars() {
-                if c == '%' || c.is_ascii_control() {
-                    let _ = write!(text, "%{:02X}", c as u32);
-                } else {
-                    text.push(c);
-                }
-            }
-        }
-        text
-    }
-
-    /// A table carried by [`LabelSets::encode`], if it was made for the same names and fits
-    /// `max_series`; `None` for anything else (another configuration, garbage, a duplicate set
-    /// or a value no capture could give): the caller starts an empty table. Never panics.
-    #[must_use]
-    pub fn decode(text: &str, names: &[String], max_series: usize) -> Option<LabelSets> {
-        let bytes = unescape(text)?;
-        let mut rest = &bytes[..];
-        let mut field = || -> Option<&[u8]> {
-            let colon = rest.iter().take(8).position(|&b| b == b':')?;
-            let len: usize = std::str::from_utf8(&rest[..colon]).ok()?.parse().ok()?;
-            let body = rest.get(colon + 1..colon + 1 + len)?;
-            if rest.get(colon + 1 + len) != Some(&b',') {
-                return None;
-            }
-            rest = &rest[colon + 2 + len..];
-            Some(body)
-        };
-        let number =
-            |f: Option<&[u8]>| -> Option<u64> { std::str::from_utf8(f?).ok()?.parse().ok() };
-        if field()? != b"labelsets1" {
-            return None;
-        }
-        let count = usize::try_from(number(field())?).ok()?;
-        if count != names.len() {
-            return None;
-        }
-        for name in names {
-            if field()? != name.as_bytes() {
-                return None;
-            }
-        }
-        let mut table = LabelSets::new(names, max_series);
-        table.overflows = number(field())?;
-        let sets = usize::try_from(number(field())?).ok()?;
-        if sets > table.max_series {
-            return None;
-        }
-        let mut values: [&str; MAX_LABELS] = [""; MAX_LABELS];
-        for series in 0..sets {
-            for value in values.iter_mut().take(names.len()) {
-                let v = field()?;
-                if v.len() > MAX_LABEL_VALUE {
-                    return None;
-                }
-                *value = std::str::from_utf8(v).ok()?;
-            }
-            if table.lookup(&values) != Series::New(series) {
-                return None;
-            }
-        }
-        if !rest.is_empty() {
-            return None;
-        }
-        Some(table)
-    }
-
+    #[cfg(test)]
     /// Bytes this table holds on the heap, roughly: what the cap bounds.
     #[must_use]
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.sets.capacity() * std::mem::size_of::<Box<[u8]>>()
             + self.sets.iter().map(|s| s.len()).sum::<usize>()
             + self.index.capacity() * 4
@@ -412,11 +310,17 @@ mod tests {
             (&["failed", "w1"], Series::Known(1)),
             (&["ok", "w1x"], Series::Known(2)),
             (&["ok", "w1", "ignored past the names"], Series::Known(0)),
+            (
+                &[OVERFLOW_VALUE, OVERFLOW_VALUE],
+                Series::Overflow {
+                    streak_started: false,
+                },
+            ),
         ];
         for (i, &(values, want)) in steps.iter().enumerate() {
             assert_eq!(t.lookup(values), want, "step {i}: {values:?}");
         }
-        assert_eq!((t.len(), t.overflows()), (3, 2));
+        assert_eq!((t.len(), t.overflows()), (3, 3));
         assert_eq!(t.values(1).collect::<Vec<_>>(), ["failed", "w1"]);
         assert_eq!(t.values(9).count(), 0, "no such series: no values");
         // Steps with an overflow keep the streak; a minute without one ends it.
@@ -482,68 +386,6 @@ mod tests {
             assert_eq!(t.lookup(&refs), Series::Known(series));
         }
         assert_eq!(t.heap_bytes(), at_cap, "known sets take no memory");
-    }
-
-    #[test]
-    fn the_carried_form_round_trips_and_garbage_is_refused() {
-        let n = names(&["status", "worker"]);
-        let mut t = LabelSets::new(&n, 10);
-        for v in [
-            ["ok", "w1"],
-            ["fa,il:ed", "w\u{fc}"],
-            ["", "\n1\x002%4:\u{7f}"],
-        ] {
-            let _ = t.lookup(&v);
-        }
-        t.overflows = 7;
-        let text = t.encode();
-        assert!(!text.chars().any(|c| c.is_ascii_control()), "{text:?}");
-        let mut back = LabelSets::decode(&text, &n, 10).expect("round trip");
-        assert_eq!((back.len(), back.overflows()), (3, 7));
-        for series in 0..3 {
-            assert_eq!(
-                back.values(series).collect::<Vec<_>>(),
-                t.values(series).collect::<Vec<_>>()
-            );
-        }
-        assert_eq!(back.lookup(&["fa,il:ed", "w\u{fc}"]), Series::Known(1));
-        assert_eq!(back.lookup(&["new", "set"]), Series::New(3));
-        // Another configuration: other names, or more sets than the cap now allows.
-        assert!(LabelSets::decode(&text, &names(&["status"]), 10).is_none());
-        assert!(LabelSets::decode(&text, &names(&["status", "queue"]), 10).is_none());
-        assert!(LabelSets::decode(&text, &n, 2).is_none());
-        // Every truncation, and every single-byte change, is refused or decodes to a table
-        // without panicking.
-        for cut in (0..text.len()).filter(|&c| text.is_char_boundary(c)) {
-            assert!(
-                LabelSets::decode(&text[..cut], &n, 10).is_none(),
-                "cut at {cut}"
-            );
-        }
-        for at in 0..text.len() {
-            for b in [0u8, b'9', b':', b',', b'%', 0xFF] {
-                let mut bad = text.clone().into_bytes();
-                bad[at] = b;
-                let _ = LabelSets::decode(&String::from_utf8_lossy(&bad), &n, 10);
-            }
-        }
-        let mut g = fastrand::Rng::with_seed(15);
-        for _ in 0..2_000 {
-            let junk: Vec<u8> = (0..g.usize(..64)).map(|_| g.u8(..)).collect();
-            assert!(LabelSets::decode(&String::from_utf8_lossy(&junk), &n, 10).is_none());
-        }
-        assert!(LabelSets::decode("10:labelsets1,1:0,1:0,1:0,", &[], 10).is_some());
-        assert!(
-            LabelSets::decode("10:labelsets1,1:0,1:0,99999999999999999999:", &[], 10).is_none()
-        );
-        // A duplicate set, an over-long value or a broken escape cannot come from encode.
-        let dup = "10:labelsets1,1:1,1:s,1:0,1:2,2:ok,2:ok,";
-        assert!(LabelSets::decode(dup, &names(&["s"]), 10).is_none());
-        let long = format!("10:labelsets1,1:1,1:s,1:0,1:1,129:{},", "v".repeat(129));
-        assert!(LabelSets::decode(&long, &names(&["s"]), 10).is_none());
-        for broken in ["10:labelsets1,1:0,1:0,1:0,%", "%0", "%zz10:labelsets1,"] {
-            assert!(LabelSets::decode(broken, &[], 10).is_none(), "{broken}");
-        }
     }
 
     #[test]

@@ -14,30 +14,30 @@ use std::time::{Duration, Instant};
 use crate::log;
 
 /// Longest line kept, without its `\n`; longer ones are skipped to their end and reported.
-pub const MAX_LINE: usize = 64 * 1024;
+pub(crate) const MAX_LINE: usize = 64 * 1024;
 
 /// Most bytes read per step, so a backlog never holds up a scrape for long: a scrape can wait
 /// for the step in progress and then takes one of its own, about 1.5 ms each at this size
 /// (measured by tests/bench/logtail.sh), and steady-state growth between scrapes is far less.
-pub const STEP_BUDGET: usize = 512 << 10;
+pub(crate) const STEP_BUDGET: usize = 512 << 10;
 
 /// Bytes per `read` call.
 pub(super) const CHUNK: usize = 64 * 1024;
 
 /// How long a renamed-away file must stay quiet before it is closed: the writer keeps writing
 /// to it until its postrotate signal arrives and it reopens the path.
-pub const DRAIN_QUIET: Duration = Duration::from_secs(5);
+pub(crate) const DRAIN_QUIET: Duration = Duration::from_secs(5);
 
 /// Bytes of a file's start kept as its fingerprint, to see a truncation that the file's size
 /// hides (truncated and written past the read position again between two steps).
-pub const HEAD: usize = 64;
+pub(crate) const HEAD: usize = 64;
 
 /// `O_NONBLOCK` on Linux (every architecture we build for), spelled here to stay free of libc.
 pub(super) const O_NONBLOCK: i32 = 0o4000;
 
 /// What a step found, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Event<'a> {
+pub(crate) enum Event<'a> {
     /// A complete line without its `\n` (and `\r`).
     Line(&'a [u8]),
     /// A line longer than [`MAX_LINE`] was skipped.
@@ -52,13 +52,13 @@ pub enum Event<'a> {
 /// Where a carried position points: the file (device, inode) and the offset of the first
 /// byte not yet handed out as part of a complete line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Position {
+pub(crate) struct Position {
     /// `st_dev` of the file.
-    pub dev: u64,
+    pub(crate) dev: u64,
     /// `st_ino` of the file.
-    pub ino: u64,
+    pub(crate) ino: u64,
     /// Byte offset.
-    pub offset: u64,
+    pub(crate) offset: u64,
 }
 
 /// Why the path cannot be read right now (one warning per streak).
@@ -94,14 +94,14 @@ pub(super) enum Stop {
 /// Splits bytes into lines: the unfinished line between calls (at most [`MAX_LINE`] bytes,
 /// grown only as far as lines need), and what to do with the bytes up to the next `\n`.
 #[derive(Debug, Default)]
-pub struct Splitter {
+pub(crate) struct Splitter {
     partial: Vec<u8>,
     mode: Mode,
 }
 
 impl Splitter {
     /// Splits `data` into lines, carrying an unfinished one to the next call.
-    pub fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
+    pub(crate) fn feed(&mut self, data: &[u8], on: &mut impl FnMut(Event<'_>)) {
         let mut rest = data;
         while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
             let piece = &rest[..nl];
@@ -130,7 +130,7 @@ impl Splitter {
     }
 
     /// Hands out a final line without its `\n` (a stream that ended).
-    pub fn flush(&mut self, on: &mut impl FnMut(Event<'_>)) {
+    pub(crate) fn flush(&mut self, on: &mut impl FnMut(Event<'_>)) {
         match self.mode {
             Mode::Keep if !self.partial.is_empty() => on(Event::Line(strip_cr(&self.partial))),
             Mode::SkipLong => on(Event::TooLong),
@@ -141,14 +141,14 @@ impl Splitter {
     }
 
     /// Forgets the unfinished line (the next byte starts a line).
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.partial.clear();
         self.mode = Mode::Keep;
     }
 
     /// Bytes held for an unfinished line that will be handed out (not skipped).
     #[must_use]
-    pub fn held(&self) -> usize {
+    pub(crate) fn held(&self) -> usize {
         if self.mode == Mode::Keep {
             self.partial.len()
         } else {
@@ -291,6 +291,7 @@ impl Reader {
         Ok(())
     }
 
+    #[cfg(test)]
     /// Bytes the unfinished line's buffer holds on the heap.
     pub(super) fn held_capacity(&self) -> usize {
         self.lines.partial.capacity()
@@ -322,7 +323,7 @@ fn strip_cr(line: &[u8]) -> &[u8] {
 }
 
 /// A followed path, or a stream.
-pub struct Tail {
+pub(crate) struct Tail {
     path: PathBuf,
     stream: bool,
     cur: Option<Reader>,
@@ -337,7 +338,7 @@ impl Tail {
     /// or `-` as a stream. A missing or unreadable path is not an error (it is warned about and
     /// checked again at each step); a directory is (`None`), since it can never become a log.
     #[must_use]
-    pub fn open(path: &Path, now: Instant) -> Option<Tail> {
+    pub(crate) fn open(path: &Path, now: Instant) -> Option<Tail> {
         let stdin = path == Path::new("-");
         let meta = if stdin {
             None
@@ -362,18 +363,18 @@ impl Tail {
 
     /// Whether the log is open and was readable at the last step.
     #[must_use]
-    pub fn readable(&self) -> bool {
+    pub(crate) fn readable(&self) -> bool {
         self.cur.is_some() && self.trouble.is_none()
     }
 
     /// The position to carry across a restart in place (regular files only).
     #[must_use]
-    pub fn position(&self) -> Option<Position> {
+    pub(crate) fn position(&self) -> Option<Position> {
         Some(self.cur.as_ref().filter(|_| !self.stream)?.position())
     }
 
     /// Resumes at a carried position if the path still names that file and it is not shorter.
-    pub fn resume(&mut self, at: Position) -> bool {
+    pub(crate) fn resume(&mut self, at: Position) -> bool {
         let Some(cur) = self.cur.as_mut().filter(|_| !self.stream) else {
             return false;
         };
@@ -382,7 +383,7 @@ impl Tail {
 
     /// Reads what the log gained (at most [`STEP_BUDGET`] bytes) and checks the path for
     /// rotation. Returns whether bytes are left over that the budget did not cover.
-    pub fn step(&mut self, now: Instant, mut on: impl FnMut(Event<'_>)) -> bool {
+    pub(crate) fn step(&mut self, now: Instant, mut on: impl FnMut(Event<'_>)) -> bool {
         let mut budget = STEP_BUDGET;
         if self.stream {
             self.step_stream(now, &mut budget, &mut on);
@@ -425,7 +426,7 @@ impl Tail {
 
     /// The earliest instant at which a drained old file may be closed, if one is open.
     #[must_use]
-    pub fn drain_deadline(&self) -> Option<Instant> {
+    pub(crate) fn drain_deadline(&self) -> Option<Instant> {
         self.old.as_ref().map(|old| old.last_data + DRAIN_QUIET)
     }
 

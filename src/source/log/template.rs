@@ -20,10 +20,10 @@ use std::time::Duration;
 use crate::config::duration::{self, Grammar};
 
 /// Most label names one template may hold (the flags allow as many across all templates).
-pub const MAX_LABELS: usize = 4;
+pub(crate) const MAX_LABELS: usize = 4;
 
 /// Longest label value, in bytes; a longer capture makes the line invalid.
-pub const MAX_LABEL_VALUE: usize = 128;
+pub(crate) const MAX_LABEL_VALUE: usize = 128;
 
 /// What a capture takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,7 @@ type Spans = [(usize, usize); 1 + MAX_LABELS];
 
 /// A compiled template.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
+pub(crate) struct Template {
     /// `segments[0]` is anchored at the line's start, the last at its end, stars between them.
     segments: Vec<Segment>,
     /// Label names in order of first appearance.
@@ -74,9 +74,10 @@ pub struct Template {
     duration: bool,
 }
 
-/// How a line fared against a template.
+/// How a line fared against a template (the tests compare it with [`Found`]).
+#[cfg(test)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Match<'a> {
+pub(crate) enum Match<'a> {
     /// The line does not have the template's shape.
     No,
     /// It does; the bytes `{duration}` took, if the template has one.
@@ -85,7 +86,7 @@ pub enum Match<'a> {
 
 /// How a line fared against a template, with its label values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Found<'a> {
+pub(crate) enum Found<'a> {
     /// The line does not have the template's shape.
     No,
     /// It does and every label value is fit to be one.
@@ -101,17 +102,18 @@ pub enum Found<'a> {
 
 /// Why a matched line is invalid: which label, and what is wrong with its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Invalid {
+pub(crate) struct Invalid {
     /// The index of the label in [`Template::label_names`].
-    pub label: usize,
+    pub(crate) label: usize,
     /// The value is longer than [`MAX_LABEL_VALUE`] bytes (else: it is not valid UTF-8).
-    pub too_long: bool,
+    pub(crate) too_long: bool,
 }
 
+#[cfg(test)]
 impl Invalid {
     /// The reason in words, naming the label of `template`.
     #[must_use]
-    pub fn reason(self, template: &Template) -> String {
+    pub(crate) fn reason(self, template: &Template) -> String {
         let name = template.labels.get(self.label).map_or("?", String::as_str);
         if self.too_long {
             format!("the value of label {name} is longer than {MAX_LABEL_VALUE} bytes")
@@ -277,7 +279,7 @@ impl Template {
     /// # Panics
     ///
     /// Never: the segment list starts with one segment and only grows.
-    pub fn parse(text: &[u8], need_duration: bool) -> Result<Template, &'static str> {
+    pub(crate) fn parse(text: &[u8], need_duration: bool) -> Result<Template, &'static str> {
         const LABEL_BEFORE: &str =
             "{label:NAME} must be followed by literal text or end the template";
         let mut segments = vec![Segment::default()];
@@ -379,21 +381,23 @@ impl Template {
     }
 
     /// Whether the template has a `{duration}`.
+    #[cfg(test)]
     #[must_use]
-    pub fn has_duration(&self) -> bool {
+    pub(crate) fn has_duration(&self) -> bool {
         self.duration
     }
 
     /// The template's label names, in order of first appearance; [`Found::Yes`] gives their
     /// values in this order.
     #[must_use]
-    pub fn label_names(&self) -> &[String] {
+    pub(crate) fn label_names(&self) -> &[String] {
         &self.labels
     }
 
     /// Matches a whole line (without its line ending), label values unjudged.
+    #[cfg(test)]
     #[must_use]
-    pub fn matches<'a>(&self, line: &'a [u8]) -> Match<'a> {
+    pub(crate) fn matches<'a>(&self, line: &'a [u8]) -> Match<'a> {
         let mut spans = Spans::default();
         if self.spans(line, &mut spans) {
             Match::Yes(self.duration.then(|| &line[spans[0].0..spans[0].1]))
@@ -404,7 +408,7 @@ impl Template {
 
     /// Matches a whole line (without its line ending) and judges its label values.
     #[must_use]
-    pub fn capture<'a>(&self, line: &'a [u8]) -> Found<'a> {
+    pub(crate) fn capture<'a>(&self, line: &'a [u8]) -> Found<'a> {
         let mut spans = Spans::default();
         if !self.spans(line, &mut spans) {
             return Found::No;
@@ -462,7 +466,7 @@ impl Template {
 
 /// Unit of a bare number captured by `{duration}` (`--widget.log.duration-unit`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Unit {
+pub(crate) enum Unit {
     /// Seconds (the default).
     #[default]
     S,
@@ -477,7 +481,7 @@ pub enum Unit {
 impl Unit {
     /// Parses `s`, `ms`, `us` or `ns`.
     #[must_use]
-    pub fn parse(text: &str) -> Option<Unit> {
+    pub(crate) fn parse(text: &str) -> Option<Unit> {
         Some(match text {
             "s" => Unit::S,
             "ms" => Unit::Ms,
@@ -489,7 +493,7 @@ impl Unit {
 
     /// The flag spelling.
     #[must_use]
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Unit::S => "s",
             Unit::Ms => "ms",
@@ -513,7 +517,7 @@ impl Unit {
 /// duration parser. `None` when it does not parse or exceeds Go's range (about 292 years);
 /// such a line counts as `invalid`.
 #[must_use]
-pub fn parse_duration(text: &[u8], bare: Unit) -> Option<Duration> {
+pub(crate) fn parse_duration(text: &[u8], bare: Unit) -> Option<Duration> {
     let grammar = Grammar {
         bare: Some(bare.nanos()),
         max_nanos: i64::MAX as u64,
