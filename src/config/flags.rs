@@ -204,7 +204,14 @@ pub(crate) fn usage(flags: &[Flag], kinds: Kinds) -> String {
     for f in flags {
         let kind = owner(f);
         let here = match kind {
-            Some(k) => Some(format!("with --widget.source={}:", k.name())),
+            Some(k) if k.required().is_empty() => {
+                Some(format!("with --widget.source={}:", k.name()))
+            }
+            // The marker takes the indent's place: the lines stay as wide as the others.
+            Some(k) => Some(format!(
+                "with --widget.source={} (* marks a required flag):",
+                k.name()
+            )),
             None if f.scope == Scope::AlertRules => Some("with --print-alert-rules:".to_owned()),
             None => None,
         };
@@ -218,11 +225,9 @@ pub(crate) fn usage(flags: &[Flag], kinds: Kinds) -> String {
         }
         let l = left(f);
         let pad = width - l.chars().count();
-        let _ = write!(out, "  {l}{:pad$}  ", "");
-        if kind.is_some_and(|k| k.required().contains(&f.name)) {
-            out.push_str("REQUIRED: ");
-        }
-        out.push_str(f.help);
+        let required = kind.is_some_and(|k| k.required().contains(&f.name));
+        let indent = if required { "* " } else { "  " };
+        let _ = write!(out, "{indent}{l}{:pad$}  {}", "", f.help);
         if f.name == SWITCH.name {
             let _ = write!(out, ": {}", names(kinds));
         }

@@ -460,7 +460,7 @@ mod tests {
                 .lines()
                 .find(|l| l.contains(required))
                 .unwrap_or_default();
-            assert!(line.contains("REQUIRED"), "{line}");
+            assert!(line.starts_with("* "), "{line}");
         }
         assert!(usage.contains("{duration}") && usage.contains("{label:NAME}"));
         // Every flag, in table order, with its default.

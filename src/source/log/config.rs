@@ -147,7 +147,8 @@ followed by literal text or ending the template); \*, \{ and \\ match *, { and \
 ";
 
 /// The log source's example in `--help`.
-pub(crate) const EXAMPLE: &str = r#"Count a log whose lines end "done status=ok took=231ms" or "done status=failed":
+pub(crate) const EXAMPLE: &str = r#"Count a log whose lines end "done status=ok took=231ms" or "done status=failed"; try
+the templates on the log first with --widget.log.check, then run without it:
   widget-exporter --widget.source=log --widget.log.path=/var/log/widgets/app.log \
     --widget.log.finished='* done status=ok took={duration}' \
     --widget.log.failed='* done status=failed*'
