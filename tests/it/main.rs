@@ -23,6 +23,7 @@ mod fuzz;
 mod golden;
 mod hostile;
 mod legacy;
+mod log_source;
 mod logtail;
 mod prometheus;
 mod scrape;

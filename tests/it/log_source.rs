@@ -5,8 +5,6 @@
 //! survive a restart in place; the check mode reports without serving; every bad flag is one
 //! line naming it, exit 2. Owns no exporter code.
 
-mod support;
-
 use std::fmt::Write as _;
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -14,7 +12,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::{binary, require_prometheus_client, require_tool, run, Exporter, TempDir};
+use crate::support::{binary, require_prometheus_client, require_tool, run, Exporter, TempDir};
 
 const FINISHED: &str =
     "--widget.log.finished=* worker={label:worker} done status={label:status} took={duration}";
