@@ -544,6 +544,35 @@ mod tests {
         }
     }
 
+    /// The flags a kind marks required in `--help` are its own, and its validation refuses
+    /// to go without each of them.
+    #[test]
+    fn required_flags_are_the_kinds_own_and_required() {
+        let log_args = [
+            "--widget.source=log",
+            "--widget.log.path=a",
+            "--widget.log.finished={duration}",
+        ];
+        assert!(run(&log_args).is_ok());
+        for kind in tables() {
+            let own: Vec<_> = (0..).map_while(|i| kind.flag(i)).map(|f| f.name).collect();
+            for name in kind.required() {
+                assert!(own.contains(name), "{} marks {name}", kind.name());
+                let without: Vec<&str> = log_args
+                    .iter()
+                    .copied()
+                    .filter(|a| !a.starts_with(&format!("{name}=")))
+                    .collect();
+                let err = message(&without);
+                assert!(err.contains(name) && err.contains("required"), "{err}");
+            }
+        }
+        assert_eq!(
+            log::KIND.table().required(),
+            ["--widget.log.path", "--widget.log.finished"]
+        );
+    }
+
     #[test]
     fn flags_are_found_by_name_and_alias() {
         for f in config::flags(&tables()) {
