@@ -1,7 +1,8 @@
 //! The one loop that owns the work: step the source to now, wake every output to do what is
 //! due, tell systemd what the outputs' health proves, then sleep until the next due instant
 //! (in the output that waits for work of its own, if one does). Also the start-up order
-//! (outputs, then the source, then readiness) and what ends the process: an output's error.
+//! (the start line, outputs, then the source, then readiness) and what ends the process: an
+//! output's error, or SIGTERM or SIGINT (status 0, see `stop_on_signals`).
 //!
 //! It names no particular source or output: `source::open` picks the source from the
 //! configuration and `Outputs::open` the outputs.
@@ -11,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{format_duration, Config};
 use crate::error::Error;
-use crate::host::clock;
 use crate::host::systemd::{self, Notifier};
+use crate::host::{clock, sys};
 use crate::log;
 use crate::metrics::Metrics;
 use crate::output::{Carried, Numbers, Opening, Outputs};
@@ -21,6 +22,9 @@ use crate::source;
 /// Runs the exporter until it cannot serve any more; returns why.
 pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     log::init(config.log_level, config.log_format);
+    log_start(config);
+    // Before any other thread exists, so that every thread inherits the blocked signals.
+    stop_on_signals();
     // Taken while this is the only thread: the environment is not safe to change later.
     let carried = Carried::take_from_env();
     let started = Instant::now();
@@ -31,8 +35,6 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         watchdog: systemd.watchdog,
         started,
     })?;
-
-    log_start(config);
     outputs.announce();
     if running_as_root() {
         log::warn(
@@ -149,11 +151,59 @@ impl Systemd {
     }
 }
 
-/// Logs the version and every setting that applies, defaults included.
+/// Makes SIGTERM and SIGINT end the process with status 0 after one info line naming the
+/// signal (and `STOPPING=1` to systemd), instead of the default death by signal (status 143
+/// and no line). The signals are blocked in this thread, which every later thread inherits,
+/// and one small thread takes them with `sigwait`: the loop's sleep in tiny_http's
+/// `recv_timeout` is a condition variable that no signal interrupts, and nothing may block
+/// the loop. The mask survives the `exec` of a restart in place, and the new image calls
+/// this again, so a signal sent in between waits, pending, for its new thread.
+///
+/// Exiting from that thread in the middle of the loop's work is safe: the textfile is
+/// replaced by a rename, so node_exporter sees the old file or the new one, never part of
+/// one (a temporary file left by the exit is removed at the next start); the log source
+/// only reads; a scrape cut short is retried by Prometheus; and each log line is written
+/// whole, under the standard error's lock.
+fn stop_on_signals() {
+    if let Err(e) = sys::block_stop_signals() {
+        log::warn(
+            "cannot take SIGTERM and SIGINT; they end the process without a line",
+            &[("err", &e)],
+        );
+        return;
+    }
+    let notifier = env::var_os("NOTIFY_SOCKET").and_then(|path| Notifier::connect(&path).ok());
+    let spawned = std::thread::Builder::new()
+        .name("signals".to_owned())
+        .spawn(move || match sys::wait_stop_signal() {
+            Ok(signal) => {
+                log::info("stopping", &[("signal", &signal)]);
+                if let Some(n) = notifier {
+                    let _ = n.notify("STOPPING=1");
+                }
+                std::process::exit(0);
+            }
+            Err(e) => log::warn("cannot wait for SIGTERM and SIGINT", &[("err", &e)]),
+        });
+    if let Err(e) = spawned {
+        // No thread takes them: let them end the process as they would by default.
+        let _ = sys::unblock_stop_signals();
+        log::warn("cannot start the signal thread", &[("err", &e)]);
+    }
+}
+
+/// Logs the version, the source and outputs in use, and every setting that applies,
+/// defaults included: the first line at start.
 fn log_start(config: &Config) {
     let settings = config.settings();
     let version = env!("CARGO_PKG_VERSION");
-    let mut fields: Vec<log::Field<'_>> = vec![("version", &version)];
+    let source = config.source_name();
+    let outputs = config.outputs();
+    let mut fields: Vec<log::Field<'_>> = vec![
+        ("version", &version),
+        ("source", &source),
+        ("outputs", &outputs),
+    ];
     fields.extend(
         settings
             .iter()

@@ -7,7 +7,9 @@ use std::io;
 /// Everything that can stop the exporter, with enough context to act on it.
 #[derive(Debug)]
 pub enum Error {
-    /// Bad command line: a message naming the flag and what was wrong (exit 2).
+    /// A configuration error found at start, by the parser or while opening what the flags
+    /// name (a path that is a directory, a directory that does not exist): a message naming
+    /// the flag and what was wrong (exit 2, printed in the usage style).
     Usage(String),
     /// The listen address could not be bound (exit 1).
     Bind {

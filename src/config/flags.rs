@@ -39,19 +39,35 @@ pub enum Scope {
     Source,
     /// Printing a file and exiting.
     Print,
+    /// A threshold of the alerting rules that `--print-alert-rules` prints.
+    AlertRules,
+}
+
+/// What is switched on, for [`Scope::refuses`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct InUse {
+    /// The HTTP output.
+    pub(crate) http: bool,
+    /// The textfile output.
+    pub(crate) textfile: bool,
+    /// `--print-alert-rules`.
+    pub(crate) alert_rules: bool,
 }
 
 impl Scope {
     /// Why a flag of this scope cannot be used, if it cannot. Source flags are judged by the
     /// parser, which knows which table holds them.
-    pub(crate) fn refuses(self, serves_http: bool, textfile: bool) -> Option<&'static str> {
+    pub(crate) fn refuses(self, on: InUse) -> Option<&'static str> {
         match self {
             Scope::General | Scope::Print | Scope::Source => None,
-            Scope::Web => (!serves_http)
+            Scope::Web => (!on.http)
                 .then_some("is for the HTTP output, which --web.listen-address=none turns off"),
             Scope::Textfile => {
-                (!textfile).then_some("is for the textfile output; give --textfile.path too")
+                (!on.textfile).then_some("is for the textfile output; give --textfile.path too")
             }
+            Scope::AlertRules => (!on.alert_rules).then_some(
+                "is a threshold of the printed alert rules; give --print-alert-rules too",
+            ),
         }
     }
 }
@@ -136,7 +152,20 @@ pub(crate) fn names(kinds: Kinds) -> String {
     out
 }
 
-/// The `--help` text for `flags` (every flag, in order) and the kinds of source.
+/// The value syntax every source shares, after the kinds' own (`SourceFlags::help`).
+const DURATION: &str = "DURATION is like 250ms, 1.5s or 1m30s (units ns, us, ms, s, m, h).\n";
+
+/// The example for the outputs, after the kinds' examples.
+const TEXTFILE_EXAMPLE: &str = "\
+Write a file for node_exporter's textfile collector every 15s, with no HTTP port:
+  widget-exporter --web.listen-address=none \\
+    --textfile.path=/var/lib/prometheus/node-exporter/widget-exporter.prom
+";
+
+/// The `--help` text for `flags` (every flag, in order) and the kinds of source: the flags,
+/// each kind's under a heading with its required flags marked, then what each kind says of
+/// itself and the general notes. It names no file: the host that got the binary may have
+/// nothing else.
 pub(crate) fn usage(flags: &[Flag], kinds: Kinds) -> String {
     let mut out = String::from("usage: widget-exporter [FLAGS]\n\n");
     let mut about =
@@ -150,7 +179,7 @@ pub(crate) fn usage(flags: &[Flag], kinds: Kinds) -> String {
             about.push_str(" (the default)");
         }
     }
-    about.push('.');
+    about.push_str(". Serves them over HTTP, writes them to a file, or both.");
     wrap(&mut out, &about, 90);
     out.push('\n');
     let left = |f: &Flag| {
@@ -165,10 +194,40 @@ pub(crate) fn usage(flags: &[Flag], kinds: Kinds) -> String {
         .map(|f| left(f).chars().count())
         .max()
         .unwrap_or(0);
+    let owner = |f: &Flag| {
+        kinds
+            .iter()
+            .find(|k| (0..).map_while(|i| k.flag(i)).any(|g| g.name == f.name))
+    };
+    // Each kind's flags, and the thresholds of the printed alert rules, under a heading.
+    let mut section = None;
     for f in flags {
+        let kind = owner(f);
+        let here = match kind {
+            Some(k) if k.required().is_empty() => {
+                Some(format!("with --widget.source={}:", k.name()))
+            }
+            // The marker takes the indent's place: the lines stay as wide as the others.
+            Some(k) => Some(format!(
+                "with --widget.source={} (* marks a required flag):",
+                k.name()
+            )),
+            None if f.scope == Scope::AlertRules => Some("with --print-alert-rules:".to_owned()),
+            None => None,
+        };
+        if here != section {
+            out.push('\n');
+            if let Some(heading) = &here {
+                out.push_str(heading);
+                out.push('\n');
+            }
+            section = here;
+        }
         let l = left(f);
         let pad = width - l.chars().count();
-        let _ = write!(out, "  {l}{:pad$}  {}", "", f.help);
+        let required = kind.is_some_and(|k| k.required().contains(&f.name));
+        let indent = if required { "* " } else { "  " };
+        let _ = write!(out, "{indent}{l}{:pad$}  {}", "", f.help);
         if f.name == SWITCH.name {
             let _ = write!(out, ": {}", names(kinds));
         }
@@ -177,10 +236,19 @@ pub(crate) fn usage(flags: &[Flag], kinds: Kinds) -> String {
         }
         out.push('\n');
     }
-    out.push_str(
-        "\nDURATION is like 250ms, 1.5s or 1m30s (units ns, us, ms, s, m, h).\n\
-         See README.md for the metrics, a scrape config and deployment on older systems.\n",
-    );
+    for k in kinds {
+        if !k.help().is_empty() {
+            out.push('\n');
+            out.push_str(k.help());
+        }
+    }
+    out.push('\n');
+    out.push_str(DURATION);
+    let examples = kinds.iter().map(|k| k.example()).chain([TEXTFILE_EXAMPLE]);
+    for example in examples.filter(|e| !e.is_empty()) {
+        out.push('\n');
+        out.push_str(example);
+    }
     out
 }
 
@@ -207,6 +275,17 @@ pub(crate) struct SourceFlags<R: 'static, V: 'static> {
     pub(crate) name: &'static str,
     /// How `--help`'s first lines say where its widgets come from ("from a simulation").
     pub(crate) summary: &'static str,
+    /// What the exporter exports with it, for the landing page and a printed unit's
+    /// `Description=`: "a simulated widget-processing service".
+    pub(crate) about: &'static str,
+    /// The flags it cannot do without, which `--help` marks.
+    pub(crate) required: &'static [&'static str],
+    /// Its part of `--help` after the flags (the syntax of its values), lines of at most
+    /// 90 characters each ending in a newline; empty for none.
+    pub(crate) help: &'static str,
+    /// Its example in `--help`: a line saying what it does, then the command indented by
+    /// two spaces; empty for none.
+    pub(crate) example: &'static str,
     /// Its flags, in `--help` order; given with another source, they are refused.
     pub(crate) rows: &'static [Row<R, V>],
     /// Turns the raw flags into its validated config, or one usage error naming the flag.
@@ -219,6 +298,14 @@ pub trait SourceTable: Sync {
     fn name(&self) -> &'static str;
     /// How `--help` says where its widgets come from.
     fn summary(&self) -> &'static str;
+    /// What the exporter exports with it: "a simulated widget-processing service".
+    fn about(&self) -> &'static str;
+    /// The flags it cannot do without.
+    fn required(&self) -> &'static [&'static str];
+    /// Its part of `--help` after the flags.
+    fn help(&self) -> &'static str;
+    /// Its example in `--help`.
+    fn example(&self) -> &'static str;
     /// Its flag at `row`, if there is one.
     fn flag(&self, row: usize) -> Option<&'static Flag>;
     /// Fresh raw flags, all defaults.
@@ -244,6 +331,22 @@ where
 
     fn summary(&self) -> &'static str {
         self.summary
+    }
+
+    fn about(&self) -> &'static str {
+        self.about
+    }
+
+    fn required(&self) -> &'static [&'static str] {
+        self.required
+    }
+
+    fn help(&self) -> &'static str {
+        self.help
+    }
+
+    fn example(&self) -> &'static str {
+        self.example
     }
 
     fn flag(&self, row: usize) -> Option<&'static Flag> {

@@ -24,7 +24,7 @@
 
 use std::ffi::OsString;
 
-use crate::config::flags::{names, SWITCH};
+use crate::config::flags::{names, InUse, SWITCH};
 use crate::error::Error;
 
 pub(crate) mod duration;
@@ -134,8 +134,11 @@ where
             _ => (arg.as_str(), None),
         };
         let Some((f, target)) = lookup(&table, name) else {
+            let hint = nearest(&table, name)
+                .map(|known| format!("; did you mean {known}?"))
+                .unwrap_or_default();
             return Err(Error::Usage(format!(
-                "unknown flag {}",
+                "unknown flag {}{hint}",
                 name.escape_debug()
             )));
         };
@@ -201,7 +204,11 @@ fn refuse_out_of_scope(
     chosen: usize,
     raw: &Raw,
 ) -> Result<(), Error> {
-    let serves_http = raw.listen_address != ListenAddress::Off;
+    let on = InUse {
+        http: raw.listen_address != ListenAddress::Off,
+        textfile: raw.textfile_path.is_some(),
+        alert_rules: raw.print == Some(Print::AlertRules),
+    };
     for (f, target) in seen {
         let why = match *target {
             Target::Source { kind, .. } if kind != chosen => Some(format!(
@@ -209,10 +216,7 @@ fn refuse_out_of_scope(
                 kinds[kind].name(),
                 kinds[chosen].name()
             )),
-            _ => f
-                .scope
-                .refuses(serves_http, raw.textfile_path.is_some())
-                .map(str::to_owned),
+            _ => f.scope.refuses(on).map(str::to_owned),
         };
         if let Some(why) = why {
             return Err(Error::Usage(format!("flag {} {why}", f.name)));
@@ -242,6 +246,7 @@ fn validate(raw: Raw, source: Result<SourceConfig, Error>) -> Result<Config, Err
         textfile_interval: raw.textfile_interval,
         log_level: raw.log_level,
         log_format: raw.log_format,
+        alert_thresholds: raw.alert_thresholds,
     })
 }
 
@@ -268,6 +273,40 @@ fn check_print(print: Print, config: &Config) -> Result<(), Error> {
         }
         _ => Ok(()),
     }
+}
+
+/// The flag whose name is nearest to `name` within two edits (a letter added, dropped,
+/// changed, or two neighbours swapped), if any: the likeliest one meant.
+fn nearest(table: &[(Flag, Target)], name: &str) -> Option<&'static str> {
+    table
+        .iter()
+        .map(|(f, _)| (edits(name, f.name), f.name))
+        .filter(|&(d, _)| d <= 2)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, known)| known)
+}
+
+/// The optimal-string-alignment distance between `a` and `b`, in characters: the fewest
+/// insertions, deletions, substitutions and swaps of two neighbours that turn one into the
+/// other (each part edited once).
+fn edits(a: &str, b: &str) -> usize {
+    let a: Vec<char> = a.chars().collect();
+    let b: Vec<char> = b.chars().collect();
+    // Three rows of the table: two back (for swaps), one back and this one.
+    let mut before: Vec<usize> = vec![0; b.len() + 1];
+    let mut last: Vec<usize> = (0..=b.len()).collect();
+    for i in 1..=a.len() {
+        let mut row = vec![i; b.len() + 1];
+        for j in 1..=b.len() {
+            let cost = usize::from(a[i - 1] != b[j - 1]);
+            row[j] = (last[j] + 1).min(row[j - 1] + 1).min(last[j - 1] + cost);
+            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                row[j] = row[j].min(before[j - 2] + 1);
+            }
+        }
+        before = std::mem::replace(&mut last, row);
+    }
+    last[b.len()]
 }
 
 fn invalid(value: &str, flag: &str, why: &str) -> Error {
@@ -351,24 +390,134 @@ mod tests {
     static A: SourceFlags<Raw, Settings> = SourceFlags {
         name: "a",
         summary: "from a",
+        about: "a",
+        required: &[],
+        help: "",
+        example: "",
         rows: &[row("--a.n")],
         validate: required,
     };
     static B: SourceFlags<Raw, Settings> = SourceFlags {
         name: "b",
         summary: "from b",
+        about: "b",
+        required: &[],
+        help: "",
+        example: "",
         rows: &[row("--bb.n")],
         validate: required,
     };
     static C: SourceFlags<Raw, Settings> = SourceFlags {
         name: "c",
         summary: "from c",
+        about: "c",
+        required: &[],
+        help: "",
+        example: "",
         rows: &[],
         validate: required,
     };
 
     fn run(args: &[&str]) -> Result<Command, String> {
         parse(args.iter().copied(), &[&A, &B, &C]).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn edit_distances() {
+        for (a, b, want) in [
+            ("", "", 0),
+            ("abc", "abc", 0),
+            ("abc", "", 3),
+            ("abc", "abd", 1),
+            ("abc", "ab", 1),
+            ("abc", "abxc", 1),
+            ("abc", "acb", 1),
+            ("abcd", "badc", 2),
+            ("ca", "abc", 3),
+            ("--web.listen-adress", "--web.listen-address", 1),
+            ("--web.lisetn-adress", "--web.listen-address", 2),
+            ("--log.levle", "--log.level", 1),
+            ("µs", "us", 1),
+        ] {
+            assert_eq!(edits(a, b), want, "{a:?} {b:?}");
+            assert_eq!(edits(b, a), want, "{b:?} {a:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_flag_near_a_known_one_gets_a_suggestion() {
+        #[rustfmt::skip]
+        let cases: &[(&[&str], &str)] = &[
+            (&["--a.m=1"], "unknown flag --a.m; did you mean --a.n?"),
+            (&["--bb.nn", "1"], "unknown flag --bb.nn; did you mean --bb.n?"),
+            (&["--log.levle=info"], "unknown flag --log.levle; did you mean --log.level?"),
+            (&["--hepl"], "unknown flag --hepl; did you mean --help?"),
+            (&["--print-systemd-unti"], "unknown flag --print-systemd-unti; did you mean --print-systemd-unit?"),
+            (&["--log.lv=info"], "unknown flag --log.lv"),
+            (&["--zzz"], "unknown flag --zzz"),
+        ];
+        for (args, want) in cases {
+            assert_eq!(run(args).err().as_deref(), Some(*want), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn alert_thresholds_only_with_the_alert_rules() {
+        use crate::host::units::Thresholds;
+        use std::time::Duration;
+        let printed = |args: &[&str]| match parse(args.iter().copied(), &[&A]) {
+            Ok(Command::Print(Print::AlertRules, config)) => Ok(config.alert_thresholds),
+            Ok(other) => panic!("{args:?}: {other:?}"),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(
+            printed(&["--a.n=1", "--print-alert-rules"]),
+            Ok(Thresholds::default())
+        );
+        assert_eq!(
+            printed(&[
+                "--a.n=1",
+                "--alert.slow-p90=450ms",
+                "--print-alert-rules",
+                "--alert.failure-ratio=.05",
+                "--alert.idle-after=1h",
+            ]),
+            Ok(Thresholds {
+                slow_p90: Duration::from_millis(450),
+                failure_ratio: 0.05,
+                idle_after: Duration::from_secs(3600),
+            })
+        );
+        #[rustfmt::skip]
+        let cases: &[(&str, &str)] = &[
+            ("--alert.slow-p90=0s", "invalid value \"0s\" for --alert.slow-p90: must be longer than 0s"),
+            ("--alert.idle-after=999ms", "invalid value \"999ms\" for --alert.idle-after: must be at least 1s"),
+            ("--alert.failure-ratio=0", "invalid value \"0\" for --alert.failure-ratio: expected a number above 0 and below 1, like 0.1"),
+            ("--alert.failure-ratio=1", "invalid value \"1\" for --alert.failure-ratio: expected a number above 0 and below 1, like 0.1"),
+            ("--alert.failure-ratio=NaN", "invalid value \"NaN\" for --alert.failure-ratio: expected a number above 0 and below 1, like 0.1"),
+            ("--alert.failure-ratio=1e-1", "invalid value \"1e-1\" for --alert.failure-ratio: expected a number above 0 and below 1, like 0.1"),
+        ];
+        for (arg, want) in cases {
+            let got = printed(&["--a.n=1", "--print-alert-rules", arg]);
+            assert_eq!(got.as_ref().err().map(String::as_str), Some(*want), "{arg}");
+        }
+        // Without the rules they would do nothing: refused, naming the flag.
+        for arg in [
+            "--alert.slow-p90=2s",
+            "--alert.failure-ratio=0.2",
+            "--alert.idle-after=1m",
+        ] {
+            let name = arg.split('=').next().unwrap_or_default();
+            for with in [&[][..], &["--print-systemd-unit"][..]] {
+                let mut args = vec!["--a.n=1", arg];
+                args.extend(with);
+                let want = format!(
+                    "flag {name} is a threshold of the printed alert rules; give \
+                     --print-alert-rules too"
+                );
+                assert_eq!(run(&args).err(), Some(want), "{args:?}");
+            }
+        }
     }
 
     #[test]

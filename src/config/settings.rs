@@ -9,7 +9,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::config::duration::{format_duration, parse_duration};
-use crate::config::flags::{given, never, unless, Flag, Row, Scope, SourceConfig, Takes, SWITCH};
+use crate::config::flags::{
+    given, never, unless, Flag, InUse, Row, Scope, SourceConfig, Takes, SWITCH,
+};
+use crate::host::units::Thresholds;
 use crate::log::{Format, Level};
 
 /// The shortest and longest `--widget.average-window`: the window's memory is a fixed ring
@@ -54,8 +57,11 @@ pub enum Print {
     SystemdUnit(UnitFlavor),
     /// `--print-systemd-socket`: a socket unit for the listen address.
     SystemdSocket,
-    /// `--print-alert-rules`: Prometheus alerting rules for the exporter's metrics.
+    /// `--print-alert-rules`: Prometheus alerting rules for the exporter's metrics, with
+    /// [`Config::alert_thresholds`].
     AlertRules,
+    /// `--print-grafana-dashboard`: a Grafana dashboard of the exporter's metrics.
+    GrafanaDashboard,
 }
 
 /// Everything the exporter needs to run, validated.
@@ -79,6 +85,8 @@ pub struct Config {
     pub log_level: Level,
     /// `--log.format`.
     pub log_format: Format,
+    /// `--alert.*`: the thresholds `--print-alert-rules` prints, each within its bounds.
+    pub alert_thresholds: Thresholds,
 }
 
 impl Config {
@@ -88,14 +96,43 @@ impl Config {
         self.listen_address != ListenAddress::Off
     }
 
+    /// The chosen source's name, as `--widget.source` takes it.
+    #[must_use]
+    pub fn source_name(&self) -> &'static str {
+        self.source.name()
+    }
+
+    /// What the exporter exports with the chosen source, for the landing page and a printed
+    /// unit: "a simulated widget-processing service".
+    #[must_use]
+    pub fn source_about(&self) -> &'static str {
+        self.source.kind().about()
+    }
+
+    /// The outputs this config turns on, as the start-up line names them: `http`,
+    /// `textfile` or `http,textfile`.
+    #[must_use]
+    pub fn outputs(&self) -> &'static str {
+        match (self.serves_http(), self.textfile_path.is_some()) {
+            (true, true) => "http,textfile",
+            (false, true) => "textfile",
+            // `config` refuses a config with neither.
+            (true | false, false) => "http",
+        }
+    }
+
     /// Every setting that applies to this config, as (flag name without `--`, value), in
     /// `--help` order, defaults included: what the start-up log line shows.
     #[must_use]
     pub fn settings(&self) -> Vec<(&'static str, String)> {
-        let textfile = self.textfile_path.is_some();
+        let on = InUse {
+            http: self.serves_http(),
+            textfile: self.textfile_path.is_some(),
+            alert_rules: false,
+        };
         self.rows()
             .filter(|(f, _)| f.takes != Takes::Nothing && f.scope != Scope::Print)
-            .filter(|(f, _)| f.scope.refuses(self.serves_http(), textfile).is_none())
+            .filter(|(f, _)| f.scope.refuses(on).is_none())
             .map(|(f, shown)| {
                 let value = shown.unwrap_or_else(|| match f.default {
                     "" => "unset".to_owned(),
@@ -166,6 +203,7 @@ pub(crate) struct Raw {
     pub(crate) log_level: Level,
     pub(crate) log_format: Format,
     pub(crate) print: Option<Print>,
+    pub(crate) alert_thresholds: Thresholds,
     /// `--help` or `--version`: answered as soon as seen.
     pub(crate) early: Option<Command>,
 }
@@ -182,6 +220,7 @@ impl Default for Raw {
             log_level: Level::Info,
             log_format: Format::Logfmt,
             print: None,
+            alert_thresholds: Thresholds::default(),
             early: None,
         }
     }
@@ -422,6 +461,19 @@ pub(crate) const AFTER_SOURCES: &[Row<Raw, Config>] = &[
     },
     Row {
         flag: Flag {
+            name: "--print-grafana-dashboard",
+            short: None,
+            takes: Takes::Nothing,
+            syntax: "",
+            default: "",
+            help: "print a Grafana dashboard (JSON) and exit",
+            scope: Scope::Print,
+        },
+        apply: |p, _| print(p, Print::GrafanaDashboard),
+        show: never,
+    },
+    Row {
+        flag: Flag {
             name: "--help",
             short: Some("-h"),
             takes: Takes::Nothing,
@@ -452,6 +504,62 @@ pub(crate) const AFTER_SOURCES: &[Row<Raw, Config>] = &[
         },
         show: never,
     },
+    Row {
+        flag: Flag {
+            name: "--alert.slow-p90",
+            short: None,
+            takes: Takes::Value,
+            syntax: "DURATION",
+            default: "1s",
+            help: "alert when the p90 processing time is above it",
+            scope: Scope::AlertRules,
+        },
+        apply: |p, v| {
+            let d = parse_duration(given(v))?;
+            if d.is_zero() {
+                return Err("must be longer than 0s".into());
+            }
+            p.alert_thresholds.slow_p90 = d;
+            Ok(())
+        },
+        show: never,
+    },
+    Row {
+        flag: Flag {
+            name: "--alert.failure-ratio",
+            short: None,
+            takes: Takes::Value,
+            syntax: "RATIO",
+            default: "0.1",
+            help: "alert when more than this share of widgets fail",
+            scope: Scope::AlertRules,
+        },
+        apply: |p, v| {
+            p.alert_thresholds.failure_ratio = parse_ratio(given(v))?;
+            Ok(())
+        },
+        show: never,
+    },
+    Row {
+        flag: Flag {
+            name: "--alert.idle-after",
+            short: None,
+            takes: Takes::Value,
+            syntax: "DURATION",
+            default: "5m",
+            help: "alert when no widget finished for this long",
+            scope: Scope::AlertRules,
+        },
+        apply: |p, v| {
+            let d = parse_duration(given(v))?;
+            if d < Duration::from_secs(1) {
+                return Err("must be at least 1s".into());
+            }
+            p.alert_thresholds.idle_after = d;
+            Ok(())
+        },
+        show: never,
+    },
 ];
 
 pub(crate) fn parse_listen_address(s: &str) -> Result<ListenAddress, &'static str> {
@@ -477,6 +585,19 @@ pub(crate) fn parse_listen_address(s: &str) -> Result<ListenAddress, &'static st
     } else {
         // No DNS in a static binary: anything but an IP literal is refused here.
         s.parse().map(ListenAddress::Ip).map_err(|_| SHAPE)
+    }
+}
+
+/// A share strictly between 0 and 1, written as a plain decimal (`0.1`, `.05`).
+fn parse_ratio(s: &str) -> Result<f64, &'static str> {
+    const SHAPE: &str = "expected a number above 0 and below 1, like 0.1";
+    // Digits and one point only: `f64::from_str` would also take "inf", "NaN" and "1e-1".
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(SHAPE);
+    }
+    match s.parse::<f64>() {
+        Ok(r) if r > 0.0 && r < 1.0 => Ok(r),
+        _ => Err(SHAPE),
     }
 }
 

@@ -1,7 +1,8 @@
 //! The few system calls std lacks, as small safe functions: adopting a listening socket
 //! passed by systemd, looking at and shutting down sockets by descriptor number, counting
-//! directory entries without allocating, the open-files limit, malloc tuning, and handing the
-//! listener and a file of carried state to a re-executed image. All of the crate's `unsafe` lives here, each block with
+//! directory entries without allocating, the open-files limit, malloc tuning, handing the
+//! listener and a file of carried state to a re-executed image, and waiting for the signals
+//! that stop the exporter. All of the crate's `unsafe` lives here, each block with
 //! its reason. Nothing here knows about HTTP, metrics or the loop.
 #![allow(unsafe_code)]
 
@@ -33,7 +34,84 @@ extern "C" {
     fn mallopt(param: c_int, value: c_int) -> c_int;
     fn ioctl(fd: c_int, request: std::ffi::c_ulong, ...) -> c_int;
     fn dup2(old: c_int, new: c_int) -> c_int;
+    fn sigemptyset(set: *mut SigSet) -> c_int;
+    fn sigaddset(set: *mut SigSet, signal: c_int) -> c_int;
+    fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
+    fn sigwait(set: *const SigSet, signal: *mut c_int) -> c_int;
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
+}
+
+/// `sigset_t`: 1024 bits in glibc and musl alike, on every Linux architecture.
+#[repr(C)]
+struct SigSet([u64; 16]);
+
+const SIG_BLOCK: c_int = 0;
+const SIG_UNBLOCK: c_int = 1;
+const SIGINT: c_int = 2;
+const SIGTERM: c_int = 15;
+
+/// The signals that stop the exporter, with their names: SIGTERM (systemd, `kill`) and
+/// SIGINT (Ctrl-C).
+const STOP_SIGNALS: [(c_int, &str); 2] = [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT")];
+
+/// The set of [`STOP_SIGNALS`].
+fn stop_set() -> io::Result<SigSet> {
+    let mut set = SigSet([0; 16]);
+    // SAFETY: `set` is a live, writable sigset_t-sized buffer; both calls only write into it
+    // and fail (returning -1) for an invalid signal number, which ours are not.
+    let ok = unsafe {
+        sigemptyset(&raw mut set) == 0
+            && STOP_SIGNALS
+                .iter()
+                .all(|&(signal, _)| sigaddset(&raw mut set, signal) == 0)
+    };
+    if ok {
+        Ok(set)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Blocks SIGTERM and SIGINT in the calling thread, so that they wait for
+/// [`wait_stop_signal`] instead of ending the process. Threads started afterwards inherit
+/// the mask, so it must be called before any other thread exists; an `exec` keeps it too.
+pub fn block_stop_signals() -> io::Result<()> {
+    mask_stop_signals(SIG_BLOCK)
+}
+
+/// Undoes [`block_stop_signals`] in the calling thread: for when nothing will wait for them.
+pub fn unblock_stop_signals() -> io::Result<()> {
+    mask_stop_signals(SIG_UNBLOCK)
+}
+
+fn mask_stop_signals(how: c_int) -> io::Result<()> {
+    let set = stop_set()?;
+    // SAFETY: `set` is a valid, initialised sigset_t; the old mask is not asked for (null).
+    // Changing the calling thread's mask has no effect on memory.
+    let rc = unsafe { pthread_sigmask(how, &raw const set, std::ptr::null_mut()) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        // pthread functions return the error number instead of setting errno.
+        Err(io::Error::from_raw_os_error(rc))
+    }
+}
+
+/// Waits until SIGTERM or SIGINT is pending (blocked by [`block_stop_signals`] in every
+/// thread) and takes it; returns its name.
+pub fn wait_stop_signal() -> io::Result<&'static str> {
+    let set = stop_set()?;
+    loop {
+        let mut signal: c_int = 0;
+        // SAFETY: `set` is a valid sigset_t and `signal` a live c_int that sigwait writes.
+        let rc = unsafe { sigwait(&raw const set, &raw mut signal) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        if let Some(&(_, name)) = STOP_SIGNALS.iter().find(|&&(s, _)| s == signal) {
+            return Ok(name);
+        }
+    }
 }
 
 const F_GETFD: c_int = 1;
@@ -318,6 +396,32 @@ mod tests {
     use std::io::Write;
     use std::net::UdpSocket;
     use std::os::fd::IntoRawFd;
+
+    extern "C" {
+        fn pthread_self() -> usize;
+        fn pthread_kill(thread: usize, signal: c_int) -> c_int;
+    }
+
+    /// A stop signal aimed at one thread that blocks it is taken by that thread's wait, by
+    /// name; the other threads of the test process never see it.
+    #[test]
+    fn a_blocked_stop_signal_waits_for_its_taker() {
+        let taken = std::thread::spawn(|| {
+            block_stop_signals().expect("block");
+            let mut names = Vec::new();
+            for signal in [SIGINT, SIGTERM] {
+                // SAFETY: the thread is this live one, and the signal is blocked in it, so it
+                // stays pending until `wait_stop_signal` takes it.
+                assert_eq!(unsafe { pthread_kill(pthread_self(), signal) }, 0);
+                names.push(wait_stop_signal().expect("wait"));
+            }
+            unblock_stop_signals().expect("unblock");
+            names
+        })
+        .join()
+        .expect("the thread ends");
+        assert_eq!(taken, ["SIGINT", "SIGTERM"]);
+    }
 
     #[test]
     fn counts_directory_entries() {

@@ -13,13 +13,6 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::Path;
 use std::time::Duration;
 
-// The printed units belong to `units`; `main.rs` still names them here. Delete this line
-// once it names `units`.
-#[doc(hidden)]
-pub use crate::host::units::{
-    allow_writes, fill_args, socket_unit, with_log_access, LEGACY_SERVICE_UNIT, SERVICE_UNIT,
-};
-
 /// The first descriptor systemd passes (`SD_LISTEN_FDS_START`).
 pub const LISTEN_FDS_START: std::os::fd::RawFd = 3;
 

@@ -61,6 +61,24 @@ pub fn with_log_access(unit: &str, gid: Option<u32>) -> String {
     )
 }
 
+/// Returns a service `unit` whose `Description=` says what it exports: `about` is the
+/// chosen source's phrase ("a widget-processing service, counted from its log").
+#[must_use]
+pub fn describe(unit: &str, about: &str) -> String {
+    let mut out = String::with_capacity(unit.len() + about.len());
+    for line in unit.split_inclusive('\n') {
+        if line.starts_with("Description=") {
+            let _ = writeln!(
+                out,
+                "Description=widget-exporter: Prometheus exporter for {about}"
+            );
+        } else {
+            out.push_str(line);
+        }
+    }
+    out
+}
+
 /// Returns [`SOCKET_UNIT`] listening on `listen_stream` instead of port 8000.
 ///
 /// `listen_stream` is spelled as `ListenStream=` wants it: a port (`8000`, all addresses),
@@ -379,6 +397,25 @@ mod tests {
         ];
         for &(args, want) in cases {
             assert_eq!(fill_args(unit, args), want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn describe_names_the_source_once() {
+        for unit in [SERVICE_UNIT, LEGACY_SERVICE_UNIT] {
+            let out = describe(unit, "a widget-processing service, counted from its log");
+            let lines: Vec<_> = out
+                .lines()
+                .filter(|l| l.starts_with("Description="))
+                .collect();
+            assert_eq!(
+                lines,
+                [
+                    "Description=widget-exporter: Prometheus exporter for a widget-processing \
+                  service, counted from its log"
+                ]
+            );
+            assert_eq!(out.lines().count(), unit.lines().count());
         }
     }
 

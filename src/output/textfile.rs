@@ -42,6 +42,10 @@ struct Textfile {
     failing: bool,
     /// The latest write succeeded.
     last_ok: bool,
+    /// A write succeeded since this image of the process started.
+    written: bool,
+    /// The latest failure, as `step: error`, while it lasts.
+    failure: Option<String>,
 }
 
 /// How a write went, as far as the failure streak is concerned.
@@ -104,13 +108,17 @@ impl Textfile {
             next: now,
             failing: false,
             last_ok: false,
+            written: false,
+            failure: None,
         })
     }
 
     /// Renders with `fill` into the reused buffer (cleared first) and replaces the file with
     /// it, then schedules the next write one interval on (skipping intervals the loop slept
     /// through). A failure leaves the previous file and no temporary file behind; only the
-    /// first of a streak is logged (warn), and the recovery (info).
+    /// first of a streak is logged (warn), and the recovery (info). The first success is
+    /// logged at info; a failure before it is not logged here, since it ends the process
+    /// (see `wake`).
     fn write(&mut self, now: Instant, fill: impl FnOnce(&mut String)) -> Outcome {
         self.next += self.interval;
         if self.next <= now {
@@ -129,6 +137,19 @@ impl Textfile {
                     "textfile written",
                     &[("bytes", &self.buf.len()), ("write_us", &micros)],
                 );
+                if !self.written {
+                    let interval = crate::config::format_duration(self.interval);
+                    log::info(
+                        "textfile written; rewriting it every interval",
+                        &[
+                            ("path", &self.shown),
+                            ("bytes", &self.buf.len()),
+                            ("interval", &interval),
+                        ],
+                    );
+                }
+                self.written = true;
+                self.failure = None;
                 if failing {
                     log::info("textfile written again", &[("path", &self.shown)]);
                     Outcome::Recovered
@@ -137,12 +158,13 @@ impl Textfile {
                 }
             }
             (Err((step, e)), failing) => {
-                if !failing {
+                if !failing && self.written {
                     log::warn(
                         "cannot write the textfile; keeping the previous one and retrying every interval",
                         &[("path", &self.shown), ("step", &step), ("err", &e)],
                     );
                 }
+                self.failure = Some(format!("{step}: {e}"));
                 Outcome::Failed { first: !failing }
             }
         };
@@ -205,7 +227,10 @@ pub(crate) fn open(opening: &Opening) -> Result<Option<Box<dyn Output>>, Error> 
 
 impl Output for Textfile {
     /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`](crate::metrics::Metrics::textfile_snapshot) gives, in
-    /// the text format, counted in the metrics. A failed write is logged, never an error.
+    /// the text format, counted in the metrics. A failed write is logged and retried at the
+    /// next interval, but for the first one: a file that could never be written at start
+    /// (a directory the service may not write to) ends the process with that reason, rather
+    /// than leave it running for ever with nothing to show.
     fn wake(&mut self, now: Instant, numbers: &mut Numbers) -> Result<(), Error> {
         if now < self.next {
             return Ok(());
@@ -215,7 +240,14 @@ impl Output for Textfile {
         let snapshot = metrics.textfile_snapshot(now, unix_nanos);
         let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
         metrics.count_textfile_write(outcome.ok(), unix_nanos);
-        Ok(())
+        match (&self.failure, self.written) {
+            (Some(why), false) => Err(Error::Fatal(format!(
+                "cannot write --textfile.path={} at start ({why}); is its directory writable \
+                 for this user?",
+                self.shown
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn next_due(&self) -> Instant {

@@ -46,7 +46,7 @@ pub(crate) struct Families {
 }
 
 /// What a printed service unit must let the source read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reads {
     /// Nothing outside the unit's defaults.
     Nothing,
@@ -54,6 +54,8 @@ pub enum Reads {
     Log {
         /// The group to join, if the file's mode needs one.
         group: Option<u32>,
+        /// `--widget.log.path`, which the unit must not hide.
+        path: std::path::PathBuf,
     },
 }
 

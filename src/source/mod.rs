@@ -383,6 +383,7 @@ mod tests {
             textfile_interval: S(60),
             log_level: Level::Warn,
             log_format: Format::Json,
+            alert_thresholds: crate::host::units::Thresholds::default(),
         };
         let want = [
             "--web.listen-address=[::1]:9100",
@@ -448,7 +449,20 @@ mod tests {
         assert!(usage
             .lines()
             .all(|l| l.chars().count() <= 100 && l == l.trim_end()));
-        assert!(usage.lines().last().is_some_and(|l| l.contains("README")));
+        // It stands alone: the host that got the binary may have no other file.
+        assert!(
+            !usage.contains("README") && !usage.contains(".md"),
+            "{usage}"
+        );
+        // The log source's required flags are marked, and its template rule is there.
+        for required in ["--widget.log.path=", "--widget.log.finished="] {
+            let line = usage
+                .lines()
+                .find(|l| l.contains(required))
+                .unwrap_or_default();
+            assert!(line.starts_with("* "), "{line}");
+        }
+        assert!(usage.contains("{duration}") && usage.contains("{label:NAME}"));
         // Every flag, in table order, with its default.
         let mut lines = usage.lines();
         for f in config::flags(&tables()) {
@@ -473,6 +487,7 @@ mod tests {
             // checked with the companion given.
             let companion = match f.scope {
                 Scope::Textfile if f.name != "--textfile.path" => Some("--textfile.path=w.prom"),
+                Scope::AlertRules => Some("--print-alert-rules"),
                 _ => None,
             };
             if f.takes == Takes::Value && !f.default.is_empty() {
@@ -482,7 +497,9 @@ mod tests {
                 let mut want = defaults();
                 let mut args = vec![arg.as_str()];
                 if let Some(c) = companion {
-                    want.textfile_path = Some("w.prom".into());
+                    if f.scope == Scope::Textfile {
+                        want.textfile_path = Some("w.prom".into());
+                    }
                     args.push(c);
                 }
                 if log_flags.iter().any(|g| g.name == f.name) {
@@ -500,11 +517,11 @@ mod tests {
                         },
                     );
                 }
-                assert_eq!(
-                    run(&args).ok(),
-                    Some(Command::Run(want)),
-                    "{arg} is not the default"
-                );
+                let want = match f.scope {
+                    Scope::AlertRules => Command::Print(Print::AlertRules, want),
+                    _ => Command::Run(want),
+                };
+                assert_eq!(run(&args).ok(), Some(want), "{arg} is not the default");
             }
             // A row's first cell names the flag, alone or beside its aliases.
             let row = readme
@@ -525,6 +542,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The flags a kind marks required in `--help` are its own, and its validation refuses
+    /// to go without each of them.
+    #[test]
+    fn required_flags_are_the_kinds_own_and_required() {
+        let log_args = [
+            "--widget.source=log",
+            "--widget.log.path=a",
+            "--widget.log.finished={duration}",
+        ];
+        assert!(run(&log_args).is_ok());
+        for kind in tables() {
+            let own: Vec<_> = (0..).map_while(|i| kind.flag(i)).map(|f| f.name).collect();
+            for name in kind.required() {
+                assert!(own.contains(name), "{} marks {name}", kind.name());
+                let without: Vec<&str> = log_args
+                    .iter()
+                    .copied()
+                    .filter(|a| !a.starts_with(&format!("{name}=")))
+                    .collect();
+                let err = message(&without);
+                assert!(err.contains(name) && err.contains("required"), "{err}");
+            }
+        }
+        assert_eq!(
+            log::KIND.table().required(),
+            ["--widget.log.path", "--widget.log.finished"]
+        );
     }
 
     #[test]

@@ -21,6 +21,10 @@ pub(crate) static KIND: Kind<SimConfig, SimConfig> = Kind {
     flags: SourceFlags {
         name: "simulation",
         summary: "from a simulation",
+        about: "a simulated widget-processing service",
+        required: &[],
+        example: "",
+        help: "",
         rows: FLAGS,
         validate,
     },

@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use crate::promapi::{Json, Prometheus};
 use crate::support::{binary, run, say, Exporter, TempDir};
-use widget_exporter::host::units::{alert_rules, Thresholds};
 
 const JOB: &str = "widget-exporter";
 
@@ -216,24 +215,26 @@ fn rules_with_chosen_thresholds_pass_promtool_check() {
         return;
     };
     let dir = TempDir::new("alerts-chosen");
+    // The flags of `--print-alert-rules`, as a site would give them.
     for (i, t) in [
-        Thresholds::default(),
-        Thresholds {
-            slow_p90: Duration::from_millis(2500),
-            failure_ratio: 0.025,
-            idle_after: Duration::from_secs(5400),
-        },
-        Thresholds {
-            slow_p90: Duration::from_micros(1500),
-            failure_ratio: 0.999,
-            idle_after: Duration::from_secs(1),
-        },
+        &[][..],
+        &[
+            "--alert.slow-p90=2500ms",
+            "--alert.failure-ratio=0.025",
+            "--alert.idle-after=1h30m",
+        ][..],
+        &[
+            "--alert.slow-p90=1.5ms",
+            "--alert.failure-ratio=0.999",
+            "--alert.idle-after=1s",
+        ][..],
     ]
     .iter()
     .enumerate()
     {
         let file = dir.join(&format!("rules-{i}.yml"));
-        let rules = alert_rules(t);
+        let (ok, rules, err) = run(Command::new(binary()).arg("--print-alert-rules").args(*t));
+        assert!(ok, "{t:?}: {err}");
         std::fs::write(&file, &rules).expect("write rules");
         let (ok, out, err) = run(Command::new(&promtool).args(["check", "rules"]).arg(&file));
         assert!(ok, "{t:?}: promtool check rules:\n{out}\n{err}\n{rules}");

@@ -26,7 +26,10 @@ const RATE_INTERVAL: &str = "10s";
 
 /// The dashboard as printed; checked to be JSON by python3's reader too when it is there.
 fn dashboard() -> (String, Json) {
-    let text = widget_exporter::host::dashboard::render();
+    let (ok, text, err) = crate::support::run(
+        Command::new(crate::support::binary()).arg("--print-grafana-dashboard"),
+    );
+    assert!(ok, "--print-grafana-dashboard: {err}");
     let json = Json::parse(&text).unwrap_or_else(|e| panic!("dashboard: {e}"));
     if let Some(python) = crate::support::tool("python3") {
         let mut child = Command::new(python)

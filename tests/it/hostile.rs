@@ -975,8 +975,8 @@ impl Drop for PidsCgroup {
 
 #[test]
 fn thread_limit_then_flood() {
-    // Six threads at rest (main, accept, four tiny_http workers) plus room for scrapes; 400
-    // connections want 400 more.
+    // Eight threads at rest (main, accept, signals, probe, four tiny_http workers) plus room
+    // for scrapes; 400 connections want 400 more.
     const PIDS_MAX: u64 = 16;
     let _alone = support::machine_alone();
     let cg = match PidsCgroup::create(PIDS_MAX) {

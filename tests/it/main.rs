@@ -28,6 +28,7 @@ mod logtail;
 mod prometheus;
 mod scrape;
 mod soak;
+mod surface;
 mod systemd;
 mod textfile;
 mod validators;

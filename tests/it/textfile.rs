@@ -264,7 +264,11 @@ fn flag_errors_that_need_the_filesystem_exit_2_naming_the_flag() {
             .expect("run");
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
-        let first = err.lines().next().unwrap_or_default();
+        // The usage line, after the start line when the error was found at start.
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("widget-exporter: "))
+            .unwrap_or_default();
         assert!(first.contains(want), "{args:?}: {err}");
         assert!(
             first.contains("--textfile") || first.contains("--web") || first.contains("--print"),

@@ -61,9 +61,10 @@ const PARK_CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
 /// Scan interval while connections or threads are past half their cap.
 pub const NEAR_CAP_SCAN: Duration = Duration::from_millis(50);
 
-/// Threads of the process that are not tiny_http pool threads: the loop's and tiny_http's
-/// accept thread. Every other thread serves (or waits to serve) one connection.
-pub const NON_POOL_THREADS: u64 = 2;
+/// Threads of the process that are not tiny_http pool threads: the loop's, tiny_http's
+/// accept thread and the one that waits for SIGTERM and SIGINT (`app`). Every other thread
+/// serves (or waits to serve) one connection.
+pub const NON_POOL_THREADS: u64 = 3;
 
 /// The guard's limits.
 #[derive(Debug, Clone, Copy)]
@@ -123,8 +124,8 @@ pub const TIGHT_SCAN: Duration = Duration::from_millis(100);
 /// a restart in place, and the parked connections' three each.
 const FD_RESERVE: u64 = 16 + 3 * MAX_PARKED as u64;
 
-/// Threads of an idle exporter: the loop, tiny_http's accept thread, its 4 pool threads (the
-/// parked connections hold them) and the probe's.
+/// Threads of an idle exporter: the loop, tiny_http's accept thread, the signal thread, its 4
+/// pool threads (the parked connections hold them) and the probe's.
 const IDLE_THREADS: u64 = NON_POOL_THREADS + POOL_MIN_THREADS as u64 + 1;
 
 /// The limits in force that bound how many connections the process can hold: tiny_http
@@ -1174,7 +1175,7 @@ mod tests {
                 19,
                 300,
             ),
-            // pids.max=32 with 2 tasks in the group: 32 threads, 7 idle, 25 for connections.
+            // pids.max=32 with 2 tasks in the group: 32 threads, 8 idle, 24 for connections.
             (
                 InForce {
                     tasks_left: Some(30),
@@ -1182,7 +1183,7 @@ mod tests {
                     ..none
                 },
                 12,
-                19,
+                20,
             ),
             // 2000 connections possible is not tight: 3/4 of them, under the defaults.
             (
@@ -1202,7 +1203,7 @@ mod tests {
                     threads: Some(2),
                     ..none
                 },
-                20,
+                19,
                 27,
             ),
             // Hopeless limits still leave one connection.

@@ -96,7 +96,7 @@ pub(crate) fn open(opening: &Opening) -> Result<Option<Box<dyn Output>>, Error> 
         .watchdog
         .map_or(PROBE_INTERVAL, |ping| PROBE_INTERVAL.min(ping / 2));
     Ok(Some(Box::new(Http {
-        site: Site::new(&config.telemetry_path),
+        site: Site::new(&config.telemetry_path).describing(config.source_about()),
         probe: SelfProbe::new(address, probe_interval, PROBE_TIMEOUT, now),
         guard: Guard::new(address.port(), guard::Limits::in_force(), now),
         own: ProcessReader::new(),

@@ -77,17 +77,27 @@ pub struct Site {
 const PROCESS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Site {
-    /// A site serving the given telemetry path.
+    /// A site serving the given telemetry path, for a widget-processing service whose
+    /// source it does not name (see [`Site::describing`]).
     #[must_use]
     pub fn new(telemetry_path: &str) -> Self {
         Site {
             telemetry_path: telemetry_path.to_owned(),
-            landing: landing_page(telemetry_path),
+            landing: landing_page(telemetry_path, "a widget-processing service"),
             body: String::with_capacity(8192),
             process: ProcessReader::new(),
             process_cache: None,
             closing: false,
         }
+    }
+
+    /// The site whose landing page says what the numbers are of: `about` is the source's
+    /// phrase ("a widget-processing service, counted from its log"), so that an operator
+    /// reads what is true for the source in use.
+    #[must_use]
+    pub(crate) fn describing(mut self, about: &str) -> Self {
+        self.landing = landing_page(&self.telemetry_path, about);
+        self
     }
 
     /// From now on, every answer says `Connection: close` and is the connection's last
@@ -298,21 +308,26 @@ fn respond_closing(
     }
 }
 
-fn landing_page(telemetry_path: &str) -> String {
-    let mut path = String::new();
-    for c in telemetry_path.chars() {
-        match c {
-            '&' => path.push_str("&amp;"),
-            '<' => path.push_str("&lt;"),
-            '>' => path.push_str("&gt;"),
-            '"' => path.push_str("&quot;"),
-            c => path.push(c),
+fn landing_page(telemetry_path: &str, about: &str) -> String {
+    let escape = |text: &str| {
+        let mut out = String::new();
+        for c in text.chars() {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                c => out.push(c),
+            }
         }
-    }
+        out
+    };
+    let path = escape(telemetry_path);
+    let about = escape(about);
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head><meta charset=\"utf-8\"><title>widget-exporter</title></head>\n\
          <body>\n<h1>widget-exporter</h1>\n\
-         <p>Version {version}. A Prometheus exporter for a simulated widget-processing service.</p>\n\
+         <p>Version {version}. A Prometheus exporter for {about}.</p>\n\
          <ul>\n<li><a href=\"{path}\">{path}</a>: metrics</li>\n<li><a href=\"/-/healthy\">/-/healthy</a>: health</li>\n</ul>\n\
          </body>\n</html>\n",
         version = env!("CARGO_PKG_VERSION"),
@@ -354,8 +369,12 @@ mod tests {
 
     #[test]
     fn landing_page_escapes_the_path() {
-        let page = landing_page("/a<b>\"&");
+        let page = landing_page("/a<b>\"&", "a <b>");
         assert!(page.contains("href=\"/a&lt;b&gt;&quot;&amp;\""));
         assert!(page.contains(env!("CARGO_PKG_VERSION")));
+        assert!(
+            page.contains("A Prometheus exporter for a &lt;b&gt;.</p>"),
+            "{page}"
+        );
     }
 }

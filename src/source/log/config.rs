@@ -139,6 +139,21 @@ impl LogConfig {
     }
 }
 
+/// The log source's part of `--help`: the template rule.
+pub(crate) const HELP: &str = r"A TEMPLATE matches a whole log line: * matches any text; {duration} takes the time a
+widget took (231ms, 1.5s; a bare number is in --widget.log.duration-unit) and is required
+in --widget.log.finished; {label:NAME} takes a label value (at most 4 per template, each
+followed by literal text or ending the template); \*, \{ and \\ match *, { and \.
+";
+
+/// The log source's example in `--help`.
+pub(crate) const EXAMPLE: &str = r#"Count a log whose lines end "done status=ok took=231ms" or "done status=failed"; try
+the templates on the log first with --widget.log.check, then run without it:
+  widget-exporter --widget.source=log --widget.log.path=/var/log/widgets/app.log \
+    --widget.log.finished='* done status=ok took={duration}' \
+    --widget.log.failed='* done status=failed*'
+"#;
+
 /// Reads a template flag into its slot.
 fn template(
     slot: &mut Option<Pattern>,

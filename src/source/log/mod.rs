@@ -33,6 +33,10 @@ pub(crate) static KIND: Kind<LogFlags, LogConfig> = Kind {
     flags: SourceFlags {
         name: "log",
         summary: "counted from a log file",
+        about: "a widget-processing service, counted from its log",
+        required: &["--widget.log.path", "--widget.log.finished"],
+        example: config::EXAMPLE,
+        help: config::HELP,
         rows: config::FLAGS,
         validate: config::validate,
     },
@@ -51,6 +55,7 @@ pub(crate) static KIND: Kind<LogFlags, LogConfig> = Kind {
     },
     reads: |config| Reads::Log {
         group: config.reading_group(),
+        path: config.path.clone(),
     },
     check: |config| config.check.then(|| check(config)),
 };
@@ -91,7 +96,7 @@ impl LogTail {
     ) -> Result<LogTail, Error> {
         let path = &config.path;
         let mut follower = Follower::open(path, config.max_files, start)
-            .map_err(|e| Error::Fatal(e.to_owned()))?;
+            .map_err(|e| Error::Usage(e.to_owned()))?;
         if let Some(text) = position {
             let resumed = follower.resume(&decode_positions(text));
             if resumed > 0 {
