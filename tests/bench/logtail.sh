@@ -27,7 +27,7 @@ bin=$PWD/target/release/widget-exporter
 work=$(mktemp -d /tmp/widget-exporter-bench-log.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# Issue 8's example line, padded with a request id to 75-100 bytes; every 20th fails.
+# The README's example line, padded with a request id to 75-100 bytes; every 20th fails.
 awk -v n="$lines" 'BEGIN {
   srand(8);
   for (i = 0; i < n; i++) {
