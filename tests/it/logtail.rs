@@ -81,9 +81,20 @@ fn start(path: &Path, extra: &[&str]) -> Exporter {
 }
 
 /// Waits until the exporter has opened its log: it listens first, then opens the source, and
-/// a line written before that is behind the end it starts from.
+/// a line written before that is behind the end it starts from. A log that cannot be read
+/// yet is never said to be followed: its warning is the sign the source is open.
 fn following(exporter: Exporter) -> Exporter {
-    exporter.wait_for_log("msg=\"following the log\"", Duration::from_secs(20));
+    let opened = [
+        "msg=\"following the log\"",
+        "log file missing",
+        "cannot read the log file",
+    ];
+    support::wait_until(
+        "the log source to open",
+        Duration::from_secs(20),
+        || opened.iter().any(|line| exporter.log().contains(line)),
+        || exporter.log(),
+    );
     exporter
 }
 
@@ -170,6 +181,14 @@ fn a_missing_file_is_waited_for_and_read_from_its_start() {
     );
     let warnings = exporter.log().matches("log file missing").count();
     assert_eq!(warnings, 1, "warned once per streak:\n{}", exporter.log());
+    // The recovery line comes after anything logged at start: by then a false "following
+    // the log" line would have been written.
+    exporter.wait_for_log("log readable again", Duration::from_secs(30));
+    assert!(
+        !exporter.log().contains("following the log"),
+        "a missing log is never said to be followed:\n{}",
+        exporter.log()
+    );
 }
 
 #[test]

@@ -114,7 +114,11 @@ impl LogTail {
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
             sets.lookup(&values);
         }
-        log::info("following the log", &[("path", &path.display())]);
+        // A missing or unreadable log has had its warning, and "log readable again" follows
+        // when it can be read: a line saying it is followed would be untrue.
+        if follower.readable() {
+            log::info("following the log", &[("path", &path.display())]);
+        }
         Ok(LogTail {
             follower,
             classifier,
