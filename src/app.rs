@@ -1,7 +1,7 @@
 //! The one loop that owns the work: step the source to now, wake every output to do what is
 //! due, tell systemd what the outputs' health proves, then sleep until the next due instant
 //! (in the output that waits for work of its own, if one does). Also the start-up order
-//! (the start line, outputs, then the source, then readiness) and what ends the process: an
+//! (the start line, the source, then the outputs, then readiness) and what ends the process: an
 //! output's error, or SIGTERM or SIGINT (status 0, see `stop_on_signals`).
 //!
 //! It names no particular source or output: `source::open` picks the source from the
@@ -29,20 +29,8 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
     let carried = Carried::take_from_env();
     let started = Instant::now();
     let systemd = Systemd::from_env();
-    let mut outputs = Outputs::open(&Opening {
-        config,
-        carried: &carried,
-        watchdog: systemd.watchdog,
-        started,
-    })?;
-    outputs.announce();
-    if running_as_root() {
-        log::warn(
-            "running as root; the exporter needs no privileges, run it as an unprivileged user",
-            &[],
-        );
-    }
-
+    // The source opens first: a path it cannot use is a usage error, reported before any
+    // socket is bound.
     let metrics = Metrics::new(source::parts(config), config.average_window, started);
     if let Some(state) = &carried.counters {
         if metrics.import_counters(state) {
@@ -56,6 +44,19 @@ pub fn run(config: &Config) -> Result<std::convert::Infallible, Error> {
         started,
         clock::unix_nanos(),
     )?;
+    let mut outputs = Outputs::open(&Opening {
+        config,
+        carried: &carried,
+        watchdog: systemd.watchdog,
+        started,
+    })?;
+    outputs.announce();
+    if running_as_root() {
+        log::warn(
+            "running as root; the exporter needs no privileges, run it as an unprivileged user",
+            &[],
+        );
+    }
     let mut numbers = Numbers::new(metrics, source);
     let mut health = Health {
         systemd,
