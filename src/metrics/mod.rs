@@ -14,7 +14,7 @@
 //! is spelled (that is `render`, which knows nothing of these families) nor where requests
 //! come from (`output`).
 //!
-//! To add a family, edit its owner's file only, top to bottom:
+//! To add a family, edit its owner's file only, in five places, top to bottom:
 //! 1. declare it (`render::family`: name, kind, help) beside the others;
 //! 2. add its atomic to the owner's part, and a method of the part that updates it;
 //! 3. add its value to the owner's snapshot and the line of the part's `snapshot` that reads
@@ -22,13 +22,13 @@
 //! 4. write it in the owner's `encode`, where it is to appear in the exposition;
 //! 5. if a restart in place must not reset it (a counter), add it to the owner's `carried`.
 //!
-//! Nothing outside the owner's file changes (a `process_*` family needs its value in
+//! No other file changes, widget families included (a `process_*` family needs its value in
 //! `host::process` first). The golden files under `tests/golden/` then change
 //! (`UPDATE_GOLDEN=1`); no list of families needs the new one, the tests read them from a
-//! rendered exposition. A new owner is a new file and, here, a part of [`Metrics`] (its field
-//! and its line in `new`), a field of [`Snapshot`] and its line in `snapshot_at` (an `Option`
-//! with a [`Parts`] switch if the owner is optional), one line in `encode` and one in
-//! `counters`.
+//! rendered exposition. A new owner is a new file and six lines here: its part of
+//! [`Metrics`] and the line of `new` that makes it, its field of [`Snapshot`] and the line of
+//! `snapshot_at` that reads it (an `Option`, with a [`Parts`] switch, if the owner is
+//! optional), one line in `encode` and one in `counters`.
 
 mod http;
 mod log;

@@ -185,7 +185,6 @@ impl WidgetsSnapshot {
     /// from a log: the families are then worded for a log, and written per label set when
     /// the source labels its widgets.
     pub(crate) fn encode(&self, logged: Option<&Labels>, e: &mut Encoder<'_>) {
-        let s = self;
         let [processed, failed, in_progress, duration, last] = if logged.is_some() {
             [
                 &LOGGED_PROCESSED,
@@ -209,10 +208,10 @@ impl WidgetsSnapshot {
             l.encode_counts(processed, |c| c.processed, e);
             l.encode_counts(failed, |c| c.failed, e);
         } else {
-            e.counter(processed, s.processed);
-            e.counter(failed, s.failed);
+            e.counter(processed, self.processed);
+            e.counter(failed, self.failed);
         }
-        if let Some(n) = s.in_progress {
+        if let Some(n) = self.in_progress {
             e.gauge(in_progress, Number::Int(n));
         }
         match labeled {
@@ -220,16 +219,16 @@ impl WidgetsSnapshot {
             None => e.histogram(
                 duration,
                 &BUCKETS,
-                &s.duration_buckets,
-                Number::Nanos(s.duration_sum_nanos),
+                &self.duration_buckets,
+                Number::Nanos(self.duration_sum_nanos),
             ),
         }
         e.gauge(
             &AVERAGE,
-            s.average_nanos
+            self.average_nanos
                 .map_or(Number::Float(f64::NAN), Number::Nanos),
         );
-        e.gauge(last, Number::Nanos(s.last_processed_unix_nanos));
+        e.gauge(last, Number::Nanos(self.last_processed_unix_nanos));
     }
 }
 
