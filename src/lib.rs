@@ -29,21 +29,6 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
     use std::path::Path;
 
-    /// Cycles that remain in files outside this change's reach, each as its sorted files.
-    /// To be emptied once they are gone; an entry that no longer matches a cycle fails too.
-    const KNOWN_CYCLES: &[&[&str]] = &[
-        // The families' owners use `Metrics` from mod.rs, which uses their items in turn
-        // (`pub use http::…` and the snapshot); a lower file for `Metrics`'s parts would
-        // break it.
-        &[
-            "src/metrics/http.rs",
-            "src/metrics/log.rs",
-            "src/metrics/mod.rs",
-            "src/metrics/textfile.rs",
-            "src/metrics/widgets.rs",
-        ],
-    ];
-
     /// Every file of the library (not `main.rs`) by module path (`""` for
     /// `lib.rs`, `"source::log"` for `source/log/mod.rs`), with its code: the test module at
     /// the bottom and every `//` comment (doc comments included) removed.
@@ -242,11 +227,6 @@ mod tests {
         for (module, (file, code)) in library() {
             assert!(!code.contains("super::"), "{file} ({module}) uses super::");
         }
-        let found = cycles(&edges);
-        let known: BTreeSet<Vec<String>> = KNOWN_CYCLES
-            .iter()
-            .map(|c| c.iter().map(|s| (*s).to_owned()).collect())
-            .collect();
         let describe = |group: &Vec<String>| {
             group
                 .iter()
@@ -257,13 +237,8 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
-        let new: Vec<String> = found.difference(&known).map(describe).collect();
-        assert!(new.is_empty(), "module cycles:\n{}", new.join("\n"));
-        let gone: Vec<_> = known.difference(&found).collect();
-        assert!(
-            gone.is_empty(),
-            "no longer cycles, remove from KNOWN_CYCLES: {gone:?}"
-        );
+        let found: Vec<String> = cycles(&edges).iter().map(describe).collect();
+        assert!(found.is_empty(), "module cycles:\n{}", found.join("\n"));
     }
 
     /// The reader itself: grouped, nested and renamed imports, child paths, and a cycle.

@@ -92,17 +92,17 @@ fn count_allocations(f: impl FnOnce()) -> (u64, u64) {
 fn busy_metrics() -> Metrics {
     let metrics = Metrics::default();
     for i in 0..500u64 {
-        metrics.widget_started();
+        metrics.widgets.started();
         let duration = Duration::from_micros(100_000 + (i * 7_919) % 400_000);
-        metrics.widget_finished(
+        metrics.widgets.finished(
             Some(duration),
             i % 7 == 0,
             1_795_757_095_000_000_000 + i,
             Instant::now(),
         );
-        metrics.count_request(200);
+        metrics.http.count_request(200);
     }
-    metrics.count_request(404);
+    metrics.http.count_request(404);
     metrics
 }
 
@@ -129,9 +129,9 @@ fn scrape_allocates_nothing_after_warm_up() {
         let (count, bytes) = count_allocations(|| {
             for i in 0..SCRAPES {
                 // Between scrapes the loop keeps counting; the payload changes as it would.
-                metrics.count_request(200);
+                metrics.http.count_request(200);
                 if i % 100 == 0 {
-                    metrics.widget_finished(
+                    metrics.widgets.finished(
                         Some(Duration::from_millis(250)),
                         false,
                         1_795_757_100 + i,

@@ -1,13 +1,12 @@
 //! The HTTP output's families, present only while HTTP is served: requests answered by code,
 //! the self-probe, open connections and those the guard shut down by reason, restarts in
-//! place. Owns their names, help, kinds, label values, atomics, snapshot, encoding and which
-//! of them a restart in place carries. It must not touch another owner's families, nor know
+//! place. Owns their names, help, kinds, label values, atomics and the methods that update
+//! them ([`Http`]), snapshot, encoding and which of them a restart in place carries. It must not touch another owner's families, nor know
 //! how requests are served (that is `output::http`) or how the exposition is spelled.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::metrics::render::{family, Encoder, Family, Kind, Number};
-use crate::metrics::Metrics;
 
 const REQUESTS: Family = family(
     "widget_exporter_http_requests_total",
@@ -87,9 +86,9 @@ impl CloseReason {
     }
 }
 
-/// The live HTTP values.
+/// The live HTTP values, updated by the HTTP output with relaxed atomics.
 #[derive(Debug, Default)]
-pub(crate) struct Http {
+pub struct Http {
     requests: [AtomicU64; HTTP_CODES.len()],
     self_probe_success: AtomicU64,
     connections: AtomicU64,
@@ -160,32 +159,32 @@ impl HttpSnapshot {
     }
 }
 
-impl Metrics {
+impl Http {
     /// Counts one answered request; codes outside [`HTTP_CODES`] are not counted.
     pub fn count_request(&self, code: u16) {
         if let Some(i) = HTTP_CODES.iter().position(|&(c, _)| c == code) {
-            self.http.requests[i].fetch_add(1, Relaxed);
+            self.requests[i].fetch_add(1, Relaxed);
         }
     }
 
     /// Publishes the self-probe's latest outcome.
     pub(crate) fn set_self_probe(&self, ok: bool) {
-        self.http.self_probe_success.store(u64::from(ok), Relaxed);
+        self.self_probe_success.store(u64::from(ok), Relaxed);
     }
 
     /// Publishes the number of open client connections.
     pub(crate) fn set_connections(&self, n: u64) {
-        self.http.connections.store(n, Relaxed);
+        self.connections.store(n, Relaxed);
     }
 
     /// Counts a connection the guard shut down.
     pub(crate) fn count_close(&self, reason: CloseReason) {
-        self.http.connections_closed[reason as usize].fetch_add(1, Relaxed);
+        self.connections_closed[reason as usize].fetch_add(1, Relaxed);
     }
 
     /// Counts a restart in place (call before exporting the counters for it).
     pub(crate) fn count_restart(&self) {
-        self.http.restarts.fetch_add(1, Relaxed);
+        self.restarts.fetch_add(1, Relaxed);
     }
 }
 
@@ -197,10 +196,10 @@ mod tests {
     #[test]
     fn requests_by_code() {
         let m = Metrics::default();
-        m.count_request(200);
-        m.count_request(200);
-        m.count_request(404);
-        m.count_request(999);
+        m.http.count_request(200);
+        m.http.count_request(200);
+        m.http.count_request(404);
+        m.http.count_request(999);
         let s = m.snapshot(ProcessStats::default());
         assert_eq!(s.http.map(|h| h.requests), Some([2, 0, 1, 0, 0]));
     }

@@ -1,16 +1,16 @@
 //! The log source's families, present only with that source: lines read by result, whether
 //! the log is readable, rotations by kind, files followed, and with labeled templates the
-//! label sets in use and the widgets that overflowed the series cap. Owns their names, help, kinds, label values,
-//! atomics, snapshot, encoding and which of them a restart in place carries. It must not
-//! touch another owner's families, nor know how a log is read (that is `source::log`) or how
-//! the exposition is spelled. Where the source has read to is not a metric: the restart in
-//! place carries it apart (`Source::position`).
+//! label sets in use and the widgets that overflowed the series cap. Owns their names, help,
+//! kinds, label values, atomics and the methods that update them ([`Log`]), snapshot,
+//! encoding and which of them a restart in place carries. It must not touch another owner's
+//! families, nor know how a log is read (that is `source::log`) or how the exposition is
+//! spelled. Where the source has read to is not a metric: the restart in place carries it
+//! apart (`Source::position`).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use crate::metrics::render::{family, Encoder, Family, Kind, Number};
 use crate::metrics::widgets::Labels;
-use crate::metrics::Metrics;
 
 const LINES: Family = family(
     "widget_exporter_log_lines_total",
@@ -98,7 +98,7 @@ impl Rotation {
     }
 }
 
-/// The live log values.
+/// The live log values, updated by the log source with relaxed atomics.
 #[derive(Debug, Default)]
 pub(crate) struct Log {
     lines: [AtomicU64; LineResult::ALL.len()],
@@ -176,31 +176,30 @@ impl LogSnapshot {
     }
 }
 
-impl Metrics {
+impl Log {
     /// Counts one log line.
     pub(crate) fn count_line(&self, result: LineResult) {
-        self.log.lines[result as usize].fetch_add(1, Relaxed);
+        self.lines[result as usize].fetch_add(1, Relaxed);
     }
 
     /// Publishes whether the followed log is readable.
-    pub(crate) fn set_log_readable(&self, readable: bool) {
-        self.log.readable.store(u64::from(readable), Relaxed);
+    pub(crate) fn set_readable(&self, readable: bool) {
+        self.readable.store(u64::from(readable), Relaxed);
     }
 
     /// Counts one rotation of the followed log.
     pub(crate) fn count_rotation(&self, kind: Rotation) {
-        self.log.rotations[kind as usize].fetch_add(1, Relaxed);
+        self.rotations[kind as usize].fetch_add(1, Relaxed);
     }
 
     /// Publishes how many log files are followed.
-    pub(crate) fn set_log_files(&self, files: usize) {
-        self.log.files.store(files as u64, Relaxed);
+    pub(crate) fn set_files(&self, files: usize) {
+        self.files.store(files as u64, Relaxed);
     }
 
-    /// Counts one widget in the overflow series (with
-    /// [`Metrics::labeled_widget_finished`]).
+    /// Counts one widget in the overflow series (as it is counted in the widget families).
     pub(crate) fn count_label_overflow(&self) {
-        self.log.overflow.fetch_add(1, Relaxed);
+        self.overflow.fetch_add(1, Relaxed);
     }
 }
 
@@ -226,7 +225,7 @@ mod tests {
                 "{result:?}: ALL is in declaration order"
             );
             let m = Metrics::new(parts, Duration::from_secs(60), Instant::now());
-            m.count_line(result);
+            m.log.count_line(result);
             let mut out = String::new();
             render(&m.snapshot(ProcessStats::default()), Format::Text, &mut out);
             let want = format!(
@@ -238,7 +237,7 @@ mod tests {
         for (i, &kind) in Rotation::ALL.iter().enumerate() {
             assert_eq!(kind as usize, i, "{kind:?}: ALL is in declaration order");
             let m = Metrics::new(parts, Duration::from_secs(60), Instant::now());
-            m.count_rotation(kind);
+            m.log.count_rotation(kind);
             let mut out = String::new();
             render(&m.snapshot(ProcessStats::default()), Format::Text, &mut out);
             let want = format!(

@@ -1,29 +1,34 @@
 //! What the exporter exposes. Families are grouped by owner, one file each: `widgets` (any
 //! source's widgets), `http` (the HTTP output), `textfile` (the textfile output), `log` (the
 //! log source) and `process` (the exporter's build and `process_*`). An owner's file holds
-//! all of a family: its name, help and kind, its label values, the atomics the loop updates
-//! (and the [`Metrics`] methods that update them), how a snapshot reads them, how they are
-//! encoded, and which of them a restart in place carries.
+//! all of a family: its name, help and kind, its label values, the owner's part of
+//! [`Metrics`] (the atomics the loop updates, and the methods that update them), the owner's
+//! snapshot and how it reads them, how they are encoded, and which of them a restart in
+//! place carries. An owner's file names neither [`Metrics`] nor [`Snapshot`]: callers update
+//! a part (`metrics.http.count_close(reason)`), and this file puts the parts together.
 //!
 //! This file is the glue: [`Metrics`] (one part per owner), [`Parts`] (which optional owners
-//! this exporter has), the plain [`Snapshot`] a scrape reads once and the order in which it
-//! is encoded, and the text a restart in place carries. It spells no metric name. It must
-//! not know how the exposition is spelled (that is `render`, which knows nothing of these
-//! families) nor where requests come from (`output`).
+//! this exporter has), the plain [`Snapshot`] a scrape reads once (one owner's snapshot per
+//! field) and the order in which it is encoded, what the textfile holds, and the text a
+//! restart in place carries. It spells no metric name. It must not know how the exposition
+//! is spelled (that is `render`, which knows nothing of these families) nor where requests
+//! come from (`output`).
 //!
-//! To add a family, edit its owner's file only, top to bottom:
+//! To add a family, edit its owner's file only, in five places, top to bottom:
 //! 1. declare it (`render::family`: name, kind, help) beside the others;
-//! 2. add its atomic to the owner's part, and a [`Metrics`] method that updates it;
-//! 3. add its value to the owner's snapshot and the line of `snapshot` that reads it;
+//! 2. add its atomic to the owner's part, and a method of the part that updates it;
+//! 3. add its value to the owner's snapshot and the line of the part's `snapshot` that reads
+//!    it;
 //! 4. write it in the owner's `encode`, where it is to appear in the exposition;
 //! 5. if a restart in place must not reset it (a counter), add it to the owner's `carried`.
 //!
-//! A widget family's value is a field of [`Snapshot`] itself, declared here: the one line
-//! outside `widgets.rs`. A `process_*` family needs its value in `host::process` first. The
-//! golden files under `tests/golden/` then change (`UPDATE_GOLDEN=1`); no list of families
-//! needs the new one, the tests read them from a rendered exposition. A new owner is a new
-//! file, a part of [`Metrics`], a field of [`Snapshot`] (an `Option` with a [`Parts`] switch
-//! if the owner is optional), one line in `encode` and one in `counters`.
+//! No other file changes, widget families included (a `process_*` family needs its value in
+//! `host::process` first). The golden files under `tests/golden/` then change
+//! (`UPDATE_GOLDEN=1`); no list of families needs the new one, the tests read them from a
+//! rendered exposition. A new owner is a new file and six lines here: its part of
+//! [`Metrics`] and the line of `new` that makes it, its field of [`Snapshot`] and the line of
+//! `snapshot_at` that reads it (an `Option`, with a [`Parts`] switch, if the owner is
+//! optional), one line in `encode` and one in `counters`.
 
 mod http;
 mod log;
@@ -38,11 +43,11 @@ use std::time::{Duration, Instant};
 use crate::host::process::ProcessStats;
 use crate::metrics::render::{Encoder, Exposition};
 
-pub use http::{CloseReason, HttpSnapshot, HTTP_CODES};
+pub use http::{CloseReason, Http, HttpSnapshot, HTTP_CODES};
 pub use log::{LineResult, LogSnapshot, Rotation};
 pub use textfile::TextfileSnapshot;
-pub use widgets::BUCKETS;
 pub(crate) use widgets::{LabelSet, OVERFLOW_VALUE};
+pub use widgets::{Widgets, WidgetsSnapshot, BUCKETS};
 
 /// Which optional families this exporter has, fixed at start by its source and outputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,16 +77,19 @@ impl Default for Parts {
 }
 
 /// The live values, updated by the loop with relaxed atomics (one writer; readers need no
-/// ordering beyond each value being whole). One part per owner; each owner's file adds the
-/// methods that update its part.
+/// ordering beyond each value being whole). One part per owner, declared with the methods
+/// that update it in the owner's file.
 #[derive(Debug)]
 pub struct Metrics {
     parts: Parts,
-    widgets: widgets::Widgets,
-    window: widgets::Window,
-    http: http::Http,
-    textfile: textfile::Textfile,
-    log: log::Log,
+    /// The widget families, updated by the source.
+    pub widgets: Widgets,
+    /// The HTTP families, updated by the HTTP output.
+    pub http: Http,
+    /// The textfile families, updated by the textfile output.
+    pub(crate) textfile: textfile::Textfile,
+    /// The log families, updated by the log source.
+    pub(crate) log: log::Log,
 }
 
 impl Default for Metrics {
@@ -98,9 +106,8 @@ impl Metrics {
     pub(crate) fn new(parts: Parts, window: Duration, start: Instant) -> Self {
         Metrics {
             parts,
-            widgets: widgets::Widgets::default(),
-            window: widgets::Window::new(window, start),
-            http: http::Http::default(),
+            widgets: Widgets::new(window, start),
+            http: Http::default(),
             textfile: textfile::Textfile::default(),
             log: log::Log::default(),
         }
@@ -117,13 +124,25 @@ impl Metrics {
     pub(crate) fn snapshot_at(&self, process: ProcessStats, now: Instant) -> Snapshot {
         let p = self.parts;
         Snapshot {
+            widgets: self.widgets.snapshot(now, p.in_progress),
             http: p.http.then(|| self.http.snapshot()),
             restarts: self.http.restarts(),
             textfile: p.textfile.then(|| self.textfile.snapshot()),
             log: p.log.then(|| self.log.snapshot(&self.widgets.labels)),
             process,
-            ..self.widgets.snapshot(&self.window, now, p.in_progress)
         }
+    }
+
+    /// What the textfile written at `now` (`unix_nanos`) says: no `process_*` families
+    /// (node_exporter has its own, and duplicates fail its scrape), and the textfile families
+    /// as the written file states them.
+    #[must_use]
+    pub(crate) fn textfile_snapshot(&self, now: Instant, unix_nanos: u64) -> Snapshot {
+        let mut s = self.snapshot_at(ProcessStats::default(), now);
+        if let Some(t) = &mut s.textfile {
+            t.as_written(unix_nanos);
+        }
+        s
     }
 
     /// The counters, as text to hand to a re-executed image of this process (so that
@@ -176,24 +195,26 @@ impl Metrics {
     }
 }
 
-/// Plain values read once per scrape; what `render` turns into an exposition. The widget
-/// families' values are its own fields; each other owner's are one field.
+// Forwarders for the connection guard, which is being rewritten on another branch: they go
+// once it calls `metrics.http` directly.
+impl Metrics {
+    /// [`Http::set_connections`].
+    pub(crate) fn set_connections(&self, n: u64) {
+        self.http.set_connections(n);
+    }
+
+    /// [`Http::count_close`].
+    pub(crate) fn count_close(&self, reason: CloseReason) {
+        self.http.count_close(reason);
+    }
+}
+
+/// Plain values read once per scrape; what `render` turns into an exposition. Each owner's
+/// values are one field.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
-    /// `widgets_processed_total`.
-    pub processed: u64,
-    /// `widgets_failed_total`.
-    pub failed: u64,
-    /// `widgets_in_progress`; `None` when the source cannot tell (left out).
-    pub in_progress: Option<u64>,
-    /// Cumulative bucket counts, `+Inf` last (so the last is also `_count`).
-    pub duration_buckets: [u64; BUCKETS.len() + 1],
-    /// `_sum` in nanoseconds.
-    pub duration_sum_nanos: u64,
-    /// Mean over the window in nanoseconds; `None` when the window is empty (rendered `NaN`).
-    pub average_nanos: Option<u64>,
-    /// End of the last widget, unix nanoseconds; 0 before the first.
-    pub last_processed_unix_nanos: u64,
+    /// The widget families.
+    pub widgets: WidgetsSnapshot,
     /// The HTTP families; `None` when HTTP is not served (left out).
     pub http: Option<HttpSnapshot>,
     /// Restarts in place so far (written with the HTTP families: only HTTP restarts).
@@ -209,7 +230,8 @@ pub struct Snapshot {
 impl Exposition for Snapshot {
     /// Writes every family, owner by owner, in exposition order.
     fn encode(&self, e: &mut Encoder<'_>) {
-        widgets::encode(self, e);
+        let logged = self.log.as_ref().map(|l| &l.labels);
+        self.widgets.encode(logged, e);
         process::encode_build_info(e);
         if let Some(http) = &self.http {
             http.encode(self.restarts, e);
@@ -231,12 +253,13 @@ mod tests {
     #[test]
     fn counters_survive_export_and_import() {
         let a = Metrics::default();
-        a.widget_finished(Some(Duration::from_millis(120)), true, 99, Instant::now());
-        a.count_request(404);
-        a.count_close(CloseReason::Body);
-        a.set_connections(7);
-        a.count_line(LineResult::Invalid);
-        a.count_rotation(Rotation::Truncate);
+        a.widgets
+            .finished(Some(Duration::from_millis(120)), true, 99, Instant::now());
+        a.http.count_request(404);
+        a.http.count_close(CloseReason::Body);
+        a.http.set_connections(7);
+        a.log.count_line(LineResult::Invalid);
+        a.log.count_rotation(Rotation::Truncate);
         let text = a.export_counters();
         let b = Metrics::default();
         assert!(b.import_counters(&text));
@@ -246,7 +269,7 @@ mod tests {
         );
         let http = |s: &Snapshot| s.http.clone().expect("HTTP families");
         assert_eq!(http(&sb).connections, 0, "gauges are not carried");
-        assert_eq!(sb.average_nanos, None, "nor is the window");
+        assert_eq!(sb.widgets.average_nanos, None, "nor is the window");
         assert_eq!(
             sa,
             Snapshot {
@@ -254,7 +277,10 @@ mod tests {
                     connections: 7,
                     ..http(&sb)
                 }),
-                average_nanos: sa.average_nanos,
+                widgets: WidgetsSnapshot {
+                    average_nanos: sa.widgets.average_nanos,
+                    ..sb.widgets.clone()
+                },
                 ..sb
             }
         );
@@ -268,7 +294,7 @@ mod tests {
         ] {
             let c = Metrics::default();
             assert!(!c.import_counters(bad), "{bad:?}");
-            assert_eq!(c.snapshot(ProcessStats::default()).processed, 0);
+            assert_eq!(c.snapshot(ProcessStats::default()).widgets.processed, 0);
         }
     }
 

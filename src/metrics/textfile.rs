@@ -1,16 +1,13 @@
 //! The textfile output's families, present only with `--textfile.path`: writes by result and
-//! when the file was last written; and what the written file holds (a snapshot without the
-//! `process_*` families). Owns their names, help, kinds, label values, atomics, snapshot,
-//! encoding and which of them a restart in place carries. It must not touch another owner's
-//! families, nor know how the file is written (that is `output::textfile`) or how the
-//! exposition is spelled.
+//! when the file was last written. Owns their names, help, kinds, label values, atomics and
+//! the methods that update them ([`Textfile`]), snapshot, encoding, which of them a restart
+//! in place carries, and how the written file states them. It must not touch another
+//! owner's families, nor know how the file is written (that is `output::textfile`) or how
+//! the exposition is spelled; what else the file holds is put together in `mod.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::Instant;
 
-use crate::host::process::ProcessStats;
 use crate::metrics::render::{family, Encoder, Family, Kind, Number};
-use crate::metrics::{Metrics, Snapshot};
 
 const WRITES: Family = family(
     "widget_exporter_textfile_writes_total",
@@ -26,7 +23,7 @@ const LAST_WRITE: Family = family(
 /// The `result` label values of the writes, in the order of [`TextfileSnapshot::writes`].
 const RESULTS: [&str; 2] = ["ok", "error"];
 
-/// The live textfile values.
+/// The live textfile values, updated by the textfile output with relaxed atomics.
 #[derive(Debug, Default)]
 pub(crate) struct Textfile {
     /// Writes that succeeded, then writes that failed.
@@ -67,28 +64,22 @@ impl TextfileSnapshot {
     }
 }
 
-impl Metrics {
+impl Textfile {
     /// Counts one write of the textfile, and when it succeeded.
-    pub(crate) fn count_textfile_write(&self, ok: bool, unix_nanos: u64) {
-        self.textfile.writes[usize::from(!ok)].fetch_add(1, Relaxed);
+    pub(crate) fn count_write(&self, ok: bool, unix_nanos: u64) {
+        self.writes[usize::from(!ok)].fetch_add(1, Relaxed);
         if ok {
-            self.textfile
-                .last_write_unix_nanos
-                .store(unix_nanos, Relaxed);
+            self.last_write_unix_nanos.store(unix_nanos, Relaxed);
         }
     }
+}
 
-    /// What the textfile written at `now` (`unix_nanos`) says: no `process_*` families
-    /// (node_exporter has its own, and duplicates fail its scrape), and the textfile families
-    /// as if this write succeeded, which is true whenever anyone reads the file.
-    #[must_use]
-    pub(crate) fn textfile_snapshot(&self, now: Instant, unix_nanos: u64) -> Snapshot {
-        let mut s = self.snapshot_at(ProcessStats::default(), now);
-        if let Some(t) = &mut s.textfile {
-            t.writes[0] += 1;
-            t.last_write_unix_nanos = unix_nanos;
-        }
-        s
+impl TextfileSnapshot {
+    /// The families as the file written at `unix_nanos` states them: as if this write
+    /// succeeded, which is true whenever anyone reads the file.
+    pub(crate) fn as_written(&mut self, unix_nanos: u64) {
+        self.writes[0] += 1;
+        self.last_write_unix_nanos = unix_nanos;
     }
 }
 
@@ -151,8 +142,8 @@ mod tests {
                 ..Parts::default()
             };
             let m = with(parts);
-            m.count_textfile_write(true, 5_000_000_000);
-            m.count_textfile_write(false, 6_000_000_000);
+            m.textfile.count_write(true, 5_000_000_000);
+            m.textfile.count_write(false, 6_000_000_000);
             let mut out = String::new();
             render(
                 &m.textfile_snapshot(now, 7_500_000_000),

@@ -1,9 +1,10 @@
 //! The widget families, whatever the source: widgets processed and failed, in progress, the
 //! processing-time histogram, the moving average and when the last widget finished. Owns
 //! their names, help (worded for the source in use), kinds, atomics, how a snapshot reads
-//! them, how they are encoded and which of them a restart in place carries. Their snapshot
-//! values are the [`Snapshot`]'s own fields (declared in `mod.rs`, filled here). It must not
-//! touch another owner's families nor know how the exposition is spelled (that is `render`).
+//! them, how they are encoded and which of them a restart in place carries: the [`Widgets`]
+//! part with the methods that update it, its [`WidgetsSnapshot`] and that snapshot's
+//! `encode`. It must not touch another owner's families nor know how the exposition is
+//! spelled (that is `render`).
 //!
 //! A source may label its widgets (the log source's `{label:NAME}` captures): then processed,
 //! failed and the histogram are written per label set from [`Labels`], while in progress, the
@@ -17,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use crate::metrics::render::{family, Encoder, Family, Kind, Number};
-use crate::metrics::{Metrics, Snapshot};
 
 const PROCESSED: Family = family(
     "widgets_processed_total",
@@ -97,9 +97,10 @@ pub const BUCKETS: [(u64, &str); 14] = [
     (10_000_000_000, "10.0"),
 ];
 
-/// The live widget values (the average's own state is the [`Window`], a part of its own).
-#[derive(Debug, Default)]
-pub(crate) struct Widgets {
+/// The live widget values, updated by the source with relaxed atomics (the average's own
+/// state is its `Window`).
+#[derive(Debug)]
+pub struct Widgets {
     /// Counts per label set, when the source labels its widgets.
     pub(crate) labels: Labels,
     processed: AtomicU64,
@@ -109,20 +110,35 @@ pub(crate) struct Widgets {
     duration_buckets: [AtomicU64; BUCKETS.len() + 1],
     duration_sum_nanos: AtomicU64,
     last_processed_unix_nanos: AtomicU64,
+    window: Window,
 }
 
 impl Widgets {
-    /// The widget fields of a snapshot (the average over `window` as of `now`; in progress
-    /// only when the source can tell); every other owner's part is left empty.
-    pub(crate) fn snapshot(&self, window: &Window, now: Instant, in_progress: bool) -> Snapshot {
+    /// No widgets yet, and an average window `window` wide whose slots count from `start`.
+    pub(crate) fn new(window: Duration, start: Instant) -> Self {
+        Widgets {
+            labels: Labels::default(),
+            processed: AtomicU64::default(),
+            failed: AtomicU64::default(),
+            in_progress: AtomicU64::default(),
+            duration_buckets: Default::default(),
+            duration_sum_nanos: AtomicU64::default(),
+            last_processed_unix_nanos: AtomicU64::default(),
+            window: Window::new(window, start),
+        }
+    }
+
+    /// The families' values (the average as of `now`; in progress only when the source can
+    /// tell).
+    pub(crate) fn snapshot(&self, now: Instant, in_progress: bool) -> WidgetsSnapshot {
         let mut buckets = [0; BUCKETS.len() + 1];
         let mut cumulative = 0;
         for (out, count) in buckets.iter_mut().zip(&self.duration_buckets) {
             cumulative += count.load(Relaxed);
             *out = cumulative;
         }
-        let (window_sum, window_count) = window.totals(now);
-        Snapshot {
+        let (window_sum, window_count) = self.window.totals(now);
+        WidgetsSnapshot {
             processed: self.processed.load(Relaxed),
             failed: self.failed.load(Relaxed),
             in_progress: in_progress.then(|| self.in_progress.load(Relaxed)),
@@ -130,7 +146,6 @@ impl Widgets {
             duration_sum_nanos: self.duration_sum_nanos.load(Relaxed),
             average_nanos: (window_count > 0).then(|| window_sum / window_count),
             last_processed_unix_nanos: self.last_processed_unix_nanos.load(Relaxed),
-            ..Snapshot::default()
         }
     }
 
@@ -146,53 +161,75 @@ impl Widgets {
     }
 }
 
-/// Writes the widget families of `s`, per label set when the source labels its widgets.
-pub(crate) fn encode(s: &Snapshot, e: &mut Encoder<'_>) {
-    let logged = s.log.as_ref();
-    let [processed, failed, in_progress, duration, last] = if logged.is_some() {
-        [
-            &LOGGED_PROCESSED,
-            &LOGGED_FAILED,
-            &LOGGED_IN_PROGRESS,
-            &LOGGED_DURATION,
-            &LOGGED_LAST_PROCESSED,
-        ]
-    } else {
-        [
-            &PROCESSED,
-            &FAILED,
-            &IN_PROGRESS,
-            &DURATION,
-            &LAST_PROCESSED,
-        ]
-    };
-    let labeled = logged.map(|l| l.labels.0.borrow());
-    let labeled = labeled.as_deref().filter(|l| !l.names.is_empty());
-    if let Some(l) = labeled {
-        l.encode_counts(processed, |c| c.processed, e);
-        l.encode_counts(failed, |c| c.failed, e);
-    } else {
-        e.counter(processed, s.processed);
-        e.counter(failed, s.failed);
+/// The widget families, whatever the source.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WidgetsSnapshot {
+    /// `widgets_processed_total`.
+    pub processed: u64,
+    /// `widgets_failed_total`.
+    pub failed: u64,
+    /// `widgets_in_progress`; `None` when the source cannot tell (left out).
+    pub in_progress: Option<u64>,
+    /// Cumulative bucket counts, `+Inf` last (so the last is also `_count`).
+    pub duration_buckets: [u64; BUCKETS.len() + 1],
+    /// `_sum` in nanoseconds.
+    pub duration_sum_nanos: u64,
+    /// Mean over the window in nanoseconds; `None` when the window is empty (rendered `NaN`).
+    pub average_nanos: Option<u64>,
+    /// End of the last widget, unix nanoseconds; 0 before the first.
+    pub last_processed_unix_nanos: u64,
+}
+
+impl WidgetsSnapshot {
+    /// Writes the widget families. `logged` holds the label sets when the widgets are counted
+    /// from a log: the families are then worded for a log, and written per label set when
+    /// the source labels its widgets.
+    pub(crate) fn encode(&self, logged: Option<&Labels>, e: &mut Encoder<'_>) {
+        let [processed, failed, in_progress, duration, last] = if logged.is_some() {
+            [
+                &LOGGED_PROCESSED,
+                &LOGGED_FAILED,
+                &LOGGED_IN_PROGRESS,
+                &LOGGED_DURATION,
+                &LOGGED_LAST_PROCESSED,
+            ]
+        } else {
+            [
+                &PROCESSED,
+                &FAILED,
+                &IN_PROGRESS,
+                &DURATION,
+                &LAST_PROCESSED,
+            ]
+        };
+        let labeled = logged.map(|l| l.0.borrow());
+        let labeled = labeled.as_deref().filter(|l| !l.names.is_empty());
+        if let Some(l) = labeled {
+            l.encode_counts(processed, |c| c.processed, e);
+            l.encode_counts(failed, |c| c.failed, e);
+        } else {
+            e.counter(processed, self.processed);
+            e.counter(failed, self.failed);
+        }
+        if let Some(n) = self.in_progress {
+            e.gauge(in_progress, Number::Int(n));
+        }
+        match labeled {
+            Some(l) => l.encode_histograms(duration, e),
+            None => e.histogram(
+                duration,
+                &BUCKETS,
+                &self.duration_buckets,
+                Number::Nanos(self.duration_sum_nanos),
+            ),
+        }
+        e.gauge(
+            &AVERAGE,
+            self.average_nanos
+                .map_or(Number::Float(f64::NAN), Number::Nanos),
+        );
+        e.gauge(last, Number::Nanos(self.last_processed_unix_nanos));
     }
-    if let Some(n) = s.in_progress {
-        e.gauge(in_progress, Number::Int(n));
-    }
-    match labeled {
-        Some(l) => l.encode_histograms(duration, e),
-        None => e.histogram(
-            duration,
-            &BUCKETS,
-            &s.duration_buckets,
-            Number::Nanos(s.duration_sum_nanos),
-        ),
-    }
-    e.gauge(
-        &AVERAGE,
-        s.average_nanos
-            .map_or(Number::Float(f64::NAN), Number::Nanos),
-    );
-    e.gauge(last, Number::Nanos(s.last_processed_unix_nanos));
 }
 
 /// Most label names a source may put on the widget families.
@@ -204,7 +241,7 @@ const CARRIED_COUNTS: usize = 3 + BUCKETS.len() + 1;
 /// Where a labeled widget counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum LabelSet {
-    /// The label set admitted at this index ([`Metrics::admit_label_set`]).
+    /// The label set admitted at this index ([`Widgets::admit_label_set`]).
     Admitted(usize),
     /// The overflow series: every label is `__overflow__`.
     Overflow,
@@ -405,10 +442,10 @@ fn overflow_values(n: usize) -> Box<[Box<str>]> {
     vec![Box::<str>::from(OVERFLOW_VALUE); n].into_boxed_slice()
 }
 
-impl Metrics {
+impl Widgets {
     /// Counts a widget as started (in progress until it finishes).
-    pub fn widget_started(&self) {
-        self.widgets.in_progress.fetch_add(1, Relaxed);
+    pub fn started(&self) {
+        self.in_progress.fetch_add(1, Relaxed);
     }
 
     /// Records a finished widget: its processing time if known, its outcome, its wall-clock
@@ -416,14 +453,8 @@ impl Metrics {
     /// duration (a failure logged without one) counts in the totals only, not in the
     /// histogram or the average. In progress goes down by one, never below 0: widgets that
     /// started before the source could see them finish too.
-    pub fn widget_finished(
-        &self,
-        duration: Option<Duration>,
-        failed: bool,
-        unix_nanos: u64,
-        at: Instant,
-    ) {
-        let w = &self.widgets;
+    pub fn finished(&self, duration: Option<Duration>, failed: bool, unix_nanos: u64, at: Instant) {
+        let w = self;
         if let Some(duration) = duration {
             let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
             let slot = BUCKETS
@@ -434,7 +465,7 @@ impl Metrics {
             let sum = w.duration_sum_nanos.load(Relaxed);
             w.duration_sum_nanos
                 .store(sum.saturating_add(nanos), Relaxed);
-            self.window.record(at, nanos);
+            w.window.record(at, nanos);
         }
         w.processed.fetch_add(1, Relaxed);
         if failed {
@@ -449,8 +480,8 @@ impl Metrics {
     /// returns the values of the label sets already known, in order of admission: those a
     /// restart in place carried, if they were made for the same names (else they are
     /// dropped). The caller admits nothing twice: it admits only sets past these.
-    pub(crate) fn label_widgets(&self, names: &[String]) -> Vec<Vec<String>> {
-        let mut l = self.widgets.labels.0.borrow_mut();
+    pub(crate) fn label_with(&self, names: &[String]) -> Vec<Vec<String>> {
+        let mut l = self.labels.0.borrow_mut();
         if l.names != names {
             *l = Labeled {
                 names: names.iter().take(MAX_NAMES).cloned().collect(),
@@ -464,10 +495,10 @@ impl Metrics {
     }
 
     /// Admits a new label set (its values in the order of the names given to
-    /// [`Metrics::label_widgets`]); returns its index. The only allocation of a labeled
+    /// [`Widgets::label_with`]); returns its index. The only allocation of a labeled
     /// series: counting in it later allocates nothing.
     pub(crate) fn admit_label_set(&self, values: &[&str]) -> usize {
-        let mut l = self.widgets.labels.0.borrow_mut();
+        let mut l = self.labels.0.borrow_mut();
         let n = l.names.len();
         let values = (0..n)
             .map(|i| Box::<str>::from(values.get(i).copied().unwrap_or("")))
@@ -476,8 +507,8 @@ impl Metrics {
         l.sets.len() - 1
     }
 
-    /// [`Metrics::widget_finished`], counted in the label set `set` as well.
-    pub(crate) fn labeled_widget_finished(
+    /// [`Widgets::finished`], counted in the label set `set` as well.
+    pub(crate) fn labeled_finished(
         &self,
         set: LabelSet,
         duration: Option<Duration>,
@@ -485,8 +516,8 @@ impl Metrics {
         unix_nanos: u64,
         at: Instant,
     ) {
-        self.widget_finished(duration, failed, unix_nanos, at);
-        let mut l = self.widgets.labels.0.borrow_mut();
+        self.finished(duration, failed, unix_nanos, at);
+        let mut l = self.labels.0.borrow_mut();
         let n = l.names.len();
         let counts = match set {
             LabelSet::Admitted(i) => l.sets.get_mut(i),
@@ -508,9 +539,7 @@ impl Metrics {
             c.sum_nanos = c.sum_nanos.saturating_add(nanos);
         }
     }
-}
 
-impl Widgets {
     /// The label sets in their carried form, appended to `out` (nothing when unlabeled).
     pub(crate) fn export_labels(&self, out: &mut String) {
         let l = self.labels.0.borrow();
@@ -540,7 +569,7 @@ const WINDOW_SLOTS: usize = 100;
 /// whatever the widget rate; the mean is exact over the widgets of the slots it covers, which
 /// span between 99 % and 100 % of the window (the oldest slot leaves whole).
 #[derive(Debug)]
-pub(crate) struct Window {
+struct Window {
     start: Instant,
     slot_nanos: u128,
     /// Slot number + 1 (0: never used), sum of durations in nanoseconds, widget count.
@@ -549,7 +578,7 @@ pub(crate) struct Window {
 
 impl Window {
     /// An empty window `width` wide whose slots count from `start`.
-    pub(crate) fn new(width: Duration, start: Instant) -> Self {
+    fn new(width: Duration, start: Instant) -> Self {
         Window {
             start,
             slot_nanos: (width.as_nanos() / WINDOW_SLOTS as u128).max(1),
@@ -598,7 +627,7 @@ impl Window {
 mod tests {
     use super::*;
     use crate::host::process::ProcessStats;
-    use crate::metrics::Parts;
+    use crate::metrics::{Metrics, Parts};
 
     #[test]
     fn bucketing_is_inclusive_and_cumulative() {
@@ -610,19 +639,23 @@ mod tests {
             (500, false),
             (20_000, false),
         ] {
-            m.widget_finished(Some(Duration::from_millis(ms)), failed, 7, Instant::now());
+            m.widgets
+                .finished(Some(Duration::from_millis(ms)), failed, 7, Instant::now());
         }
         let s = m.snapshot(ProcessStats::default());
         // le=0.025 holds 25ms exactly; 26ms goes to 0.05; 20s only to +Inf.
-        assert_eq!(s.duration_buckets[0], 1);
-        assert_eq!(s.duration_buckets[1], 2);
-        assert_eq!(s.duration_buckets[2], 3);
-        assert_eq!(s.duration_buckets[8], 4);
-        assert_eq!(s.duration_buckets[BUCKETS.len() - 1], 4);
-        assert_eq!(s.duration_buckets[BUCKETS.len()], 5);
-        assert_eq!(s.duration_sum_nanos, 20_651_000_000);
-        assert_eq!((s.processed, s.failed, s.in_progress), (5, 1, Some(0)));
-        assert_eq!(s.last_processed_unix_nanos, 7);
+        assert_eq!(s.widgets.duration_buckets[0], 1);
+        assert_eq!(s.widgets.duration_buckets[1], 2);
+        assert_eq!(s.widgets.duration_buckets[2], 3);
+        assert_eq!(s.widgets.duration_buckets[8], 4);
+        assert_eq!(s.widgets.duration_buckets[BUCKETS.len() - 1], 4);
+        assert_eq!(s.widgets.duration_buckets[BUCKETS.len()], 5);
+        assert_eq!(s.widgets.duration_sum_nanos, 20_651_000_000);
+        assert_eq!(
+            (s.widgets.processed, s.widgets.failed, s.widgets.in_progress),
+            (5, 1, Some(0))
+        );
+        assert_eq!(s.widgets.last_processed_unix_nanos, 7);
     }
 
     #[test]
@@ -648,10 +681,13 @@ mod tests {
         let m = Metrics::new(Parts::default(), Duration::from_secs(10), t0);
         let avg = |at| {
             m.snapshot_at(ProcessStats::default(), t0 + at)
+                .widgets
                 .average_nanos
         };
-        let finish =
-            |nanos, at| m.widget_finished(Some(Duration::from_nanos(nanos)), false, 0, t0 + at);
+        let finish = |nanos, at| {
+            m.widgets
+                .finished(Some(Duration::from_nanos(nanos)), false, 0, t0 + at);
+        };
         assert_eq!(avg(ms(0)), None, "empty: NaN");
         finish(300, ms(50));
         finish(100, ms(150));
@@ -670,17 +706,25 @@ mod tests {
         finish(5, ms(0));
         assert_eq!(avg(ms(20_000)), Some(499));
         // A failure without a duration counts in the totals, not in the window.
-        m.widget_finished(None, true, 0, t0 + ms(20_000));
+        m.widgets.finished(None, true, 0, t0 + ms(20_000));
         let s = m.snapshot_at(ProcessStats::default(), t0 + ms(20_000));
         assert_eq!(
-            (s.processed, s.failed, s.average_nanos),
+            (
+                s.widgets.processed,
+                s.widgets.failed,
+                s.widgets.average_nanos
+            ),
             (1_000_004, 1, Some(499))
         );
         // Every width from 1 s to 24 h works; the step is a hundredth of it.
         for width in [Duration::from_secs(1), Duration::from_secs(86_400)] {
             let m = Metrics::new(Parts::default(), width, t0);
-            m.widget_finished(Some(ms(1)), false, 0, t0);
-            let at = |d| m.snapshot_at(ProcessStats::default(), t0 + d).average_nanos;
+            m.widgets.finished(Some(ms(1)), false, 0, t0);
+            let at = |d| {
+                m.snapshot_at(ProcessStats::default(), t0 + d)
+                    .widgets
+                    .average_nanos
+            };
             assert_eq!(at(width / 100 * 99), Some(1_000_000));
             assert_eq!(at(width), None);
         }
@@ -697,16 +741,16 @@ mod tests {
         };
         let names = ["status".to_owned(), "worker".to_owned()];
         let a = Metrics::new(parts, Duration::from_secs(60), Instant::now());
-        assert!(a.label_widgets(&names).is_empty());
+        assert!(a.widgets.label_with(&names).is_empty());
         let awkward = [
             ["ok", "w1"],
             ["fa,il%ed", "w\u{fc}"],
             ["", "\n1\u{0}2%4:\u{7f}\"\\"],
         ];
         for (i, values) in awkward.iter().enumerate() {
-            assert_eq!(a.admit_label_set(values), i);
+            assert_eq!(a.widgets.admit_label_set(values), i);
             let set = LabelSet::Admitted(i);
-            a.labeled_widget_finished(
+            a.widgets.labeled_finished(
                 set,
                 Some(Duration::from_millis(120)),
                 i == 1,
@@ -714,7 +758,8 @@ mod tests {
                 Instant::now(),
             );
         }
-        a.labeled_widget_finished(LabelSet::Overflow, None, true, 6, Instant::now());
+        a.widgets
+            .labeled_finished(LabelSet::Overflow, None, true, 6, Instant::now());
         let text = a.export_counters();
         assert!(!text.contains('\0'), "{text:?}");
         let b = Metrics::new(parts, Duration::from_secs(60), Instant::now());
@@ -734,7 +779,7 @@ mod tests {
         };
         assert_eq!(rendered(&a), rendered(&b));
         assert!(rendered(&b).iter().any(|l| l.contains(r#"worker="\n1"#)));
-        let known = b.label_widgets(&names);
+        let known = b.widgets.label_with(&names);
         assert_eq!(known.len(), 3);
         assert_eq!(known[1], ["fa,il%ed", "w\u{fc}"]);
         // Every cut and every single-byte change is refused or read without a panic.
@@ -765,7 +810,7 @@ mod tests {
             let c = Metrics::new(parts, Duration::from_secs(60), Instant::now());
             assert!(!c.import_counters(&bad), "{bad:?}");
             assert!(
-                c.label_widgets(&names).is_empty(),
+                c.widgets.label_with(&names).is_empty(),
                 "nothing changed: {bad:?}"
             );
         }
@@ -780,10 +825,14 @@ mod tests {
     fn in_progress_never_goes_below_zero() {
         let m = Metrics::default();
         let now = Instant::now();
-        m.widget_finished(Some(Duration::from_millis(1)), false, 0, now);
-        m.widget_started();
-        m.widget_started();
-        assert_eq!(m.snapshot(ProcessStats::default()).in_progress, Some(2));
+        m.widgets
+            .finished(Some(Duration::from_millis(1)), false, 0, now);
+        m.widgets.started();
+        m.widgets.started();
+        assert_eq!(
+            m.snapshot(ProcessStats::default()).widgets.in_progress,
+            Some(2)
+        );
         let m = Metrics::new(
             Parts {
                 in_progress: false,
@@ -795,6 +844,10 @@ mod tests {
             now,
         );
         let s = m.snapshot(ProcessStats::default());
-        assert_eq!((s.in_progress, s.http), (None, None), "families left out");
+        assert_eq!(
+            (s.widgets.in_progress, s.http),
+            (None, None),
+            "families left out"
+        );
     }
 }

@@ -239,7 +239,7 @@ impl Output for Textfile {
         let unix_nanos = clock::unix_nanos();
         let snapshot = metrics.textfile_snapshot(now, unix_nanos);
         let outcome = self.write(now, |buf| render(&snapshot, Format::Text, buf));
-        metrics.count_textfile_write(outcome.ok(), unix_nanos);
+        metrics.textfile.count_write(outcome.ok(), unix_nanos);
         match (&self.failure, self.written) {
             (Some(why), false) => Err(Error::Fatal(format!(
                 "cannot write --textfile.path={} at start ({why}); is its directory writable \

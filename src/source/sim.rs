@@ -279,7 +279,7 @@ impl Simulator {
             self.state = match self.state {
                 State::Idle { next_start } => {
                     let duration = self.draw_duration();
-                    metrics.widget_started();
+                    metrics.widgets.started();
                     State::Processing {
                         end: next_start + duration,
                         duration,
@@ -291,7 +291,9 @@ impl Simulator {
                     duration,
                     fails,
                 } => {
-                    metrics.widget_finished(Some(duration), fails, self.unix_nanos(end), end);
+                    metrics
+                        .widgets
+                        .finished(Some(duration), fails, self.unix_nanos(end), end);
                     State::Idle {
                         next_start: end + self.config.interval,
                     }
@@ -350,7 +352,10 @@ mod tests {
         assert_eq!(sim.next_event(), t0);
         let r = sim.advance(t0, &m);
         assert_eq!(r.events, 1);
-        assert_eq!(m.snapshot(ProcessStats::default()).in_progress, Some(1));
+        assert_eq!(
+            m.snapshot(ProcessStats::default()).widgets.in_progress,
+            Some(1)
+        );
         assert_eq!(sim.next_event(), t0 + MS * 200);
         // Nothing happens before the end is due.
         assert_eq!(sim.advance(t0 + MS * 199, &m).events, 0);
@@ -358,13 +363,13 @@ mod tests {
         let r = sim.advance(t0 + MS * 250, &m);
         assert_eq!((r.events, r.lateness), (1, MS * 50));
         let s = m.snapshot(ProcessStats::default());
-        assert_eq!((s.processed, s.in_progress), (1, Some(0)));
-        assert_eq!(s.duration_sum_nanos, 200_000_000);
-        assert_eq!(s.last_processed_unix_nanos, 1_200_000_000);
+        assert_eq!((s.widgets.processed, s.widgets.in_progress), (1, Some(0)));
+        assert_eq!(s.widgets.duration_sum_nanos, 200_000_000);
+        assert_eq!(s.widgets.last_processed_unix_nanos, 1_200_000_000);
         assert_eq!(sim.next_event(), t0 + MS * 1200);
         // Ten cycles later: ten more widgets, whatever the step size.
         sim.advance(t0 + MS * 13_200, &m);
-        assert_eq!(m.snapshot(ProcessStats::default()).processed, 11);
+        assert_eq!(m.snapshot(ProcessStats::default()).widgets.processed, 11);
     }
 
     #[test]
@@ -390,14 +395,21 @@ mod tests {
         let (b, sb) = run(42);
         assert_eq!(a, b);
         assert_eq!(sa, sb);
-        assert_eq!(sa.processed, 200);
-        assert!(sa.duration_sum_nanos >= 200 * 100_000_000);
-        assert!(sa.duration_sum_nanos <= 200 * 500_000_000);
+        assert_eq!(sa.widgets.processed, 200);
+        assert!(sa.widgets.duration_sum_nanos >= 200 * 100_000_000);
+        assert!(sa.widgets.duration_sum_nanos <= 200 * 500_000_000);
         // Every duration lands between the 0.1 and 0.5 bounds.
-        assert_eq!(sa.duration_buckets[1], 0, "nothing at or under 0.05");
-        assert_eq!(sa.duration_buckets[8], 200, "all at or under 0.5");
+        assert_eq!(
+            sa.widgets.duration_buckets[1], 0,
+            "nothing at or under 0.05"
+        );
+        assert_eq!(sa.widgets.duration_buckets[8], 200, "all at or under 0.5");
         // 30 % failures: 60 expected; 25..=95 is far outside any plausible seed's spread.
-        assert!((25..=95).contains(&sa.failed), "{}", sa.failed);
+        assert!(
+            (25..=95).contains(&sa.widgets.failed),
+            "{}",
+            sa.widgets.failed
+        );
     }
 
     #[test]
@@ -406,12 +418,12 @@ mod tests {
             let t0 = Instant::now();
             let m = Metrics::default();
             let mut sim = Simulator::new(config(1, 2, 1, ratio), t0, 0);
-            while m.snapshot(ProcessStats::default()).processed < 50 {
+            while m.snapshot(ProcessStats::default()).widgets.processed < 50 {
                 let at = sim.next_event();
                 sim.advance(at, &m);
             }
             assert_eq!(
-                m.snapshot(ProcessStats::default()).failed,
+                m.snapshot(ProcessStats::default()).widgets.failed,
                 want,
                 "ratio {ratio}"
             );
@@ -425,13 +437,17 @@ mod tests {
         let t0 = Instant::now();
         let m = Metrics::new(crate::metrics::Parts::default(), Duration::from_secs(5), t0);
         let mut sim = Simulator::new(config(100, 100, 900, 0.0), t0, 0);
-        let avg = |at| m.snapshot_at(ProcessStats::default(), at).average_nanos;
+        let avg = |at| {
+            m.snapshot_at(ProcessStats::default(), at)
+                .widgets
+                .average_nanos
+        };
         sim.advance(t0, &m);
         assert_eq!(avg(t0), None, "empty window before the first widget ends");
         // Widgets end at 0.1 s, 1.1 s, 2.1 s, ... each 100 ms long.
         sim.advance(t0 + MS * 3_100, &m);
         assert_eq!(avg(t0 + MS * 3_100), Some(100_000_000));
-        assert_eq!(m.snapshot(ProcessStats::default()).processed, 4);
+        assert_eq!(m.snapshot(ProcessStats::default()).widgets.processed, 4);
         // Long after the last: the window is empty again (NaN), not a stale mean.
         assert_eq!(avg(t0 + MS * 9_000), None);
     }

@@ -33,14 +33,16 @@ fn snapshot() -> Snapshot {
     for i in 0..66_461u64 {
         let duration = Duration::from_micros(100_000 + (i * 7_919) % 400_000);
         end_unix_nanos += 1_300_000_000;
-        metrics.widget_finished(Some(duration), i % 20 == 0, end_unix_nanos, Instant::now());
+        metrics
+            .widgets
+            .finished(Some(duration), i % 20 == 0, end_unix_nanos, Instant::now());
     }
-    metrics.widget_started();
+    metrics.widgets.started();
     for _ in 0..5_760 {
-        metrics.count_request(200);
+        metrics.http.count_request(200);
     }
     for _ in 0..12 {
-        metrics.count_request(404);
+        metrics.http.count_request(404);
     }
     metrics.snapshot(ProcessStats {
         cpu_seconds: Some(12.47),

@@ -4,7 +4,7 @@
 
 use widget_exporter::host::process::ProcessStats;
 use widget_exporter::metrics::render::{render, Format};
-use widget_exporter::metrics::{HttpSnapshot, Snapshot, BUCKETS, HTTP_CODES};
+use widget_exporter::metrics::{HttpSnapshot, Snapshot, WidgetsSnapshot, BUCKETS, HTTP_CODES};
 
 fn snapshot() -> Snapshot {
     let mut buckets = [0; BUCKETS.len() + 1];
@@ -21,13 +21,15 @@ fn snapshot() -> Snapshot {
         };
     }
     Snapshot {
-        processed: 13,
-        failed: 2,
-        in_progress: Some(1),
-        duration_buckets: buckets,
-        duration_sum_nanos: 4_123_456_789,
-        average_nanos: Some(317_188_983),
-        last_processed_unix_nanos: 1_795_757_095_250_000_000,
+        widgets: WidgetsSnapshot {
+            processed: 13,
+            failed: 2,
+            in_progress: Some(1),
+            duration_buckets: buckets,
+            duration_sum_nanos: 4_123_456_789,
+            average_nanos: Some(317_188_983),
+            last_processed_unix_nanos: 1_795_757_095_250_000_000,
+        },
         http: Some(HttpSnapshot {
             requests: {
                 let mut r = [0; HTTP_CODES.len()];
@@ -92,10 +94,14 @@ fn openmetrics_matches_golden() {
 #[test]
 fn empty_window_and_missing_proc_fields() {
     // A fresh exporter on a host whose /proc hides everything: NaN mean, no process families.
+    let full = snapshot();
     let s = Snapshot {
-        average_nanos: None,
+        widgets: WidgetsSnapshot {
+            average_nanos: None,
+            ..full.widgets.clone()
+        },
         process: ProcessStats::default(),
-        ..snapshot()
+        ..full
     };
     check("fresh.prom", Format::Text, &s);
 }

@@ -87,7 +87,7 @@ pub(crate) fn reject(
     now: Instant,
 ) {
     let peer = request.remote_addr().copied();
-    metrics.count_request(400);
+    metrics.http.count_request(400);
     match body {
         Unread::Drainable => {
             // With the read side shut down (or the connection already gone, when it cannot

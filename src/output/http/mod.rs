@@ -156,7 +156,7 @@ impl Output for Http {
             return Ok(());
         }
         self.probe.tick(now);
-        metrics.set_self_probe(self.probe.ok());
+        metrics.http.set_self_probe(self.probe.ok());
         let failing = self.probe.failing_for(self.started, now);
         if failing >= PROBE_GIVE_UP {
             return Err(Error::Fatal(format!(
@@ -222,7 +222,7 @@ impl Http {
             .is_some_and(|token| self.probe.answer(token, now).is_some());
         if is_probe {
             self.guard.probe_from(peer);
-            numbers.metrics().set_self_probe(true);
+            numbers.metrics().http.set_self_probe(true);
             server::answer_probe(request);
             return;
         }

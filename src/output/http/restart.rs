@@ -556,7 +556,7 @@ fn stop_accepting(listener: &TcpListener, address: SocketAddr) -> io::Result<()>
 /// connections waiting in the listen backlog are kept, and systemd sees the same main PID.
 /// It takes a few milliseconds. Returns only if the exec failed.
 fn exec(listener: &TcpListener, metrics: &Metrics, position: Option<&str>, history: &str) -> Error {
-    metrics.count_restart();
+    metrics.http.count_restart();
     // The drain made the socket non-blocking; the next image's accept thread must block.
     if let Err(e) = listener.set_nonblocking(false) {
         return Error::io("making the listening socket blocking again", e);

@@ -174,7 +174,7 @@ impl Site {
                 ),
             ),
         };
-        metrics.count_request(code);
+        metrics.http.count_request(code);
         if let Some((method, path, user_agent)) = seen {
             let format = format.map_or("-", |f| match f {
                 Format::Text => "text",

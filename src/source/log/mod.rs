@@ -106,11 +106,11 @@ impl LogTail {
                 );
             }
         }
-        metrics.set_log_readable(follower.readable());
-        metrics.set_log_files(follower.files());
+        metrics.log.set_readable(follower.readable());
+        metrics.log.set_files(follower.files());
         let classifier = config.classifier();
         let mut sets = LabelSets::new(classifier.names(), config.max_series);
-        for values in metrics.label_widgets(classifier.names()) {
+        for values in metrics.widgets.label_with(classifier.names()) {
             let values: Vec<&str> = values.iter().map(String::as_str).collect();
             sets.lookup(&values);
         }
@@ -153,21 +153,25 @@ impl Counting<'_> {
                 labels,
             } => {
                 match self.label_set(&labels) {
-                    None => metrics.widget_finished(duration, failed, self.unix, self.now),
+                    None => metrics
+                        .widgets
+                        .finished(duration, failed, self.unix, self.now),
                     Some(set) => {
-                        metrics.labeled_widget_finished(set, duration, failed, self.unix, self.now);
+                        metrics
+                            .widgets
+                            .labeled_finished(set, duration, failed, self.unix, self.now);
                     }
                 }
-                metrics.count_line(LineResult::Matched);
+                metrics.log.count_line(LineResult::Matched);
                 self.events = self.events.saturating_add(1);
             }
             Line::Started => {
-                metrics.widget_started();
-                metrics.count_line(LineResult::Matched);
+                metrics.widgets.started();
+                metrics.log.count_line(LineResult::Matched);
                 self.events = self.events.saturating_add(1);
             }
-            Line::Invalid(_) => metrics.count_line(LineResult::Invalid),
-            Line::Unmatched => metrics.count_line(LineResult::Unmatched),
+            Line::Invalid(_) => metrics.log.count_line(LineResult::Invalid),
+            Line::Unmatched => metrics.log.count_line(LineResult::Unmatched),
         }
     }
 
@@ -180,9 +184,9 @@ impl Counting<'_> {
         let values = &labels[..n];
         Some(match self.sets.lookup(values) {
             Series::Known(i) => LabelSet::Admitted(i),
-            Series::New(_) => LabelSet::Admitted(self.metrics.admit_label_set(values)),
+            Series::New(_) => LabelSet::Admitted(self.metrics.widgets.admit_label_set(values)),
             Series::Overflow { streak_started } => {
-                self.metrics.count_label_overflow();
+                self.metrics.log.count_label_overflow();
                 if streak_started {
                     let names = self.classifier.names().join(",");
                     let set = values.join(",");
@@ -219,14 +223,14 @@ impl Source for LogTail {
         };
         let more = self.follower.step(now, |event| match event {
             Event::Line(line) => counting.line(line),
-            Event::TooLong => metrics.count_line(LineResult::TooLong),
-            Event::Renamed => metrics.count_rotation(Rotation::Rename),
-            Event::Truncated => metrics.count_rotation(Rotation::Truncate),
+            Event::TooLong => metrics.log.count_line(LineResult::TooLong),
+            Event::Renamed => metrics.log.count_rotation(Rotation::Rename),
+            Event::Truncated => metrics.log.count_rotation(Rotation::Truncate),
         });
         let events = counting.events;
         self.sets.end_step(now);
-        metrics.set_log_readable(self.follower.readable());
-        metrics.set_log_files(self.follower.files());
+        metrics.log.set_readable(self.follower.readable());
+        metrics.log.set_files(self.follower.files());
         self.next_due = if more {
             now
         } else {
@@ -335,12 +339,15 @@ mod tests {
         let step = source.step(t0 + Duration::from_millis(5), &metrics);
         assert_eq!(step.events, 4);
         let s = snap(&metrics);
-        assert_eq!((s.processed, s.failed, s.in_progress), (2, 1, Some(0)));
         assert_eq!(
-            s.duration_sum_nanos, 250_000_000,
+            (s.widgets.processed, s.widgets.failed, s.widgets.in_progress),
+            (2, 1, Some(0))
+        );
+        assert_eq!(
+            s.widgets.duration_sum_nanos, 250_000_000,
             "the failure had no {{duration}}"
         );
-        assert_eq!(s.last_processed_unix_nanos, 1_000 + 5_000_000);
+        assert_eq!(s.widgets.last_processed_unix_nanos, 1_000 + 5_000_000);
         let log = s.log.expect("log families");
         assert_eq!(
             (log.lines, log.readable, log.rotations, log.files),
@@ -366,7 +373,10 @@ mod tests {
         .expect("reopen");
         next.step(t0 + Duration::from_millis(5), &fresh);
         let log = snap(&fresh).log.expect("log families");
-        assert_eq!((snap(&fresh).processed, log.lines), (1, [1, 0, 0, 0]));
+        assert_eq!(
+            (snap(&fresh).widgets.processed, log.lines),
+            (1, [1, 0, 0, 0])
+        );
         std::fs::remove_file(&path).expect("remove the log");
         let _ = source.step(t0 + Duration::from_millis(6), &metrics);
         let log = snap(&metrics).log.expect("log families");
@@ -424,7 +434,7 @@ mod tests {
                 assert!(out.contains(want), "{want}{out}");
             }
         }
-        assert_eq!(snap(&metrics).processed, 6);
+        assert_eq!(snap(&metrics).widgets.processed, 6);
         // A restart in place: the counters and the sets, then a new line of a known set
         // counts in its series, not in the overflow.
         let carried = metrics.export_counters();
@@ -447,6 +457,6 @@ mod tests {
         // Another configuration's table is not taken: other names start empty.
         let other = Metrics::new(PARTS, Duration::from_secs(60), t0);
         assert!(other.import_counters(&carried));
-        assert!(other.label_widgets(&["status".to_owned()]).is_empty());
+        assert!(other.widgets.label_with(&["status".to_owned()]).is_empty());
     }
 }
