@@ -628,7 +628,9 @@ impl Guard {
         // Every connection tiny_http holds has a pool thread or waits in its queue; orphans
         // are listed by descriptor, two per connection.
         let held = (self.conns.len() + self.orphans.len().div_ceil(2)) as u64;
-        let pool = self.pool.count(now, held, fds, threads);
+        let probe = self.probe_peer;
+        let clients = self.conns.keys().filter(|&&p| Some(p) != probe).count() as u64;
+        let pool = self.pool.count(now, held, clients, fds, threads);
         self.census = Census {
             open: self
                 .conns

@@ -161,6 +161,8 @@ pub struct Pool {
     idle_since: Option<Instant>,
     /// Descriptors and threads at the last scan: a look that finds them moved asks for one.
     counts: Option<(u64, u64)>,
+    /// Client connections and threads at the last scan: when they move, the watch goes on.
+    shape: Option<(u64, u64)>,
     watch_until: Instant,
     last_look: Instant,
     census: PoolCensus,
@@ -181,6 +183,7 @@ impl Pool {
             created: now,
             idle_since: None,
             counts: None,
+            shape: None,
             watch_until: now + WATCH_FOR,
             last_look: now,
             census: PoolCensus::default(),
@@ -235,23 +238,37 @@ impl Pool {
     }
 
     /// Counts the pool after a scan at `now` found `held` connections besides the parked
-    /// ones, with `fds` descriptors and `threads` threads in the process; decides whether to
-    /// keep watching.
+    /// ones, `clients` of them clients' (not the probe's), with `fds` descriptors and
+    /// `threads` threads in the process; decides whether to keep watching.
+    ///
+    /// The watch goes on when the clients' connections or the threads moved (a connection
+    /// that came may leave its thread idle when it ends), while a thread stays idle, and
+    /// while connections starve. The probe's own turnover is no reason: its thread is idle
+    /// for a few milliseconds between two probes, which a scan can see once, not twice.
     pub fn count(
         &mut self,
         now: Instant,
         held: u64,
+        clients: u64,
         fds: Option<u64>,
         threads: Option<u64>,
     ) -> PoolCensus {
         let parked_seen = self.parked.iter().filter(|p| p.seen).count() as u64;
         self.census = PoolCensus::read(held + parked_seen, threads);
-        let counts = both(fds, threads);
+        let idle_since = if self.census.idle == 0 {
+            self.idle_since = None;
+            now
+        } else {
+            *self.idle_since.get_or_insert(now)
+        };
+        let stays_idle = now.saturating_duration_since(idle_since) >= WATCH / 2;
+        let shape = threads.map(|t| (clients, t));
         let young = now.saturating_duration_since(self.created) < WATCH_FOR;
-        if young || counts != self.counts || self.census.idle > 0 || self.census.starved > 0 {
+        if young || shape != self.shape || stays_idle || self.census.starved > 0 {
             self.watch_until = self.watch_until.max(now + WATCH_FOR);
         }
-        self.counts = counts;
+        self.shape = shape;
+        self.counts = both(fds, threads);
         self.last_look = now;
         self.log_starved(now);
         self.census
@@ -262,11 +279,9 @@ impl Pool {
     /// checks soon that each took an idle thread (a race can give it a new one).
     pub fn park(&mut self, now: Instant) -> bool {
         let idle = self.census.idle;
-        if idle == 0 {
-            self.idle_since = None;
+        let Some(since) = self.idle_since.filter(|_| idle > 0) else {
             return false;
-        }
-        let since = *self.idle_since.get_or_insert(now);
+        };
         let age = now.saturating_duration_since(self.created);
         // Right at the start the pool's threads may not be waiting yet: a connection parked
         // then gets a thread of its own and leaves theirs idle.
@@ -391,19 +406,32 @@ mod tests {
         assert_eq!(pool.next_look(), Some(t0 + WATCH), "watched from the start");
         // Nothing idle, nothing moving: the watch ends WATCH_FOR after the last movement.
         let (fds, threads) = (Some(20), Some(NON_POOL_THREADS + 1));
-        pool.count(t0, 1, fds, threads);
+        pool.count(t0, 1, 1, fds, threads);
         let t1 = t0 + WATCH_FOR + WATCH;
         assert!(
             !pool.moved(t1, fds, threads),
             "the same descriptors and threads"
         );
-        pool.count(t1, 1, fds, threads);
+        pool.count(t1, 1, 1, fds, threads);
         assert_eq!(pool.next_look(), None, "quiet: no looks of its own");
         assert!(pool.moved(t1, Some(22), threads), "a new connection");
-        // An idle thread (a connection ended): watched again.
-        pool.count(t1, 0, fds, threads);
-        assert_eq!(pool.next_look(), Some(t1 + WATCH));
+        // The probe's thread idle between two probes, seen once: no reason to watch.
+        pool.count(t1, 0, 1, Some(19), threads);
+        pool.count(t1 + RESCUE_CHECK, 1, 1, fds, threads);
+        assert_eq!(pool.next_look(), None);
+        // A thread that stays idle (a client's connection ended): watched again.
+        let t2 = t1 + WATCH;
+        pool.count(t2, 0, 0, fds, threads);
+        assert_eq!(pool.next_look(), Some(t2 + WATCH), "a client left");
+        pool.count(t2 + WATCH_FOR, 0, 0, fds, threads);
+        let t3 = t2 + WATCH_FOR + WATCH;
+        pool.count(t3, 0, 0, fds, threads);
+        assert_eq!(
+            pool.next_look(),
+            Some(t3 + WATCH),
+            "still idle: still watched"
+        );
         // More threads than before: moved.
-        assert!(pool.moved(t1, fds, Some(NON_POOL_THREADS + 2)));
+        assert!(pool.moved(t3, fds, Some(NON_POOL_THREADS + 2)));
     }
 }
