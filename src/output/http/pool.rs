@@ -22,16 +22,24 @@
 //!   send nothing, are never shut down and are not clients.
 //! - **Watching** covers the rest: a connection that ends leaves its thread idle for 5 s (a
 //!   readiness check that connects and hangs up does exactly that), and the first seconds
-//!   after start race the parking. While a thread may be idle, the pool is looked at every
-//!   [`WATCH`]: a look counts descriptors and threads, and when either moved since the last
-//!   scan the guard scans and counts starved connections. Once nothing has moved for longer
-//!   than an idle thread lives, the watch stops and an idle exporter adds no wake-ups.
+//!   after start race the parking. So for [`WATCH_FOR`] after start, after the clients'
+//!   connections or the threads moved, and while a thread stays idle or connections starve,
+//!   the pool is looked at every [`WATCH`]: a look counts descriptors (the loop reads the
+//!   threads), and when either moved since the last scan the guard scans and counts starved
+//!   connections. Once nothing has moved for [`WATCH_FOR`], the watch stops and an idle
+//!   exporter adds no wake-ups. What it leaves: a client connection that ends after such a
+//!   quiet spell leaves an idle thread that only the next scan sees (the guard's quiet
+//!   interval, 2 s); a burst queued behind it in between waits until then.
 //! - **Rescuing** ([`kick`]): a connection of ours that hangs up at once. With no idle
 //!   thread counted it gets a new thread, which reads EOF and takes the starved connection
 //!   from the queue; with one counted, that thread takes the starved connection first.
 //!
 //! The self-probe keeps its own thread busy the same way (see `probe`): it closes its last
-//! connection just before the next one, which takes the freed thread.
+//! connection just before the next one, which takes the freed thread. Without that its
+//! thread would be idle between probes, for ever, and the watch would never stop.
+//!
+//! With no idle thread, the accept thread starts a thread per connection and accepts more
+//! slowly: the listen backlog is raised to [`BACKLOG`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};

@@ -8,7 +8,7 @@
 //! Each probe's connection but the first is kept alive until just before the next probe,
 //! then closed, and the next probe connects a few milliseconds later: so the tiny_http thread
 //! that served one probe serves the next, and is never left idle between probes, where a
-//! burst of new connections could be queued behind it (see `guard`).
+//! burst of new connections could be queued behind it (see `pool`).
 //! It owns no HTTP routing and no metrics; `app` asks it and publishes what it says.
 
 use std::io::Write;
@@ -138,7 +138,7 @@ impl SelfProbe {
         let p = self.in_flight.take_if(|p| p.token == token)?;
         let round_trip = now.saturating_duration_since(p.sent);
         // The first probe's connection is closed at once: at start a client's connection can
-        // be queued behind its thread (see `guard`), and is served when that thread is free.
+        // be queued behind its thread (see `pool`), and is served when that thread is free.
         if self.last_success.is_some() {
             self.kept = Some(p.stream);
         }
