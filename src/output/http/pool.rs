@@ -86,9 +86,14 @@ pub const PARK_AT_ONCE: Duration = Duration::from_secs(2);
 /// scrape may wait behind a starved connection.
 pub const WATCH: Duration = Duration::from_millis(40);
 
-/// How long the watch goes on after the pool last moved (or after start): longer than an
-/// idle thread lives.
-pub const WATCH_FOR: Duration = Duration::from_secs(6);
+/// How long the watch goes on after a client's connection came or went, or a thread was
+/// started: long enough for a short connection (a readiness check, a scrape) to end and its
+/// thread to be seen idle, after which the watch goes on while it stays idle.
+pub const WATCH_FOR: Duration = Duration::from_secs(3);
+
+/// How long the watch goes on after start: clients that poll for the port meet the pool
+/// while it is being parked, and their own connections are not yet seen.
+pub const START_WATCH: Duration = Duration::from_secs(6);
 
 /// How soon after a rescue or a park the guard checks that it worked.
 pub const RESCUE_CHECK: Duration = Duration::from_millis(5);
@@ -192,7 +197,7 @@ impl Pool {
             idle_since: None,
             counts: None,
             shape: None,
-            watch_until: now + WATCH_FOR,
+            watch_until: now + START_WATCH,
             last_look: now,
             census: PoolCensus::default(),
             starved_total: 0,
@@ -249,10 +254,11 @@ impl Pool {
     /// ones, `clients` of them clients' (not the probe's), with `fds` descriptors and
     /// `threads` threads in the process; decides whether to keep watching.
     ///
-    /// The watch goes on when the clients' connections or the threads moved (a connection
-    /// that came may leave its thread idle when it ends), while a thread stays idle, and
-    /// while connections starve. The probe's own turnover is no reason: its thread is idle
-    /// for a few milliseconds between two probes, which a scan can see once, not twice.
+    /// The watch goes on when the clients' connections moved or a thread was started (a
+    /// connection that came may leave its thread idle when it ends), while a thread stays
+    /// idle, and while connections starve. A thread that ended is no reason, nor is the
+    /// probe's own turnover: its thread is idle for a few milliseconds between two probes,
+    /// which a scan can see once, not twice.
     pub fn count(
         &mut self,
         now: Instant,
@@ -269,10 +275,15 @@ impl Pool {
         } else {
             *self.idle_since.get_or_insert(now)
         };
-        let stays_idle = now.saturating_duration_since(idle_since) >= WATCH / 2;
+        if now.saturating_duration_since(idle_since) >= WATCH / 2 {
+            self.watch_until = self.watch_until.max(now + WATCH * 2);
+        }
         let shape = threads.map(|t| (clients, t));
-        let young = now.saturating_duration_since(self.created) < WATCH_FOR;
-        if young || shape != self.shape || stays_idle || self.census.starved > 0 {
+        let moved = match (shape, self.shape) {
+            (Some((c, t)), Some((was_c, was_t))) => c != was_c || t > was_t,
+            (now, was) => now != was,
+        };
+        if moved || self.census.starved > 0 {
             self.watch_until = self.watch_until.max(now + WATCH_FOR);
         }
         self.shape = shape;
@@ -365,6 +376,12 @@ pub fn open_fds() -> Option<u64> {
     limits::count_entries("/proc/self/fd")
 }
 
+/// Threads of the process now (a look's second figure, when the loop has not read it).
+#[must_use]
+pub fn threads_now() -> Option<u64> {
+    limits::count_entries("/proc/self/task")
+}
+
 /// Both figures of a look, when both are known.
 fn both(fds: Option<u64>, threads: Option<u64>) -> Option<(u64, u64)> {
     Some((fds?, threads?))
@@ -412,10 +429,10 @@ mod tests {
         let t0 = Instant::now();
         let mut pool = Pool::new(9, t0);
         assert_eq!(pool.next_look(), Some(t0 + WATCH), "watched from the start");
-        // Nothing idle, nothing moving: the watch ends WATCH_FOR after the last movement.
+        // Nothing idle, nothing moving: the watch ends with the start's.
         let (fds, threads) = (Some(20), Some(NON_POOL_THREADS + 1));
         pool.count(t0, 1, 1, fds, threads);
-        let t1 = t0 + WATCH_FOR + WATCH;
+        let t1 = t0 + START_WATCH + WATCH;
         assert!(
             !pool.moved(t1, fds, threads),
             "the same descriptors and threads"
@@ -439,7 +456,13 @@ mod tests {
             Some(t3 + WATCH),
             "still idle: still watched"
         );
-        // More threads than before: moved.
-        assert!(pool.moved(t3, fds, Some(NON_POOL_THREADS + 2)));
+        // The idle thread ends (tiny_http's 5 s): nothing left to watch.
+        let t4 = t3 + TRANSIENT_IDLE;
+        pool.count(t4, 0, 0, fds, Some(NON_POOL_THREADS));
+        assert_eq!(pool.next_look(), None, "a thread that ended is no reason");
+        // More threads than before: moved, and watched.
+        assert!(pool.moved(t4, fds, Some(NON_POOL_THREADS + 1)));
+        pool.count(t4, 1, 0, fds, Some(NON_POOL_THREADS + 1));
+        assert_eq!(pool.next_look(), Some(t4 + WATCH), "a thread was started");
     }
 }
