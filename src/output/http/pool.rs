@@ -22,14 +22,15 @@
 //!   send nothing, are never shut down and are not clients.
 //! - **Watching** covers the rest: a connection that ends leaves its thread idle for 5 s (a
 //!   readiness check that connects and hangs up does exactly that), and the first seconds
-//!   after start race the parking. So for [`WATCH_FOR`] after start, after the clients'
-//!   connections or the threads moved, and while a thread stays idle or connections starve,
-//!   the pool is looked at every [`WATCH`]: a look counts descriptors (the loop reads the
-//!   threads), and when either moved since the last scan the guard scans and counts starved
-//!   connections. Once nothing has moved for [`WATCH_FOR`], the watch stops and an idle
-//!   exporter adds no wake-ups. What it leaves: a client connection that ends after such a
-//!   quiet spell leaves an idle thread that only the next scan sees (the guard's quiet
-//!   interval, 2 s); a burst queued behind it in between waits until then.
+//!   after start race the parking. So for [`START_WATCH`] after start, for [`WATCH_FOR`]
+//!   after a client's connection came or went or a thread was started, while a thread stays
+//!   idle, and while connections starve, the pool is looked at every [`WATCH`]: a look
+//!   counts descriptors and threads, and when either moved since the last scan the guard
+//!   scans and counts starved connections. Then the watch stops, and an idle exporter adds
+//!   no wake-ups (after one scrape on a fresh connection it looks for about 5 s, until
+//!   tiny_http ends the idle thread). What it leaves: a connection that comes and goes
+//!   unseen after a quiet spell leaves an idle thread that only the next scan sees (the
+//!   guard's quiet interval, 2 s); a burst queued behind it in between waits until then.
 //! - **Rescuing** ([`kick`]): a connection of ours that hangs up at once. With no idle
 //!   thread counted it gets a new thread, which reads EOF and takes the starved connection
 //!   from the queue; with one counted, that thread takes the starved connection first.
