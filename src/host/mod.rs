@@ -5,6 +5,7 @@
 
 pub mod clock;
 pub mod dashboard;
+pub mod limits;
 pub mod process;
 pub mod sys;
 pub mod systemd;

@@ -39,6 +39,7 @@ extern "C" {
     fn pthread_sigmask(how: c_int, set: *const SigSet, old: *mut SigSet) -> c_int;
     fn sigwait(set: *const SigSet, signal: *mut c_int) -> c_int;
     fn fcntl(fd: c_int, cmd: c_int, ...) -> c_int;
+    fn listen(fd: c_int, backlog: c_int) -> c_int;
 }
 
 /// `sigset_t`: 1024 bits in glibc and musl alike, on every Linux architecture.
@@ -287,6 +288,43 @@ fn socket_option(fd: RawFd, name: c_int) -> io::Result<c_int> {
     let rc = unsafe { getsockopt(fd, SOL_SOCKET, name, (&raw mut value).cast(), &raw mut len) };
     if rc == 0 {
         Ok(value)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Raises the accept backlog of a listening TCP socket to `backlog` (the kernel caps it at
+/// `net.core.somaxconn`); one already at least that long is left alone, so a longer one set
+/// by systemd's `Backlog=` stays. Linux applies a second `listen()` to the live socket.
+pub fn raise_listen_backlog(listener: &TcpListener, backlog: u32) -> io::Result<()> {
+    const IPPROTO_TCP: c_int = 6;
+    const TCP_INFO: c_int = 11;
+    // struct tcp_info begins with 8 single bytes, then u32 fields; for a listening socket
+    // the sixth of them (tcpi_sacked, bytes 28..32) is the accept backlog.
+    let mut info = [0u32; 8]; // 32 bytes
+    let mut len: u32 = 32;
+    let fd = listener.as_raw_fd();
+    // SAFETY: `info` and `len` are valid for writes of the sizes passed; the kernel writes
+    // at most `len` bytes and checks `fd`.
+    let rc = unsafe {
+        getsockopt(
+            fd,
+            IPPROTO_TCP,
+            TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if len >= 32 && info[7] >= backlog {
+        return Ok(());
+    }
+    let backlog = c_int::try_from(backlog).unwrap_or(c_int::MAX);
+    // SAFETY: listen() only reads its integer arguments; the kernel checks `fd`.
+    if unsafe { listen(fd, backlog) } == 0 {
+        Ok(())
     } else {
         Err(io::Error::last_os_error())
     }

@@ -195,20 +195,6 @@ impl Metrics {
     }
 }
 
-// Forwarders for the connection guard, which is being rewritten on another branch: they go
-// once it calls `metrics.http` directly.
-impl Metrics {
-    /// [`Http::set_connections`].
-    pub(crate) fn set_connections(&self, n: u64) {
-        self.http.set_connections(n);
-    }
-
-    /// [`Http::count_close`].
-    pub(crate) fn count_close(&self, reason: CloseReason) {
-        self.http.count_close(reason);
-    }
-}
-
 /// Plain values read once per scrape; what `render` turns into an exposition. Each owner's
 /// values are one field.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -3,7 +3,12 @@
 # a raw-socket ceiling, measured side by side in one run (this machine is shared and noisy;
 # ratios from one run hold where absolute times drift).
 #
-#   bash tests/bench/run.sh
+#   bash tests/bench/run.sh [all|throughput|startup]
+#
+# `throughput` runs only the interleaved throughput rounds, `startup` only the scrape right
+# after start (100 fresh starts per case); `all` (the default) runs everything. With
+# WE_BASELINE_BIN=PATH (an earlier build of the exporter), those two sections measure it too,
+# interleaved with the others in the same run: before and after, side by side.
 #
 # Loopback only, about three minutes, bounded: every wait has a deadline and every process it
 # starts is ended by PID on exit. Needs wrk, python3, ss and file (Debian packages wrk,
@@ -21,6 +26,10 @@ STARTS=10     # exec-to-first-scrape samples
 SETTLE=3      # seconds before idle RSS and threads are read
 IDLE_SECS=10  # idle CPU and context-switch window
 LOAD_SECS=10  # wrk run during the lateness measurement
+STARTUP_STARTS=${STARTUP_STARTS:-100} # fresh starts per case in the startup figure
+MODE=${1:-all}
+case $MODE in all | throughput | startup) ;; *) printf 'usage: run.sh [all|throughput|startup]\n' >&2; exit 2 ;; esac
+base_bin=${WE_BASELINE_BIN:-}
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "run.sh: $*"; exit 1; }
@@ -137,6 +146,45 @@ elif cmd == "silent":  # N ADDR: N silent connections, then 20 scrapes on fresh 
         s.close()
     answered = sum(1 for t in took if t != float("inf"))
     print(f"{max(took):.2f} {sum(1 for t in took if t > 100)} {answered}")
+elif cmd == "startup":  # N NS FLAG-TEMPLATE BIN ARGS...: a scrape right after start
+    # N fresh starts per count of silent connections (NS, comma-separated), the counts
+    # interleaved. Each start: poll the port every 1-25 ms (random, random phase) until a
+    # connection succeeds, and close it (a readiness check); open the silent connections;
+    # time one scrape on a fresh connection (1 s at most). Prints "silent ms" per start.
+    import random
+    n, ns, flag, argv = int(args[0]), [int(x) for x in args[1].split(",")], args[2], args[3:]
+    quiet = [(os.POSIX_SPAWN_OPEN, fd, "/dev/null", os.O_RDWR, 0) for fd in (0, 1, 2)]
+    rng = random.Random()
+    for _ in range(n):
+        for silent in ns:
+            port = free_port()
+            full = argv + [flag.replace("{addr}", f"127.0.0.1:{port}")]
+            every = rng.uniform(0.001, 0.025)
+            pid = os.posix_spawn(full[0], full, os.environ, file_actions=quiet)
+            held = []
+            try:
+                time.sleep(rng.uniform(0, every))
+                t_start = time.perf_counter()
+                while True:
+                    try:
+                        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                        break
+                    except OSError:
+                        if time.perf_counter() - t_start > 5:
+                            sys.exit(f"{argv[0]} did not listen within 5 s")
+                        time.sleep(every)
+                held = [socket.create_connection(("127.0.0.1", port), timeout=2) for _ in range(silent)]
+                t0 = time.perf_counter()
+                try:
+                    ok = get("127.0.0.1", port, timeout=1.0)[0] == 200
+                except OSError:
+                    ok = False
+                print(silent, f"{(time.perf_counter() - t0) * 1000:.2f}" if ok else "inf", flush=True)
+            finally:
+                for s in held:
+                    s.close()
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
 elif cmd == "floor":  # N: median ms to spawn /bin/true and reap it (the harness's own cost)
     samples = []
     for _ in range(int(args[0])):
@@ -262,8 +310,15 @@ started_at=$(date +%s)
 say "== build"
 cargo build --release >&2
 cargo build --release --example ceiling --example bare >&2
-cargo bench --bench render --no-run >&2 2>&1
-cargo test --test alloc --no-run >&2 2>&1
+if [ "$MODE" = all ]; then
+    cargo bench --bench render --no-run >&2 2>&1
+    cargo test --test alloc --no-run >&2 2>&1
+fi
+if [ -n "$base_bin" ]; then
+    [ -x "$base_bin" ] || die "WE_BASELINE_BIN=$base_bin is not an executable"
+fi
+# who: the servers of the throughput rounds, in the order they are interleaved.
+who_all="ours${base_bin:+ base} bare ceiling"
 
 say "== payload size"
 start "$raw/payload.log" "$bin" --web.listen-address=127.0.0.1:0
@@ -273,6 +328,7 @@ bytes=$(py body "$addr" | wc -c)
 stop "$pid"
 say "payload: $bytes bytes"
 
+if [ "$MODE" = all ]; then
 say "== footprint: idle (settle ${SETTLE}s, then ${IDLE_SECS}s idle)"
 start "$raw/idle.log" "$bin" --web.listen-address=127.0.0.1:0
 idle_pid=$started_pid
@@ -308,6 +364,9 @@ say "== footprint: exec to first scrape (median of $STARTS)"
 read -r start_ms start_min start_max < <(py start "$STARTS" "--web.listen-address={addr}" "$bin")
 read -r ceil_start_ms _ _ < <(py start "$STARTS" "--listen={addr}" "$ceiling" --bytes "$bytes")
 spawn_floor_ms=$(py floor "$STARTS")
+fi
+
+if [ "$MODE" != startup ]; then
 
 say "== throughput: $ROUNDS rounds, ours/bare/ceiling interleaved, ${WRK_SECS}s per run"
 start "$raw/ours.log" "$bin" --web.listen-address=127.0.0.1:0
@@ -319,21 +378,28 @@ ceil_addr=$(wait_addr "$raw/ceiling.log" "$ceil_pid")
 start "$raw/bare.log" "$bare" --bytes "$bytes"
 bare_pid=$started_pid
 bare_addr=$(wait_addr "$raw/bare.log" "$bare_pid")
+if [ -n "$base_bin" ]; then
+    start "$raw/base.log" "$base_bin" --web.listen-address=127.0.0.1:0
+    base_pid=$started_pid
+    base_addr=$(wait_addr "$raw/base.log" "$base_pid")
+fi
 declare -A rps p50 p99
 declare -A non2xx sockerr
 for round in $(seq "$ROUNDS"); do
     for conns in 1 16; do
         threads=$((conns == 1 ? 1 : 2))
-        for who in ours bare ceiling; do
+        for who in $who_all; do
             a=$ours_addr
             [ "$who" = ceiling ] && a=$ceil_addr
             [ "$who" = bare ] && a=$bare_addr
+            [ "$who" = base ] && a=$base_addr
             sampler=
             if [ "$round" = 1 ] && [ "$conns" = 16 ]; then
                 # Mid-run: how many of the 16 connections hold a request nobody has read yet.
                 pid=$ours_pid
                 [ "$who" = ceiling ] && pid=$ceil_pid
                 [ "$who" = bare ] && pid=$bare_pid
+                [ "$who" = base ] && pid=$base_pid
                 py stalls "$pid" "${a##*:}" $((WRK_SECS - 1)) >"$raw/stalls-$who.txt" &
                 sampler=$!
                 pids+=("$sampler")
@@ -360,15 +426,91 @@ bare_load_rss=$(status "$bare_pid" VmRSS)
 stop "$ours_pid"
 stop "$ceil_pid"
 stop "$bare_pid"
+[ -z "$base_bin" ] || stop "$base_pid"
 
 m() { median ${1}; } # word-splits a space-separated list into arguments
-for k in ours,1 bare,1 ceiling,1 ours,16 bare,16 ceiling,16; do
-    declare "rps_${k/,/_}=$(m "${rps[$k]}")" "p50_${k/,/_}=$(m "${p50[$k]}")" "p99_${k/,/_}=$(m "${p99[$k]}")"
+for who in $who_all; do
+    for c in 1 16; do
+        k=$who,$c
+        declare "rps_${who}_$c=$(m "${rps[$k]}")" "p50_${who}_$c=$(m "${p50[$k]}")" "p99_${who}_$c=$(m "${p99[$k]}")"
+    done
 done
 
 # rescued LOG: the starved connections the guard rescued, per its last info line (0 if none).
 rescued() { sed -n 's/.*msg="rescuing connections tiny_http left without a thread".* starved_total=\([0-9]*\).*/\1/p' "$1" | tail -n 1 | grep . || echo 0; }
 rescued_load=$(rescued "$raw/ours.log")
+fi
+
+# startup_figure WHO: "over_100ms max_ms median_ms" per count of silent connections, as
+# "N:over:max:median" words, from $raw/startup-WHO.txt.
+startup_figure() {
+    awk '{ v[$1] = v[$1] " " $2 } END { for (n in v) print n, v[n] }' "$raw/startup-$1.txt" | sort -n |
+        while read -r n rest; do
+            # shellcheck disable=SC2086
+            printf '%s\n' $rest | sort -g | awk -v n="$n" '
+                { x[NR] = $1; if ($1 == "inf" || $1 > 100) over++ }
+                END { printf "%s:%d:%s:%s:%d\n", n, over, x[NR], x[int((NR + 1) / 2)], NR }'
+        done
+}
+if [ "$MODE" != throughput ]; then
+    say "== a scrape right after start: $STARTUP_STARTS fresh starts per case, readiness check, 0/1/20/200 silent connections"
+    : >"$raw/startup-ours.txt"
+    : >"$raw/startup-bare.txt"
+    [ -z "$base_bin" ] || : >"$raw/startup-base.txt"
+    # Interleaved in chunks, so that a busy spell of the machine falls on all of them.
+    chunk=$(((STARTUP_STARTS + 3) / 4))
+    for part in 1 2 3 4; do
+        n=$((STARTUP_STARTS - (part - 1) * chunk))
+        [ "$n" -gt "$chunk" ] && n=$chunk
+        [ "$n" -gt 0 ] || break
+        py startup "$n" 0,1,20,200 "--web.listen-address={addr}" "$bin" >>"$raw/startup-ours.txt"
+        [ -z "$base_bin" ] || py startup "$n" 0,1,20,200 "--web.listen-address={addr}" "$base_bin" >>"$raw/startup-base.txt"
+        py startup "$n" 0,1,20,200 "--listen={addr}" "$bare" --bytes "$bytes" >>"$raw/startup-bare.txt"
+    done
+    declare -A startup
+    for who in ours${base_bin:+ base} bare; do
+        for f in $(startup_figure "$who"); do
+            IFS=: read -r n over max med count <<<"$f"
+            startup[$who,$n]="$over of $count over 100 ms (max $max ms, median $med ms)"
+            [ "$who" = ours ] && startup_over=$((${startup_over:-0} + over))
+        done
+        say "startup $who: $(startup_figure "$who" | tr '\n' ' ')"
+    done
+fi
+startup_cell() { printf '%s' "${startup[$1,$2]:-}"; }
+
+if [ "$MODE" != all ]; then
+    t=$(
+        printf '## %s, %s\n\n' "$MODE" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+        printf 'Exporter %s%s; bare tiny_http loop %s. Reproduce: `%sbash tests/bench/run.sh %s`.\n\n' \
+            "$bin" "${base_bin:+, baseline $base_bin}" "$bare" "${base_bin:+WE_BASELINE_BIN=$base_bin }" "$MODE"
+        if [ "$MODE" = throughput ]; then
+            printf '| figure (medians of %s interleaved rounds of %s s) |%s\n' "$ROUNDS" "$WRK_SECS" "$(for w in $who_all; do printf ' %s |' "$w"; done) ours / bare |${base_bin:+ base / bare |}"
+            printf '|---|%s---|%s\n' "$(for _ in $who_all; do printf -- '---|'; done)" "${base_bin:+---|}"
+            for c in 1 16; do
+                printf '| throughput, %s connection(s), req/s |' "$c"
+                for w in $who_all; do v=rps_${w}_$c; printf ' %s |' "$(calc "sprintf(\"%.0f\", ${!v})")"; done
+                printf ' %s |' "$(calc "sprintf(\"%.2f\", $(eval echo \$rps_ours_$c) / $(eval echo \$rps_bare_$c))")"
+                [ -z "$base_bin" ] || printf ' %s |' "$(calc "sprintf(\"%.2f\", $(eval echo \$rps_base_$c) / $(eval echo \$rps_bare_$c))")"
+                printf '\n| p99 latency, %s connection(s), ms |' "$c"
+                for w in $who_all; do v=p99_${w}_$c; printf ' %s |' "$(calc "sprintf(\"%.2f\", ${!v} / 1000)")"; done
+                printf ' %s |' "$(calc "sprintf(\"%.2f\", $(eval echo \$p99_ours_$c) / $(eval echo \$p99_bare_$c))")"
+                [ -z "$base_bin" ] || printf ' %s |' "$(calc "sprintf(\"%.2f\", $(eval echo \$p99_base_$c) / $(eval echo \$p99_bare_$c))")"
+                printf '\n'
+            done
+            printf '| c16 round 1: connections stalled at once / threads | %s |\n' \
+                "$(for w in $who_all; do read -r a _ t e <"$raw/stalls-$w.txt"; printf '%s of %s / %s |' "$a" "$e" "$t"; done)"
+            printf '| starved connections rescued (ours) | %s |\n' "$rescued_load"
+        else
+            printf '| silent connections | ours |%s bare tiny_http | target |\n|---|---|%s---|---|\n' "${base_bin:+ baseline |}" "${base_bin:+---|}"
+            for n in 0 1 20 200; do
+                printf '| %s | %s |%s %s | none over 100 ms |\n' "$n" "$(startup_cell ours "$n")" "${base_bin:+ $(startup_cell base "$n") |}" "$(startup_cell bare "$n")"
+            done
+        fi
+    )
+    printf '%s\n' "$t" | tee "$out/results-$MODE.md"
+    exit 0
+fi
 
 # Starts "ours" or "bare" fresh, logging to $2; sets started_pid and fresh_addr, and waits
 # 0.3 s (what the fresh-start figures mean by "fresh").
@@ -510,7 +652,7 @@ wrk keep-alive, medians of ${ROUNDS} interleaved rounds of ${WRK_SECS} s; 1 conn
 | figure | ours | bare tiny_http | ceiling | ratio / target | met? |
 |---|---|---|---|---|---|
 | throughput, 1 connection | $(num "$rps_ours_1") req/s | $(num "$rps_bare_1") req/s | $(num "$rps_ceiling_1") req/s | $(ratio "$rps_ours_1" "$rps_ceiling_1") (≥ 0.5) | $(met "$rps_ours_1 / $rps_ceiling_1" ">=" 0.5) |
-| throughput, 16 connections | $(num "$rps_ours_16") req/s | $(num "$rps_bare_16") req/s | $(num "$rps_ceiling_16") req/s | $(ratio "$rps_ours_16" "$rps_ceiling_16") (≥ 0.4) | $(met "$rps_ours_16 / $rps_ceiling_16" ">=" 0.4) |
+| throughput, 16 connections | $(num "$rps_ours_16") req/s | $(num "$rps_bare_16") req/s | $(num "$rps_ceiling_16") req/s | $(ratio "$rps_ours_16" "$rps_ceiling_16") (≥ 0.4); $(ratio "$rps_ours_16" "$rps_bare_16") x bare | $(met "$rps_ours_16 / $rps_ceiling_16" ">=" 0.4) |
 | p50 latency, 1 connection | $(ms "$p50_ours_1") | $(ms "$p50_bare_1") | $(ms "$p50_ceiling_1") | $(ratio "$p50_ours_1" "$p50_ceiling_1") | |
 | p99 latency, 1 connection | $(ms "$p99_ours_1") | $(ms "$p99_bare_1") | $(ms "$p99_ceiling_1") | $(ratio "$p99_ours_1" "$p99_ceiling_1") (≤ 3) | $(met "$p99_ours_1 / $p99_ceiling_1" "<=" 3) |
 | p50 latency, 16 connections | $(ms "$p50_ours_16") | $(ms "$p50_bare_16") | $(ms "$p50_ceiling_16") | $(ratio "$p50_ours_16" "$p50_ceiling_16") | |
@@ -519,6 +661,7 @@ wrk keep-alive, medians of ${ROUNDS} interleaved rounds of ${WRK_SECS} s; 1 conn
 | fresh burst: most of the 16 connections stalled at once (no answer for a whole 0.25-s sample; range over starts) | ${bstall_ours} | ${bstall_bare} | | | |
 | a scrape on a fresh connection, 20 silent connections open (20 tries, first right behind them) | $(silent_cell ours 20) | $(silent_cell bare 20) | | 20 of 20 within 100 ms | $(silent_met 20) |
 | the same, 200 silent connections open | $(silent_cell ours 200) | $(silent_cell bare 200) | | 20 of 20 within 100 ms | $(silent_met 200) |
+| a scrape on a fresh connection right after start: a readiness check, then 0 / 1 / 20 / 200 silent connections (${STARTUP_STARTS} fresh starts each) | $(for n in 0 1 20 200; do printf '%s: %s; ' "$n" "$(startup_cell ours "$n")"; done) | $(for n in 0 1 20 200; do printf '%s: %s; ' "$n" "$(startup_cell bare "$n")"; done) | | none over 100 ms | $(met "${startup_over:-1}" "==" 0) |
 | starved connections the guard had to rescue: throughput rounds / fresh starts and silent runs | ${rescued_load} / ${rescued_burst} | | | 0 | $(met "$rescued_load + $rescued_burst" "==" 0) |
 | 16 connections, round 1: connections that got no answer for a whole 0.25-s sample: most at once / connection-seconds stalled; max threads | ${st_most} of ${st_est} / ${st_secs} s; ${st_threads} threads | ${bst_most} of ${bst_est} / ${bst_secs} s; ${bst_threads} threads | ${cst_most} of ${cst_est} / ${cst_secs} s; ${cst_threads} threads | | |
 | 16 connections, all rounds: non-2xx answers / socket errors seen by wrk | ${non2xx[ours,16]} / ${sockerr[ours,16]} | ${non2xx[bare,16]} / ${sockerr[bare,16]} | ${non2xx[ceiling,16]} / ${sockerr[ceiling,16]} | | |

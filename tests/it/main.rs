@@ -28,6 +28,7 @@ mod logtail;
 mod prometheus;
 mod scrape;
 mod soak;
+mod startup;
 mod surface;
 mod systemd;
 mod textfile;

@@ -11,60 +11,28 @@
 //! exit, freeing its descriptors and buffers. A connection still open long after being shut
 //! down is stuck inside tiny_http (a deadlock of its own); the loop recovers from those.
 //!
-//! It also finds connections tiny_http accepted but gave no thread (see [`Census::starved`]):
-//! its pool hands a new connection to a thread it counts as idle, and that count stays stale
-//! from the moment an idle thread is woken until the thread runs, so a burst of connections
-//! faster than the idle threads wake is queued behind them, unread, until some connection
-//! ends. The guard counts them as connections held minus pool threads, checks soon after
-//! every new client connection, and the loop rescues them (`probe::kick`) within milliseconds.
-//! Better still, it keeps that from happening: the pool keeps 4 threads idle for ever, and a
-//! burst arriving while threads are idle is what gets queued. So the guard parks a
-//! connection of its own on each thread that stays idle (see [`MAX_PARKED`]): with no idle
-//! thread, tiny_http starts a thread for each new connection, as it should. Parked
-//! connections send nothing, are never shut down and are not counted as clients.
+//! Its scans also count tiny_http's thread pool for [`pool`], which parks connections on
+//! idle pool threads, watches the pool while a thread may be idle, and finds connections
+//! tiny_http accepted but gave no thread ([`Census::starved`]), which the loop rescues.
 //!
 //! It owns the connection table and its limits; it does not answer requests.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Shutdown, SocketAddr};
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
 
+use crate::host::limits::{InForce, Spare};
 use crate::host::sys;
 use crate::log;
 use crate::metrics::{CloseReason, Metrics};
+use crate::output::http::pool::{self, Pool};
 
-/// How soon after a request from a connection the guard has not seen yet it checks for
-/// starved connections: a burst that starves some has just been accepted.
-pub const RESCUE_CHECK: Duration = Duration::from_millis(5);
-
-/// How many pool threads tiny_http 0.12 keeps for ever (`MIN_THREADS` in its task pool).
-pub const POOL_MIN_THREADS: usize = 4;
-
-/// Most connections the guard parks on idle tiny_http pool threads. tiny_http keeps 4 idle
-/// threads for ever; a few more may stay idle when a restart or a burst races their start.
-pub const MAX_PARKED: usize = 8;
-
-/// Pool threads idle this long are ones tiny_http keeps for ever (the others end after 5 s
-/// without work); the guard parks a connection on each. Idle threads seen while the guard is
-/// younger than [`PARK_AT_ONCE`] are parked on at once: at start every idle thread is such
-/// a thread.
-pub const PARK_AFTER: Duration = Duration::from_secs(6);
-
-/// See [`PARK_AFTER`].
-pub const PARK_AT_ONCE: Duration = Duration::from_secs(2);
-
-/// Longest the loop waits for the kernel to accept a parked connection.
-const PARK_CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
+pub use crate::output::http::pool::{MAX_PARKED, NON_POOL_THREADS, POOL_MIN_THREADS, RESCUE_CHECK};
 
 /// Scan interval while connections or threads are past half their cap.
 pub const NEAR_CAP_SCAN: Duration = Duration::from_millis(50);
-
-/// Threads of the process that are not tiny_http pool threads: the loop's, tiny_http's
-/// accept thread and the one that waits for SIGTERM and SIGINT (`app`). Every other thread
-/// serves (or waits to serve) one connection.
-pub const NON_POOL_THREADS: u64 = 3;
 
 /// The guard's limits.
 #[derive(Debug, Clone, Copy)]
@@ -120,105 +88,15 @@ pub const TIGHT_BELOW: u64 = 1024;
 /// See [`TIGHT_BELOW`].
 pub const TIGHT_SCAN: Duration = Duration::from_millis(100);
 
-/// Descriptors kept spare besides the connections': the probe's, the kicks', `/proc` reads,
-/// a restart in place, and the parked connections' three each.
-const FD_RESERVE: u64 = 16 + 3 * MAX_PARKED as u64;
-
-/// Threads of an idle exporter: the loop, tiny_http's accept thread, the signal thread, its 4
-/// pool threads (the parked connections hold them) and the probe's.
-const IDLE_THREADS: u64 = NON_POOL_THREADS + POOL_MIN_THREADS as u64 + 1;
-
-/// The limits in force that bound how many connections the process can hold: tiny_http
-/// spends two descriptors and a thread on each, and fails hard when it cannot (EMFILE ends
-/// its accept thread; a failed descriptor copy or thread spawn aborts the process).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct InForce {
-    /// The soft open-files limit (after raising it to the hard one).
-    pub nofile: Option<u64>,
-    /// Descriptors open now.
-    pub fds: Option<u64>,
-    /// How many more tasks (threads) the pids cgroup admits: the least `pids.max -
-    /// pids.current` over our group and its ancestors (systemd's `TasksMax=` sets it).
-    pub tasks_left: Option<u64>,
-    /// `RLIMIT_NPROC`, if set by the caller: it counts every process and thread of the
-    /// user, which we cannot see, so [`InForce::read`] leaves it out (it would bound ours only
-    /// from above, and root is not held to it); a unit's `TasksMax=` is the pids cgroup.
-    pub nproc: Option<u64>,
-    /// Our threads now.
-    pub threads: Option<u64>,
-}
-
-impl InForce {
-    /// Reads the limits in force now: `RLIMIT_NOFILE`, `/proc/self` and the pids cgroup (v2
-    /// `/sys/fs/cgroup/<path>/`, v1 `/sys/fs/cgroup/pids/<path>/`). Call at start only: it
-    /// reads files.
-    #[must_use]
-    pub fn read() -> InForce {
-        let mut text = [0u8; 4096];
-        let mut tasks_left: Option<u64> = None;
-        let mut dir = String::new();
-        for line in read_small("/proc/self/cgroup", &mut text)
-            .unwrap_or("")
-            .lines()
-        {
-            if !pids_dir(line, &mut dir) {
-                continue;
-            }
-            let mut number = [0u8; 32];
-            let base = dir.len();
-            dir.push_str("/pids.max");
-            let max = read_small(&dir, &mut number).and_then(|t| t.trim().parse::<u64>().ok());
-            dir.truncate(base);
-            dir.push_str("/pids.current");
-            let current = read_small(&dir, &mut number).and_then(|t| t.trim().parse::<u64>().ok());
-            if let (Some(max), Some(current)) = (max, current) {
-                let left = max.saturating_sub(current);
-                tasks_left = Some(tasks_left.map_or(left, |t| t.min(left)));
-            }
-        }
-        InForce {
-            nofile: sys::nofile_limit().ok().map(|(soft, _)| soft),
-            fds: count_entries("/proc/self/fd"),
-            tasks_left,
-            nproc: None,
-            threads: count_entries("/proc/self/task"),
-        }
-    }
-
-    /// Most threads the process can have, if anything limits it.
-    fn thread_ceiling(&self) -> Option<u64> {
-        let threads = self.threads.unwrap_or(NON_POOL_THREADS);
-        let cgroup = self.tasks_left.map(|left| left + threads);
-        match (cgroup, self.nproc) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Most connections the descriptors allow, if known.
-    fn fd_connections(&self) -> Option<u64> {
-        let spare = self
-            .nofile?
-            .saturating_sub(self.fds.unwrap_or(0) + FD_RESERVE);
-        Some(spare / 2)
-    }
-
-    /// Most connections the limits allow, if anything limits them.
-    fn connections(&self) -> Option<u64> {
-        match (self.fd_connections(), self.thread_connections()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-
-    /// Most connections the threads allow, if anything limits them.
-    fn thread_connections(&self) -> Option<u64> {
-        Some(
-            self.thread_ceiling()?
-                .saturating_sub(IDLE_THREADS.max(self.threads.unwrap_or(0))),
-        )
-    }
-}
+/// What the HTTP output keeps besides its connections: descriptors for the probe, the kicks,
+/// `/proc` reads, a restart in place and the parked connections (three each); the threads
+/// of an idle exporter: the loop, tiny_http's accept thread, the signal thread, its 4 pool threads (the parked
+/// connections hold them) and the probe's.
+const SPARE: Spare = Spare {
+    fds: 16 + 3 * MAX_PARKED as u64,
+    threads: NON_POOL_THREADS + POOL_MIN_THREADS as u64 + 1,
+    base_threads: NON_POOL_THREADS,
+};
 
 impl Limits {
     /// The default limits with the connection and thread caps lowered, where needed, to
@@ -226,16 +104,18 @@ impl Limits {
     #[must_use]
     pub fn derive(in_force: &InForce) -> Limits {
         let d = Limits::default();
-        let possible = in_force.connections();
+        let possible = in_force.connections(SPARE);
         let tight = possible.is_some_and(|p| p < TIGHT_BELOW);
         let (num, den) = if tight { TIGHT_CAP_SHARE } else { CAP_SHARE };
         let share = |n: u64| n * num / den;
         let max_connections = possible.map_or(d.max_connections, |p| {
             d.max_connections.min(share(p).max(1) as usize)
         });
-        let max_threads = in_force.thread_connections().map_or(d.max_threads, |p| {
-            d.max_threads.min(IDLE_THREADS + share(p).max(1))
-        });
+        let max_threads = in_force
+            .thread_connections(SPARE)
+            .map_or(d.max_threads, |p| {
+                d.max_threads.min(SPARE.threads + share(p).max(1))
+            });
         // Where the limits admit few connections, a flood of silent ones (which wake nothing)
         // must be seen before it reaches them: scan often, on our own wake-ups.
         let (scan_quiet, scan_busy) = if tight {
@@ -264,7 +144,7 @@ impl Limits {
             &[
                 ("max_connections", &limits.max_connections),
                 ("max_threads", &limits.max_threads),
-                ("connections_possible", &or_0(in_force.connections())),
+                ("connections_possible", &or_0(in_force.connections(SPARE))),
                 ("scan_quiet_ms", &limits.scan_quiet.as_millis()),
                 ("open_files_limit", &or_0(in_force.nofile)),
                 ("cgroup_tasks_left", &or_0(in_force.tasks_left)),
@@ -272,56 +152,6 @@ impl Limits {
         );
         limits
     }
-}
-
-/// Sets `dir` to the pids cgroup directory a line of `/proc/self/cgroup` names, in the v1
-/// pids hierarchy or the v2 unified one (systemd's `TasksMax=` is set on the unit's own
-/// group); false for any other line.
-pub fn pids_dir(line: &str, dir: &mut String) -> bool {
-    let Some((_, rest)) = line.split_once(':') else {
-        return false;
-    };
-    let Some((controllers, path)) = rest.split_once(':') else {
-        return false;
-    };
-    let root = if controllers.is_empty() {
-        "/sys/fs/cgroup"
-    } else if controllers.split(',').any(|c| c == "pids") {
-        "/sys/fs/cgroup/pids"
-    } else {
-        return false;
-    };
-    // Outside our cgroup namespace the path climbs ("/.."): not ours to read.
-    if !path.starts_with('/') || path.as_bytes().windows(2).any(|w| w == b"..") {
-        return false;
-    }
-    dir.clear();
-    dir.push_str(root);
-    dir.push_str(path.strip_suffix('/').unwrap_or(path));
-    true
-}
-
-/// The text of a small file (what fits in `buf`).
-fn read_small<'a>(path: &str, buf: &'a mut [u8]) -> Option<&'a str> {
-    use std::io::Read;
-    let n = std::fs::File::open(path).ok()?.read(buf).ok()?;
-    std::str::from_utf8(&buf[..n]).ok()
-}
-
-/// The entries of a directory (`/proc/self/fd`, `/proc/self/task`).
-fn count_entries(path: &str) -> Option<u64> {
-    sys::count_dir_entries(&std::fs::File::open(path).ok()?).ok()
-}
-
-/// A connection parked on an idle pool thread: our side, its address, and whether a scan has
-/// seen tiny_http's side yet.
-#[derive(Debug)]
-struct Parked {
-    /// Held open, never read or written: tiny_http's thread blocks reading it.
-    _stream: TcpStream,
-    local: SocketAddr,
-    since: Instant,
-    seen: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -341,15 +171,12 @@ pub struct Census {
     pub open: usize,
     /// Connections shut down at least `stuck_after` ago and still open.
     pub stuck: usize,
-    /// Connections accepted by tiny_http but given no thread: connections held (open,
-    /// shut down or orphaned, all still owning their descriptors) minus pool threads. Each
-    /// pool thread serves one connection, so any excess sits in tiny_http's queue, unread.
-    /// Counted whether or not they have sent anything: the queue is first in, first out, so
-    /// a scrape can wait behind silent connections.
+    /// Connections tiny_http accepted but gave no thread (see [`pool::PoolCensus`]): the
+    /// loop rescues them ([`pool::kick`]).
     pub starved: usize,
     /// Pool threads with no connection: idle threads, which a burst can be queued behind.
     pub idle: usize,
-    /// Connections the guard parked on idle pool threads.
+    /// Connections parked on idle pool threads.
     pub parked: usize,
 }
 
@@ -366,6 +193,35 @@ pub struct Open {
     pub first_seen: Instant,
 }
 
+/// When the guard scans next, and why.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
+    next: Instant,
+    last: Instant,
+    /// A connection may soon need shutting down.
+    busy: bool,
+    /// A request arrived since the last scan.
+    active: bool,
+    /// A scan is due within [`RESCUE_CHECK`]: quiet scheduling must not postpone it.
+    soon: bool,
+}
+
+impl Schedule {
+    /// A scan at `at` or earlier, which quiet scheduling must not postpone.
+    fn soon(&mut self, at: Instant) {
+        self.next = self.next.min(at);
+        self.soon = true;
+    }
+}
+
+/// Closures since the last warning, per reason, and when that warning was.
+#[derive(Debug, Default)]
+struct Closures {
+    unreported: [u64; CloseReason::ALL.len()],
+    last_warning: Option<Instant>,
+    last: Option<Instant>,
+}
+
 /// The connection table and its schedule.
 #[derive(Debug)]
 pub struct Guard {
@@ -377,29 +233,10 @@ pub struct Guard {
     /// Descriptors of our port whose TCP connection is over but which are still open, and
     /// since when: a healthy tiny_http thread closes them within milliseconds.
     orphans: HashMap<RawFd, Instant>,
-    next_scan: Instant,
-    last_scan: Instant,
+    schedule: Schedule,
     census: Census,
-    /// Connections of our own, each occupying a pool thread that would otherwise sit idle.
-    parked: Vec<Parked>,
-    /// An address the listener is reached at (a connection's local one), for parking.
-    listener: Option<SocketAddr>,
-    /// Since when pool threads have been idle, and when the guard was made.
-    idle_since: Option<Instant>,
-    created: Instant,
-    /// Closures since the last warning, per reason, and when that warning was.
-    unreported: [u64; CloseReason::ALL.len()],
-    last_warning: Option<Instant>,
-    last_close: Option<Instant>,
-    /// Starved connections found so far (each one the loop is asked to rescue), and when
-    /// that was last logged.
-    starved_total: u64,
-    last_starved_log: Option<Instant>,
-    busy: bool,
-    /// A request arrived since the last scan.
-    active: bool,
-    /// A scan is due within [`RESCUE_CHECK`]: quiet scheduling must not postpone it.
-    check_soon: bool,
+    pool: Pool,
+    closures: Closures,
     /// The self-probe's connection (kept alive between probes): ours, not a client's.
     probe_peer: Option<SocketAddr>,
 }
@@ -414,29 +251,32 @@ impl Guard {
             conns: HashMap::new(),
             unseen_requests: HashMap::new(),
             orphans: HashMap::new(),
-            next_scan: now,
-            last_scan: now,
+            schedule: Schedule {
+                next: now,
+                last: now,
+                busy: false,
+                active: false,
+                soon: false,
+            },
             census: Census::default(),
-            parked: Vec::new(),
-            listener: None,
-            idle_since: None,
-            created: now,
-            unreported: [0; CloseReason::ALL.len()],
-            last_warning: None,
-            last_close: None,
-            starved_total: 0,
-            last_starved_log: None,
-            busy: false,
-            active: false,
-            check_soon: false,
+            pool: Pool::new(port, now),
+            closures: Closures::default(),
             probe_peer: None,
         }
     }
 
-    /// When the loop must call [`Guard::tick`] next.
+    /// When the loop must call [`Guard::tick`] next: the next scan, or the next look at the
+    /// pool while it is being watched.
     #[must_use]
     pub fn next_deadline(&self) -> Instant {
-        self.next_scan
+        let next = self.schedule.next;
+        self.pool.next_look().map_or(next, |look| look.min(next))
+    }
+
+    /// When the next scan is due (the pool's looks aside).
+    #[cfg(test)]
+    fn next_scan(&self) -> Instant {
+        self.schedule.next
     }
 
     /// What the last scan found.
@@ -448,31 +288,36 @@ impl Guard {
     /// Moves a quiet guard's next scan to `at` (when the loop wakes anyway), so that quiet
     /// scans add no wake-ups of their own; a busy guard keeps its short interval.
     pub fn scan_quietly_at(&mut self, at: Instant) {
-        if self.busy || self.active || self.check_soon {
+        let s = &mut self.schedule;
+        if s.busy || s.active || s.soon {
             return;
         }
         // Riding on a wake-up much later than the quiet interval would leave a flood unseen
         // for too long where the limits are tight (see [`Limits::derive`]).
         let quiet = self.limits.scan_quiet;
-        let latest = self.last_scan + quiet + quiet / 4;
-        self.next_scan = if at <= latest {
-            at
-        } else {
-            self.last_scan + quiet
-        };
+        let latest = s.last + quiet + quiet / 4;
+        s.next = if at <= latest { at } else { s.last + quiet };
+    }
+
+    /// Whether [`Guard::tick`] at `now` scans (else it only looks at the pool, and reads the
+    /// thread count itself when the caller passes none: the caller may skip its own reads).
+    #[must_use]
+    pub fn scan_due(&self, now: Instant) -> bool {
+        now >= self.schedule.next
     }
 
     /// When the guard last shut a connection down, if ever.
     #[must_use]
     pub fn last_close(&self) -> Option<Instant> {
-        self.last_close
+        self.closures.last
     }
 
     /// A client (not the self-probe) is being served at `now`: scan soon, since more
     /// connections may be arriving and tiny_http may starve one of them.
     pub fn note_activity(&mut self, now: Instant) {
-        self.active = true;
-        self.next_scan = self.next_scan.min(now + self.limits.scan_busy / 2);
+        let s = &mut self.schedule;
+        s.active = true;
+        s.next = s.next.min(now + self.limits.scan_busy / 2);
     }
 
     /// The request from `peer` was the self-probe's: its connection is ours, counted as held
@@ -491,13 +336,12 @@ impl Guard {
             // a scan of every descriptor on the request path. A new connection may be part of
             // a burst that tiny_http is starving: that scan comes soon.
             self.unseen_requests.insert(peer, now);
-            self.next_scan = self.next_scan.min(now + RESCUE_CHECK);
-            self.check_soon = true;
+            self.schedule.soon(now + RESCUE_CHECK);
         }
     }
 
-    /// Scans when due and applies the limits. `rss` and `threads` are the process's current
-    /// figures, when known.
+    /// Scans when due and applies the limits; between scans, looks at the pool while it is
+    /// being watched. `rss` and `threads` are the process's current figures, when known.
     pub fn tick(
         &mut self,
         now: Instant,
@@ -505,12 +349,39 @@ impl Guard {
         threads: Option<u64>,
         metrics: &Metrics,
     ) {
-        if now < self.next_scan {
+        if now < self.next_deadline() {
+            return;
+        }
+        let fds = pool::open_fds();
+        if !self.scan_due(now)
+            && !self
+                .pool
+                .moved(now, fds, threads.or_else(pool::threads_now))
+        {
             return;
         }
         self.scan(now);
-        self.last_scan = now;
-        self.check_soon = false;
+        let pressure = self.apply_limits(now, rss, threads, metrics);
+        self.count(now, fds, threads);
+        metrics.http.set_connections(self.census.open as u64);
+        self.plan(now, threads, pressure);
+        if self.pool.park(now) {
+            // See that each took an idle thread (a race can give it a new one).
+            self.schedule.soon(now + RESCUE_CHECK * 2);
+        }
+        self.census.parked = self.pool.parked();
+        self.warn_closures(now);
+    }
+
+    /// Shuts down the connections past a limit; returns whether memory or threads are past
+    /// theirs.
+    fn apply_limits(
+        &mut self,
+        now: Instant,
+        rss: Option<u64>,
+        threads: Option<u64>,
+        metrics: &Metrics,
+    ) -> bool {
         let l = self.limits;
         let mut doomed: Vec<(SocketAddr, CloseReason)> = Vec::new();
         let probe = self.probe_peer;
@@ -547,7 +418,6 @@ impl Guard {
         // so that an attacker reconnecting at once does not turn the guard into churn.
         let memory = rss.is_some_and(|r| r > l.max_rss_bytes);
         let thread_excess = threads.map_or(0, |t| t.saturating_sub(l.max_threads)) as usize;
-        let pressure = memory || thread_excess > 0;
         let shed = if memory {
             unproven
         } else {
@@ -570,115 +440,41 @@ impl Guard {
         for (peer, reason) in doomed {
             self.shut(peer, Shutdown::Both, reason, now, metrics);
         }
-        self.count(now, threads);
-        metrics.set_connections(self.census.open as u64);
+        memory || thread_excess > 0
+    }
+
+    /// Sets the next scan after one at `now`.
+    fn plan(&mut self, now: Instant, threads: Option<u64>, pressure: bool) {
+        let l = self.limits;
         // Busy while a connection may soon need shutting down; kept-alive scrapers that have
         // proven themselves only need the idle check, which the quiet interval serves.
         let unproven = self
             .conns
             .values()
             .any(|c| c.shut.is_none() && c.last_request.is_none());
+        let s = &mut self.schedule;
         // Requests since the last scan: new connections may be arriving, and one that tiny_http
         // starves must be found soon (see `Census::starved`).
-        self.busy = unproven || self.active || self.census.stuck > 0 || pressure;
-        self.active = false;
+        s.busy = unproven || s.active || self.census.stuck > 0 || pressure;
+        s.active = false;
+        s.last = now;
         // Past half the cap, a burst could reach the limits before a busy scan: look often.
         let near_cap = self.census.open * 2 > l.max_connections
             || threads.is_some_and(|t| t * 2 > l.max_threads);
-        self.next_scan = now
-            + if self.census.starved > 0 {
+        let starved = self.census.starved > 0;
+        s.next = now
+            + if starved {
                 // The loop is about to rescue them; see that it worked, and find the rest
                 // of a burst still being accepted.
                 RESCUE_CHECK * 2
             } else if near_cap {
                 NEAR_CAP_SCAN
-            } else if self.busy {
+            } else if s.busy {
                 l.scan_busy
             } else {
                 l.scan_quiet
             };
-        self.check_soon = self.census.starved > 0;
-        self.park(now);
-        self.warn_closures(now);
-        self.log_starved(now);
-    }
-
-    /// Parks a connection on each pool thread that tiny_http will keep idle for ever (see
-    /// [`PARK_AFTER`]), up to [`MAX_PARKED`].
-    fn park(&mut self, now: Instant) {
-        let idle = self.census.idle;
-        if idle == 0 {
-            self.idle_since = None;
-            return;
-        }
-        let since = *self.idle_since.get_or_insert(now);
-        let age = now.saturating_duration_since(self.created);
-        // Right at the start the pool's threads may not be waiting yet: a connection parked
-        // then gets a thread of its own and leaves theirs idle.
-        // Later idle threads are parked only once they have outlived tiny_http's 5 s: a
-        // client that connects anew for each request leaves one idle thread after the other.
-        let starting =
-            (RESCUE_CHECK..PARK_AT_ONCE).contains(&age) && self.parked.len() < POOL_MIN_THREADS;
-        // Until a connection shows where the listener is reached, loopback: a wildcard
-        // listener (the default) accepts there; for another address parking waits.
-        let target = self
-            .listener
-            .unwrap_or_else(|| SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, self.port)));
-        if !starting && now.saturating_duration_since(since) < PARK_AFTER {
-            return;
-        }
-        // Parked connections not yet seen by a scan may already hold an idle thread.
-        let unseen = self.parked.iter().filter(|p| !p.seen).count();
-        let most = if starting {
-            POOL_MIN_THREADS
-        } else {
-            MAX_PARKED
-        };
-        let room = most.saturating_sub(self.parked.len());
-        for _ in 0..idle.saturating_sub(unseen).min(room) {
-            let parked = TcpStream::connect_timeout(&target, PARK_CONNECT_TIMEOUT)
-                .and_then(|stream| Ok((stream.local_addr()?, stream)));
-            match parked {
-                Ok((local, stream)) => {
-                    self.parked.push(Parked {
-                        _stream: stream,
-                        local,
-                        since: now,
-                        seen: false,
-                    });
-                    // See that it took an idle thread (a race can give it a new one).
-                    self.next_scan = now + RESCUE_CHECK * 2;
-                    self.check_soon = true;
-                }
-                // The next scan tries again.
-                Err(_) => break,
-            }
-        }
-        self.idle_since = None;
-    }
-
-    /// Starved connections are tiny_http's doing and rescued at once, but an operator (and
-    /// the benchmark) should see that it happens: one line a second at most, with the total.
-    fn log_starved(&mut self, now: Instant) {
-        let starved = self.census.starved;
-        if starved == 0 {
-            return;
-        }
-        self.starved_total += starved as u64;
-        if self
-            .last_starved_log
-            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.last_starved_log = Some(now);
-        log::info(
-            "rescuing connections tiny_http left without a thread",
-            &[
-                ("starved", &starved),
-                ("starved_total", &self.starved_total),
-            ],
-        );
+        s.soon = starved;
     }
 
     /// Whether the connection from `peer` was shut down: its further (pipelined) requests
@@ -750,9 +546,9 @@ impl Guard {
             // A half shutdown (the body guard's read side) still ends the connection: the
             // request's answer is its last.
             c.shut = Some((now, reason));
-            self.last_close = Some(now);
-            metrics.count_close(reason);
-            self.unreported[reason as usize] += 1;
+            self.closures.last = Some(now);
+            metrics.http.count_close(reason);
+            self.closures.unreported[reason as usize] += 1;
             log::debug(
                 "connection shut down",
                 &[("peer", &peer), ("reason", &reason.as_str())],
@@ -794,21 +590,15 @@ impl Guard {
                 orphans.push(fd);
             }
         }
-        // Parked connections are ours: counted as held, never judged. One whose other side
-        // is gone (or never came) after a while is dropped.
-        for p in &mut self.parked {
-            p.seen = seen.remove(&p.local).is_some();
-        }
-        self.parked
-            .retain(|p| p.seen || now.saturating_duration_since(p.since) < Duration::from_secs(1));
+        // Where clients reach the listener (a wildcard one has no address of its own).
+        let local = seen.values().next().map(|&(_, local)| local);
+        self.pool.claim(&mut seen, local, now);
         self.conns.retain(|peer, _| seen.contains_key(peer));
         self.orphans.retain(|fd, _| orphans.contains(fd));
         for fd in orphans {
             self.orphans.entry(fd).or_insert(now);
         }
         for (peer, (fd, local)) in seen {
-            // Where clients reach the listener (a wildcard one has no address of its own).
-            self.listener = Some(local);
             let c = self.conns.entry(peer).or_insert(Conn {
                 fd,
                 local,
@@ -826,7 +616,7 @@ impl Guard {
         self.unseen_requests.clear();
     }
 
-    fn count(&mut self, now: Instant, threads: Option<u64>) {
+    fn count(&mut self, now: Instant, fds: Option<u64>, threads: Option<u64>) {
         let stuck_after = self.limits.stuck_after;
         let old = |t: Instant| now.saturating_duration_since(t) >= stuck_after;
         // A connection shut down long ago but still connected, or a descriptor whose
@@ -848,9 +638,10 @@ impl Guard {
         let orphaned_long_ago = orphaned.len();
         // Every connection tiny_http holds has a pool thread or waits in its queue; orphans
         // are listed by descriptor, two per connection.
-        let parked_seen = self.parked.iter().filter(|p| p.seen).count();
-        let held = (self.conns.len() + self.orphans.len().div_ceil(2) + parked_seen) as u64;
-        let pool = threads.map(|t| t.saturating_sub(NON_POOL_THREADS));
+        let held = (self.conns.len() + self.orphans.len().div_ceil(2)) as u64;
+        let probe = self.probe_peer;
+        let clients = self.conns.keys().filter(|&&p| Some(p) != probe).count() as u64;
+        let pool = self.pool.count(now, held, clients, fds, threads);
         self.census = Census {
             open: self
                 .conns
@@ -858,9 +649,9 @@ impl Guard {
                 .filter(|(peer, c)| c.shut.is_none() && Some(**peer) != self.probe_peer)
                 .count(),
             stuck: shut_long_ago + orphaned_long_ago,
-            starved: pool.map_or(0, |p| held.saturating_sub(p) as usize),
-            idle: pool.map_or(0, |p| p.saturating_sub(held) as usize),
-            parked: self.parked.len(),
+            starved: pool.starved,
+            idle: pool.idle,
+            parked: self.pool.parked(),
         };
     }
 
@@ -882,15 +673,15 @@ impl Guard {
 
     /// At most one warning a minute, with what was closed since the last one.
     fn warn_closures(&mut self, now: Instant) {
-        if self.unreported.iter().all(|&n| n == 0)
-            || self
-                .last_warning
+        let c = &mut self.closures;
+        if c.unreported.iter().all(|&n| n == 0)
+            || c.last_warning
                 .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(60))
         {
             return;
         }
         let mut summary = String::new();
-        for (reason, n) in CloseReason::ALL.iter().zip(&mut self.unreported) {
+        for (reason, n) in CloseReason::ALL.iter().zip(&mut c.unreported) {
             if *n > 0 {
                 if !summary.is_empty() {
                     summary.push(',');
@@ -907,7 +698,7 @@ impl Guard {
                 ("stuck", &self.census.stuck),
             ],
         );
-        self.last_warning = Some(now);
+        c.last_warning = Some(now);
     }
 }
 
@@ -973,7 +764,7 @@ mod tests {
         g.tick(t0, None, None, &m);
         assert_eq!(g.census(), census(2, 0));
         assert_eq!(
-            g.next_deadline(),
+            g.next_scan(),
             t0 + Duration::from_millis(250),
             "busy: watching"
         );
@@ -1017,11 +808,7 @@ mod tests {
         assert_eq!(shut.iter().filter(|&&s| s).count(), 2, "{shut:?}");
         assert!(!shut[3] && !shut[4], "{shut:?}");
         assert_eq!(g.census().open, 3);
-        assert_eq!(
-            g.next_deadline(),
-            t0 + NEAR_CAP_SCAN,
-            "at the cap: scans often"
-        );
+        assert_eq!(g.next_scan(), t0 + NEAR_CAP_SCAN, "at the cap: scans often");
     }
 
     #[test]
@@ -1091,16 +878,12 @@ mod tests {
         // Three connections, three pool threads (plus the loop's and the accept thread).
         g.tick(t0, None, Some(NON_POOL_THREADS + 3), &m);
         assert_eq!(g.census().starved, 0);
-        assert_eq!(g.next_deadline(), t0 + Duration::from_millis(250));
+        assert_eq!(g.next_scan(), t0 + Duration::from_millis(250));
         // One pool thread for three connections: two wait in the queue, silent or not.
         let t1 = t0 + Duration::from_millis(250);
         g.tick(t1, None, Some(NON_POOL_THREADS + 1), &m);
         assert_eq!(g.census().starved, 2);
-        assert_eq!(
-            g.next_deadline(),
-            t1 + RESCUE_CHECK * 2,
-            "checks again soon"
-        );
+        assert_eq!(g.next_scan(), t1 + RESCUE_CHECK * 2, "checks again soon");
         // Idle pool threads beyond the connections starve nobody; unknown: nobody.
         g.tick(t1 + RESCUE_CHECK * 2, None, Some(NON_POOL_THREADS + 9), &m);
         assert_eq!(g.census().starved, 0);
@@ -1112,16 +895,28 @@ mod tests {
     fn a_request_from_a_new_connection_brings_the_check_forward() {
         let (listener, mut g, m, t0) = fixture(limits());
         g.tick(t0, None, None, &m);
-        assert_eq!(g.next_deadline(), t0 + Duration::from_secs(2), "quiet");
+        assert_eq!(g.next_scan(), t0 + Duration::from_secs(2), "quiet");
         let conns = pairs(&listener, 1);
         let t1 = t0 + Duration::from_millis(100);
         g.request_from(Some(conns[0].0.local_addr().unwrap()), t1);
-        assert_eq!(g.next_deadline(), t1 + RESCUE_CHECK);
+        assert_eq!(g.next_scan(), t1 + RESCUE_CHECK);
         g.tick(t1 + RESCUE_CHECK, None, None, &m);
         // Known now: its next requests do not bring anything forward.
-        let next = g.next_deadline();
+        let next = g.next_scan();
         g.request_from(Some(conns[0].0.local_addr().unwrap()), t1 + RESCUE_CHECK);
-        assert_eq!(g.next_deadline(), next);
+        assert_eq!(g.next_scan(), next);
+    }
+
+    #[test]
+    fn the_pool_is_looked_at_between_scans_while_watched() {
+        let (_listener, mut g, m, t0) = fixture(limits());
+        g.tick(t0, None, None, &m);
+        assert_eq!(g.next_scan(), t0 + Duration::from_secs(2), "quiet");
+        assert_eq!(g.next_deadline(), t0 + pool::WATCH, "watched after start");
+        // Looked at (and scanned only if descriptors moved, which other tests in this
+        // process may do): the next look follows.
+        g.tick(t0 + pool::WATCH, None, None, &m);
+        assert_eq!(g.next_deadline(), t0 + pool::WATCH * 2);
     }
 
     #[test]
@@ -1224,31 +1019,6 @@ mod tests {
                 "{in_force:?}"
             );
         }
-    }
-
-    #[test]
-    fn the_pids_cgroup_is_found_in_either_hierarchy() {
-        let dirs = |text: &str| -> Vec<String> {
-            text.lines()
-                .filter_map(|line| {
-                    let mut dir = String::new();
-                    pids_dir(line, &mut dir).then_some(dir)
-                })
-                .collect()
-        };
-        assert_eq!(
-            dirs("0::/system.slice/we.service\n"),
-            ["/sys/fs/cgroup/system.slice/we.service"]
-        );
-        assert_eq!(
-            dirs("9:name=systemd:/\n8:pids:/we\n4:memory:/x\n0::/\n"),
-            ["/sys/fs/cgroup/pids/we", "/sys/fs/cgroup"]
-        );
-        assert_eq!(
-            dirs("3:cpu,pids:/a/b/\n5:pids:/../x\n"),
-            ["/sys/fs/cgroup/pids/a/b"]
-        );
-        assert!(dirs("garbage\n4:memory:/x\n").is_empty());
     }
 
     #[test]

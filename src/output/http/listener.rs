@@ -103,6 +103,7 @@ const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 /// (~40 ms). Std has no setters on listeners, but the options live on the socket, not on the
 /// descriptor: a duplicate descriptor, viewed as a `TcpStream`, reaches them safely.
 pub(crate) fn tune_listener(listener: &TcpListener) -> io::Result<()> {
+    crate::output::http::pool::tune_listener(listener)?;
     let socket = TcpStream::from(std::os::fd::OwnedFd::from(listener.try_clone()?));
     socket.set_nodelay(true)?;
     socket.set_write_timeout(Some(SEND_TIMEOUT))

@@ -11,6 +11,7 @@
 pub(crate) mod body;
 pub mod guard;
 pub(crate) mod listener;
+pub mod pool;
 pub(crate) mod probe;
 pub(crate) mod restart;
 pub(crate) mod server;
@@ -119,9 +120,14 @@ impl Output for Http {
         // The guard scans before the probe sends, so it never finds the probe's own
         // connection still waiting for its request.
         if now >= self.guard.next_deadline() {
-            let stats = self.own.read();
-            self.guard
-                .tick(now, stats.resident_memory_bytes, stats.threads, metrics);
+            // Between scans the guard only looks at tiny_http's pool (every few tens of
+            // milliseconds while it watches): our own /proc figures are read for scans only.
+            let scan = self.guard.scan_due(now);
+            let stats = scan.then(|| self.own.read());
+            let (rss, threads) = stats
+                .as_ref()
+                .map_or((None, None), |s| (s.resident_memory_bytes, s.threads));
+            self.guard.tick(now, rss, threads, metrics);
             let census = self.guard.census();
             if census.starved > 0 && !self.restarts.draining() {
                 log::debug(
@@ -132,17 +138,19 @@ impl Output for Http {
                     probe::kick(self.address);
                 }
             }
-            let seen = restart::Observation {
-                now,
-                rss: stats.resident_memory_bytes,
-                threads: stats.threads,
-                open: census.open,
-                stuck: census.stuck,
-                last_close: self.guard.last_close(),
-            };
-            self.restarts.observe(&seen, &self.kept, self.address)?;
-            if self.restarts.draining() {
-                self.site.close_connections();
+            if scan {
+                let seen = restart::Observation {
+                    now,
+                    rss,
+                    threads,
+                    open: census.open,
+                    stuck: census.stuck,
+                    last_close: self.guard.last_close(),
+                };
+                self.restarts.observe(&seen, &self.kept, self.address)?;
+                if self.restarts.draining() {
+                    self.site.close_connections();
+                }
             }
         }
         if self.restarts.wants_look(now) {

@@ -8,18 +8,17 @@
 //! Each probe's connection but the first is kept alive until just before the next probe,
 //! then closed, and the next probe connects a few milliseconds later: so the tiny_http thread
 //! that served one probe serves the next, and is never left idle between probes, where a
-//! burst of new connections could be queued behind it (see `guard`).
+//! burst of new connections could be queued behind it (see `pool`).
 //! It owns no HTTP routing and no metrics; `app` asks it and publishes what it says.
 
 use std::io::Write;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
+
+use crate::output::http::pool;
 
 /// Header carrying the probe token; a request with it is the probe's, not a client's.
 pub const HEADER: &str = "X-Widget-Exporter-Probe";
-
-/// Longest the loop waits for the kernel to accept the probe's connection.
-const CONNECT_TIMEOUT: Duration = Duration::from_millis(20);
 
 /// How long after closing the last probe's connection the next probe connects: time for
 /// the tiny_http thread that served it to see the end and wait for a new connection.
@@ -50,24 +49,13 @@ pub struct SelfProbe {
     rng: fastrand::Rng,
 }
 
-/// Where to connect to reach a listener bound to `local`: loopback for a wildcard address.
-#[must_use]
-pub fn target_for(local: SocketAddr) -> SocketAddr {
-    let ip = match local.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-        ip => ip,
-    };
-    SocketAddr::new(ip, local.port())
-}
-
 impl SelfProbe {
     /// A probe of the listener at `local`, first sent at `now`, then every `interval`; a
     /// probe not back within `timeout` counts as failed.
     #[must_use]
     pub fn new(local: SocketAddr, interval: Duration, timeout: Duration, now: Instant) -> Self {
         SelfProbe {
-            target: target_for(local),
+            target: pool::target_for(local),
             interval,
             timeout: timeout.min(interval),
             next_at: now,
@@ -121,7 +109,7 @@ impl SelfProbe {
             "GET /-/healthy HTTP/1.1\r\nHost: {}\r\n{HEADER}: {token:016x}\r\n\r\n",
             self.target
         );
-        let sent = TcpStream::connect_timeout(&self.target, CONNECT_TIMEOUT).and_then(|mut s| {
+        let sent = pool::connect(self.target).and_then(|mut s| {
             s.set_nonblocking(true)?;
             s.write_all(request.as_bytes())?;
             Ok(s)
@@ -150,7 +138,7 @@ impl SelfProbe {
         let p = self.in_flight.take_if(|p| p.token == token)?;
         let round_trip = now.saturating_duration_since(p.sent);
         // The first probe's connection is closed at once: at start a client's connection can
-        // be queued behind its thread (see `guard`), and is served when that thread is free.
+        // be queued behind its thread (see `pool`), and is served when that thread is free.
         if self.last_success.is_some() {
             self.kept = Some(p.stream);
         }
@@ -191,31 +179,14 @@ impl SelfProbe {
     }
 }
 
-/// Connects to our own listener and hangs up at once. tiny_http gives the new connection a
-/// new thread when it believes none is idle; that thread reads EOF at once and goes on to the
-/// connection task starved in its queue. This is how the loop rescues starved connections
-/// without disturbing anyone else's. Errors are ignored: the next scan tries again.
-pub fn kick(local: SocketAddr) {
-    let _ = TcpStream::connect_timeout(&target_for(local), CONNECT_TIMEOUT);
-}
+/// The rescue of a starved connection, kept here for the loop's callers (see [`pool::kick`]).
+pub use crate::output::http::pool::kick;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Read;
     use std::net::TcpListener;
-
-    #[test]
-    fn wildcard_addresses_probe_loopback() {
-        for (local, want) in [
-            ("0.0.0.0:80", "127.0.0.1:80"),
-            ("[::]:80", "[::1]:80"),
-            ("10.1.2.3:9", "10.1.2.3:9"),
-            ("[::1]:8000", "[::1]:8000"),
-        ] {
-            assert_eq!(target_for(local.parse().unwrap()).to_string(), want);
-        }
-    }
 
     #[test]
     fn a_probe_that_comes_back_succeeds() {
