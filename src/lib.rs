@@ -22,6 +22,8 @@ pub mod log;
 pub mod metrics;
 pub mod output;
 pub mod source;
+#[cfg(test)]
+mod testing;
 
 /// The module graph, read from the files: dependencies point one way.
 #[cfg(test)]

@@ -593,40 +593,15 @@ pub(crate) fn decode_positions(text: &str) -> Vec<Position> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{append, require_tool, TempDir};
     use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
-    /// A directory removed when dropped.
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new() -> Dir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("we-files-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            Dir(dir)
-        }
-        fn glob(&self, pattern: &str) -> Glob {
-            Glob::parse(&self.0.join(pattern))
-                .expect("valid glob")
-                .expect("a glob")
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn append(path: &Path, text: &[u8]) {
-        OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .and_then(|mut f| f.write_all(text))
-            .expect("append");
+    /// The glob `pattern` inside `dir`.
+    fn glob(dir: &TempDir, pattern: &str) -> Glob {
+        Glob::parse(&dir.join(pattern))
+            .expect("valid glob")
+            .expect("a glob")
     }
 
     /// What one step handed out, sorted (the order across files is not promised).
@@ -692,17 +667,13 @@ mod tests {
 
     #[test]
     fn files_there_at_start_from_their_end_new_ones_from_their_start() {
-        let dir = Dir::new();
-        let (a, b, c) = (
-            dir.0.join("a.log"),
-            dir.0.join("b.log"),
-            dir.0.join("c.log"),
-        );
+        let dir = TempDir::new("files");
+        let (a, b, c) = (dir.join("a.log"), dir.join("b.log"), dir.join("c.log"));
         append(&a, b"old a\n");
         append(&b, b"old b\nhalf");
-        append(&dir.0.join("a.log.1"), b"rotated, not matching\n");
+        append(&dir.join("a.log.1"), b"rotated, not matching\n");
         let t0 = Instant::now();
-        let mut files = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
+        let mut files = Files::open(glob(&dir, "*.log"), DEFAULT_MAX_FILES, t0);
         assert_eq!((files.files(), files.readable()), (2, true));
         assert!(step(&mut files, t0).is_empty());
         append(&a, b"new a\n");
@@ -718,22 +689,22 @@ mod tests {
 
     #[test]
     fn a_rename_inside_the_glob_is_not_read_again() {
-        let dir = Dir::new();
-        let one = dir.0.join("worker-1.log");
+        let dir = TempDir::new("files");
+        let one = dir.join("worker-1.log");
         append(&one, b"");
         let t0 = Instant::now();
-        let mut files = Files::open(dir.glob("worker-*.log"), DEFAULT_MAX_FILES, t0);
+        let mut files = Files::open(glob(&dir, "worker-*.log"), DEFAULT_MAX_FILES, t0);
         let mut writer = OpenOptions::new().append(true).open(&one).expect("writer");
         writer.write_all(b"l1\nl2\n").expect("write");
         assert_eq!(step(&mut files, t0), ["l1", "l2"]);
-        std::fs::rename(&one, dir.0.join("worker-2.log")).expect("rename");
+        std::fs::rename(&one, dir.join("worker-2.log")).expect("rename");
         writer.write_all(b"l3\n").expect("write");
         assert_eq!(step(&mut files, t0), ["l3"], "no rotation, nothing twice");
         assert_eq!(files.files(), 1);
         // Renamed out and back in before a step sees it gone: still the same file.
-        std::fs::rename(dir.0.join("worker-2.log"), dir.0.join("tmp")).expect("rename");
+        std::fs::rename(dir.join("worker-2.log"), dir.join("tmp")).expect("rename");
         assert_eq!(step(&mut files, t0), ["<renamed>"]);
-        std::fs::rename(dir.0.join("tmp"), &one).expect("rename");
+        std::fs::rename(dir.join("tmp"), &one).expect("rename");
         writer.write_all(b"l4\n").expect("write");
         assert_eq!(step(&mut files, t0), ["l4"]);
         assert_eq!((files.files(), files.drain_deadline()), (1, None));
@@ -741,16 +712,16 @@ mod tests {
 
     #[test]
     fn a_file_renamed_away_is_drained_and_its_successor_read_from_its_start() {
-        let dir = Dir::new();
-        let log = dir.0.join("app.log");
+        let dir = TempDir::new("files");
+        let log = dir.join("app.log");
         append(&log, b"");
         let t0 = Instant::now();
-        let mut files = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
+        let mut files = Files::open(glob(&dir, "*.log"), DEFAULT_MAX_FILES, t0);
         let mut writer = OpenOptions::new().append(true).open(&log).expect("writer");
         writer.write_all(b"a1\n").expect("write");
         assert_eq!(step(&mut files, t0), ["a1"]);
         writer.write_all(b"a2\n").expect("write");
-        std::fs::rename(&log, dir.0.join("app.log.1")).expect("rename");
+        std::fs::rename(&log, dir.join("app.log.1")).expect("rename");
         append(&log, b"b1\n");
         writer.write_all(b"a3\n").expect("write");
         assert_eq!(step(&mut files, t0), ["<renamed>", "a2", "a3", "b1"]);
@@ -771,11 +742,11 @@ mod tests {
 
     #[test]
     fn at_most_max_files_are_followed_and_an_extra_waits_for_a_free_slot() {
-        let dir = Dir::new();
+        let dir = TempDir::new("files");
         let t0 = Instant::now();
-        let mut files = Files::open(dir.glob("*.log"), 2, t0);
+        let mut files = Files::open(glob(&dir, "*.log"), 2, t0);
         for name in ["a.log", "b.log", "c.log"] {
-            append(&dir.0.join(name), format!("{name}\n").as_bytes());
+            append(&dir.join(name), format!("{name}\n").as_bytes());
         }
         let got = step(&mut files, t0);
         assert_eq!((got.len(), files.files()), (2, 2), "{got:?}");
@@ -785,8 +756,8 @@ mod tests {
             .find(|n| !read.contains(n))
             .expect("one not read");
         let gone = read[0];
-        std::fs::remove_file(dir.0.join(gone)).expect("remove");
-        append(&dir.0.join(extra), b"more\n");
+        std::fs::remove_file(dir.join(gone)).expect("remove");
+        append(&dir.join(extra), b"more\n");
         // The slot frees when the file leaves; the extra is read from its start then.
         assert_eq!(step(&mut files, t0), ["<renamed>"]);
         let mut want = vec![extra.to_owned(), "more".to_owned()];
@@ -797,12 +768,12 @@ mod tests {
 
     #[test]
     fn each_file_has_its_truncation_seen() {
-        let dir = Dir::new();
-        let (a, b) = (dir.0.join("a.log"), dir.0.join("b.log"));
+        let dir = TempDir::new("files");
+        let (a, b) = (dir.join("a.log"), dir.join("b.log"));
         append(&a, b"");
         append(&b, b"");
         let t0 = Instant::now();
-        let mut files = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
+        let mut files = Files::open(glob(&dir, "*.log"), DEFAULT_MAX_FILES, t0);
         append(&a, b"one\ntwo\n");
         append(&b, b"bee\n");
         assert_eq!(step(&mut files, t0), ["bee", "one", "two"]);
@@ -820,12 +791,12 @@ mod tests {
 
     #[test]
     fn positions_carry_and_resume() {
-        let dir = Dir::new();
-        let (a, b) = (dir.0.join("a.log"), dir.0.join("b.log"));
+        let dir = TempDir::new("files");
+        let (a, b) = (dir.join("a.log"), dir.join("b.log"));
         append(&a, b"");
         append(&b, b"");
         let t0 = Instant::now();
-        let mut files = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
+        let mut files = Files::open(glob(&dir, "*.log"), DEFAULT_MAX_FILES, t0);
         append(&a, b"a1\na");
         append(&b, b"b1\n");
         assert_eq!(step(&mut files, t0), ["a1", "b1"]);
@@ -835,7 +806,7 @@ mod tests {
         assert_eq!(carried.len(), 2);
         append(&a, b"2\n");
         append(&b, b"b2\n");
-        let mut again = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
+        let mut again = Files::open(glob(&dir, "*.log"), DEFAULT_MAX_FILES, t0);
         assert_eq!(again.resume(&carried), 2);
         assert_eq!(step(&mut again, t0), ["a2", "b2"]);
         assert!(decode_positions("\u{0};99999999999999999999,1,1").is_empty());
@@ -850,8 +821,8 @@ mod tests {
 
     #[test]
     fn a_missing_directory_waits_and_its_files_count_from_their_start() {
-        let dir = Dir::new();
-        let sub = dir.0.join("later");
+        let dir = TempDir::new("files");
+        let sub = dir.join("later");
         let glob = Glob::parse(&sub.join("*.log"))
             .expect("valid")
             .expect("glob");
@@ -867,18 +838,18 @@ mod tests {
 
     #[test]
     fn memory_is_one_buffer_and_each_files_unfinished_line() {
-        let dir = Dir::new();
+        let dir = TempDir::new("files");
         let t0 = Instant::now();
-        let mut files = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
+        let mut files = Files::open(glob(&dir, "*.log"), DEFAULT_MAX_FILES, t0);
         for i in 0..DEFAULT_MAX_FILES + 10 {
-            append(&dir.0.join(format!("{i}.log")), b"");
+            append(&dir.join(format!("{i}.log")), b"");
         }
         let _ = step(&mut files, t0);
         assert_eq!(files.files(), DEFAULT_MAX_FILES);
         for round in 0..3 {
             for i in 0..DEFAULT_MAX_FILES + 10 {
                 append(
-                    &dir.0.join(format!("{i}.log")),
+                    &dir.join(format!("{i}.log")),
                     format!("line {round} of file {i}\nunfinished").as_bytes(),
                 );
             }
@@ -895,13 +866,13 @@ mod tests {
 
     #[test]
     fn the_follower_takes_a_plain_path_or_a_glob() {
-        let dir = Dir::new();
-        let log = dir.0.join("app.log");
+        let dir = TempDir::new("files");
+        let log = dir.join("app.log");
         append(&log, b"");
         let t0 = Instant::now();
         let mut one = Follower::open(&log, 2, t0).expect("a file");
         assert!(matches!(one, Follower::One(_)));
-        let mut many = Follower::open(&dir.0.join("*.log"), 2, t0).expect("a glob");
+        let mut many = Follower::open(&dir.join("*.log"), 2, t0).expect("a glob");
         assert!(matches!(many, Follower::Many(_)));
         append(&log, b"x\n");
         for f in [&mut one, &mut many] {
@@ -914,31 +885,11 @@ mod tests {
         let carried = one.positions();
         let mut again = Follower::open(&log, 2, t0).expect("a file");
         assert_eq!(again.resume(&carried), 1);
-        assert!(Follower::open(&dir.0, 2, t0).is_err(), "a directory");
+        assert!(Follower::open(dir.path(), 2, t0).is_err(), "a directory");
         assert!(
-            Follower::open(&dir.0.join("*/x.log"), 2, t0).is_err(),
+            Follower::open(&dir.join("*/x.log"), 2, t0).is_err(),
             "a glob in a directory"
         );
-    }
-
-    /// `name` on `PATH` (or in /usr/sbin); when absent, `skipped: NAME not found`, or a
-    /// failure under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`, as tests/support does.
-    fn require_tool(name: &str) -> Option<PathBuf> {
-        let path = std::env::var_os("PATH").unwrap_or_default();
-        let found = std::env::split_paths(&path)
-            .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
-            .map(|dir| dir.join(name))
-            .find(|p| p.is_file());
-        if found.is_none() {
-            let required =
-                std::env::var_os("WIDGET_EXPORTER_REQUIRE_TOOLS").is_some_and(|v| v == "1");
-            assert!(
-                !required,
-                "{name} not found and WIDGET_EXPORTER_REQUIRE_TOOLS=1"
-            );
-            eprintln!("skipped: {name} not found");
-        }
-        found
     }
 
     #[test]
@@ -946,26 +897,26 @@ mod tests {
         let Some(logrotate) = require_tool("logrotate") else {
             return;
         };
-        let dir = Dir::new();
+        let dir = TempDir::new("files");
         let paths: Vec<PathBuf> = (1..=3)
-            .map(|i| dir.0.join(format!("worker-{i}.log")))
+            .map(|i| dir.join(format!("worker-{i}.log")))
             .collect();
         for p in &paths {
             append(p, b"before the start: not counted\n");
         }
-        let reopen = dir.0.join("reopen");
-        let conf = dir.0.join("logrotate.conf");
+        let reopen = dir.join("reopen");
+        let conf = dir.join("logrotate.conf");
         std::fs::write(
             &conf,
             format!(
                 "{}/worker-*.log {{\n  rotate 10\n  create\n  postrotate\n    touch {}\n  endscript\n}}\n",
-                dir.0.display(),
+                dir.path().display(),
                 reopen.display()
             ),
         )
         .expect("write the logrotate config");
         let mut now = Instant::now();
-        let mut files = Files::open(dir.glob("worker-*.log"), DEFAULT_MAX_FILES, now);
+        let mut files = Files::open(glob(&dir, "worker-*.log"), DEFAULT_MAX_FILES, now);
         let open = |p: &PathBuf| OpenOptions::new().append(true).open(p).expect("writer");
         let mut writers: Vec<std::fs::File> = paths.iter().map(open).collect();
         let (mut written, mut seen, mut renamed) = (0, std::collections::HashSet::new(), 0);
@@ -994,7 +945,7 @@ mod tests {
             let status = std::process::Command::new(&logrotate)
                 .arg("-f")
                 .arg("-s")
-                .arg(dir.0.join("state"))
+                .arg(dir.join("state"))
                 .arg(&conf)
                 .status()
                 .expect("run logrotate");
@@ -1015,7 +966,7 @@ mod tests {
         assert_eq!(renamed, 12, "three files rotated four times");
         assert_eq!((files.files(), files.drain_deadline()), (3, None));
         assert!(
-            dir.0.join("worker-1.log.4").exists(),
+            dir.join("worker-1.log.4").exists(),
             "logrotate kept its rotated copies"
         );
     }
@@ -1033,9 +984,9 @@ mod tests {
             });
         eprintln!("files property test seed: {seed} (WIDGET_EXPORTER_FUZZ_SEED={seed} replays)");
         let mut g = fastrand::Rng::with_seed(seed);
-        let dir = Dir::new();
+        let dir = TempDir::new("files");
         let mut now = Instant::now();
-        let mut files = Files::open(dir.glob("w-*.log"), DEFAULT_MAX_FILES, now);
+        let mut files = Files::open(glob(&dir, "w-*.log"), DEFAULT_MAX_FILES, now);
         // Each writer: the name its file has now, the handle it writes through, and whether a
         // step listed that file (a file that appears and leaves the glob between two listings
         // is never seen: polling cannot, so the model does not do that).
@@ -1043,7 +994,7 @@ mod tests {
         let (mut written, mut counted, mut names) = (0, std::collections::HashSet::new(), 0);
         let mut fresh = |ext: &str| {
             names += 1;
-            dir.0.join(format!("w-{names}.{ext}"))
+            dir.join(format!("w-{names}.{ext}"))
         };
         let take =
             |files: &mut Files, now: Instant, counted: &mut std::collections::HashSet<String>| {
@@ -1133,8 +1084,8 @@ mod tests {
 
     #[test]
     fn a_fifo_in_the_glob_is_not_opened() {
-        let dir = Dir::new();
-        let fifo = dir.0.join("pipe.log");
+        let dir = TempDir::new("files");
+        let fifo = dir.join("pipe.log");
         let made = std::process::Command::new("mkfifo").arg(&fifo).status();
         if !made.is_ok_and(|s| s.success()) {
             eprintln!("skipped: mkfifo not found");
@@ -1142,7 +1093,7 @@ mod tests {
         }
         let t0 = Instant::now();
         // Opening it for reading would block until a writer came: it must not be tried.
-        let mut files = Files::open(dir.glob("*.log"), DEFAULT_MAX_FILES, t0);
+        let mut files = Files::open(glob(&dir, "*.log"), DEFAULT_MAX_FILES, t0);
         assert!(step(&mut files, t0).is_empty());
         assert_eq!(files.files(), 0);
     }

@@ -262,8 +262,8 @@ mod tests {
     use crate::source::log::config::Pattern;
     use crate::source::log::files::decode_positions;
     use crate::source::log::template::Unit;
-    use std::io::Write;
-    use std::path::{Path, PathBuf};
+    use crate::testing::{append, TempDir};
+    use std::path::PathBuf;
 
     fn config(path: PathBuf, started: bool) -> LogConfig {
         let p = |t: &str, d| Some(Pattern::parse(t, d).expect("test template parses"));
@@ -296,35 +296,10 @@ mod tests {
         log: true,
     };
 
-    /// A directory of its own, removed when dropped.
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new(name: &str) -> Dir {
-            let dir = std::env::temp_dir().join(format!("we-{name}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("temp dir");
-            Dir(dir)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn append(path: &Path, text: &str) {
-        let mut f = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(path)
-            .expect("append");
-        f.write_all(text.as_bytes()).expect("append");
-    }
-
     #[test]
     fn lines_become_widgets_and_counts() {
-        let dir = Dir::new("logtail");
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("logtail");
+        let path = dir.join("app.log");
         std::fs::write(&path, b"before start: not counted\n").expect("write");
         let t0 = Instant::now();
         let metrics = Metrics::new(PARTS, Duration::from_secs(60), t0);
@@ -388,8 +363,8 @@ mod tests {
     /// order.
     #[test]
     fn label_sets_under_the_cap_and_across_a_restart() {
-        let dir = Dir::new("loglabels");
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("loglabels");
+        let path = dir.join("app.log");
         std::fs::write(&path, b"").expect("write");
         let mut c = config(path.clone(), false);
         c.finished = Pattern::parse(

@@ -590,35 +590,8 @@ impl Tail {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::testing::{append, require_tool, TempDir};
     use std::io::Write;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// A directory removed when dropped.
-    struct Dir(PathBuf);
-    impl Dir {
-        fn new() -> Dir {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let dir = std::env::temp_dir().join(format!("we-tail-{}-{n}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            std::fs::create_dir_all(&dir).expect("create temp dir");
-            Dir(dir)
-        }
-    }
-    impl Drop for Dir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
-    }
-
-    fn append(path: &Path, text: &[u8]) {
-        let mut f = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .expect("open for append");
-        f.write_all(text).expect("append");
-    }
 
     /// What one step handed out, as text.
     fn step(tail: &mut Tail, now: Instant) -> Vec<String> {
@@ -636,8 +609,8 @@ mod tests {
 
     #[test]
     fn existing_file_is_read_from_its_end_and_partial_lines_wait() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         append(&path, b"old 1\nold 2\nhalf");
         let t0 = Instant::now();
         let mut tail = Tail::open(&path, t0).expect("open");
@@ -652,8 +625,8 @@ mod tests {
 
     #[test]
     fn a_missing_file_that_appears_is_read_from_its_start() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         let t0 = Instant::now();
         let mut tail = Tail::open(&path, t0).expect("open");
         assert!(!tail.readable());
@@ -668,8 +641,8 @@ mod tests {
 
     #[test]
     fn rename_rotation_drains_the_old_file_and_reads_the_new_from_its_start() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         append(&path, b"");
         let t0 = Instant::now();
         let mut tail = Tail::open(&path, t0).expect("open");
@@ -677,7 +650,7 @@ mod tests {
         writer.write_all(b"a1\n").expect("write");
         assert_eq!(step(&mut tail, t0), ["a1"]);
         writer.write_all(b"a2\n").expect("write");
-        std::fs::rename(&path, dir.0.join("app.log.1")).expect("rename");
+        std::fs::rename(&path, dir.join("app.log.1")).expect("rename");
         append(&path, b"b1\n");
         // The writer has not reopened yet: it still writes to the renamed file.
         writer.write_all(b"a3 par").expect("write");
@@ -696,8 +669,8 @@ mod tests {
 
     #[test]
     fn truncation_reads_the_file_again_from_its_start() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         append(&path, b"");
         let t0 = Instant::now();
         let mut tail = Tail::open(&path, t0).expect("open");
@@ -784,8 +757,8 @@ mod tests {
             ),
         ];
         for (n, &(initial, steps)) in cases.iter().enumerate() {
-            let dir = Dir::new();
-            let path = dir.0.join("app.log");
+            let dir = TempDir::new("tail");
+            let path = dir.join("app.log");
             append(&path, initial);
             let t0 = Instant::now();
             let mut tail = Tail::open(&path, t0).expect("open");
@@ -811,8 +784,8 @@ mod tests {
 
     #[test]
     fn bytes_not_written_yet_are_no_fingerprint() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         // A preallocated file: zeros, later written from its start in place.
         append(&path, b"");
         let writer = OpenOptions::new().write(true).open(&path).expect("writer");
@@ -843,8 +816,8 @@ mod tests {
 
     #[test]
     fn long_lines_are_skipped_and_reported_once() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         append(&path, b"");
         let t0 = Instant::now();
         let mut tail = Tail::open(&path, t0).expect("open");
@@ -870,8 +843,8 @@ mod tests {
 
     #[test]
     fn a_backlog_is_read_in_bounded_steps_without_loss() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         let t0 = Instant::now();
         let mut tail = Tail::open(&path, t0).expect("open");
         let line = b"2026-12-01T10:00:01Z worker-3 widget 4711 done status=ok took=231ms\n";
@@ -899,8 +872,8 @@ mod tests {
 
     #[test]
     fn a_carried_position_resumes_at_the_first_unfinished_line() {
-        let dir = Dir::new();
-        let path = dir.0.join("app.log");
+        let dir = TempDir::new("tail");
+        let path = dir.join("app.log");
         append(&path, b"");
         let t0 = Instant::now();
         let mut tail = Tail::open(&path, t0).expect("open");
@@ -920,19 +893,14 @@ mod tests {
 
     #[test]
     fn a_directory_is_refused_and_a_fifo_is_a_stream() {
-        let dir = Dir::new();
-        assert!(Tail::open(&dir.0, Instant::now()).is_none());
-        let fifo = dir.0.join("fifo");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        if !made.is_ok_and(|s| s.success()) {
-            // Like the integration tests: a missing tool fails where CI requires every tool.
-            assert!(
-                std::env::var_os("WIDGET_EXPORTER_REQUIRE_TOOLS").is_none_or(|v| v != "1"),
-                "mkfifo not found and WIDGET_EXPORTER_REQUIRE_TOOLS=1"
-            );
-            eprintln!("skipped: mkfifo not found");
+        let dir = TempDir::new("tail");
+        assert!(Tail::open(dir.path(), Instant::now()).is_none());
+        let fifo = dir.join("fifo");
+        let Some(mkfifo) = require_tool("mkfifo") else {
             return;
-        }
+        };
+        let made = std::process::Command::new(mkfifo).arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo {}", fifo.display());
         let t0 = Instant::now();
         let mut tail = Tail::open(&fifo, t0).expect("open fifo");
         let mut writer = OpenOptions::new().write(true).open(&fifo).expect("writer");
