@@ -1,18 +1,32 @@
 //! widget-exporter: a tiny, synchronous Prometheus exporter for a widget-processing service.
 //!
-//! Where numbers come from: a [`source`] of widgets, gathered in [`metrics`]. Each kind of
-//! source (the simulation, `source::sim`; the application's log, [`source::log`]) describes
-//! itself in its own file (flag rows, validated config, how it opens, its families) and
-//! the registry in [`source`] lists them. Where numbers go: an [`output`] ([`output::http`]
-//! for Prometheus, [`output::textfile`] for node_exporter), rendered by [`metrics::render`]
-//! and driven by the one loop in [`app`]. [`config`] turns flags into a configuration with
-//! the kinds' flag tables handed to it; [`host`] is everything that talks to the operating
-//! system; [`error`] and [`log`] are used everywhere.
+//! The map, one folder per concern:
+//!
+//! - [`app`]: the loop only: step the source, wake the outputs, sleep until the next due
+//!   instant. It names no particular source or output.
+//! - [`config`]: the flag-table machinery, parsing, `--help`, the validated configuration and
+//!   the one duration parser. It is handed the sources' flag tables and names none of them.
+//! - [`source`]: the `Source` trait and the registry of kinds. Each kind describes itself in
+//!   its own file (flag rows, validated config, how it opens, its families): `source::sim`
+//!   (the simulation) and [`source::log`] (the application's log: tail, template, labels,
+//!   files, the check mode).
+//! - [`metrics`]: families grouped by owner (widgets, http, log, textfile, process), each
+//!   family's name, help, kind, atomics, encoding and carried state in one place; the
+//!   snapshot; [`metrics::render`], which knows the exposition formats and none of the
+//!   crate's families.
+//! - [`output`]: the `Output` trait; [`output::textfile`] for node_exporter;
+//!   [`output::http`] for Prometheus, with everything that contains tiny_http 0.12 under it
+//!   (server, listener, body, guard, [`output::http::pool`], probe, restart).
+//! - [`host`]: what talks to the operating system: `sys` (all `unsafe`), `/proc`, limits in
+//!   force, the clock, systemd, the printed units and rules, the dashboard.
+//! - [`error`] and [`log`]: used everywhere.
 //!
 //! Dependencies point one way, and a test below reads the files to keep it so: `config`,
 //! `host`, `error` and `log` at the bottom; `source` and `metrics` above them; `output`
 //! above those; `app` on top, then `main.rs`. Adding a source is one new file under
-//! `source/` and one line in `source::KINDS` (README, "Write your own source").
+//! `source/` and one line in `source::KINDS`; adding an output, one file under `output/`
+//! and one line in `Outputs::open`; adding a family, one owner's file under `metrics/`
+//! (README, "Write your own source, output or family").
 
 pub mod app;
 pub mod config;

@@ -1,5 +1,6 @@
 //! Everything that talks to the operating system: [`sys`] (all `unsafe`), [`process`]
-//! (`/proc`), [`clock`] (the wall clock), [`systemd`] (sd_notify, socket activation); and
+//! (`/proc`), [`limits`] (the limits in force: open files, the pids cgroup), [`clock`] (the
+//! wall clock), [`systemd`] (sd_notify, socket activation); and
 //! what an operator installs beside the binary: [`units`] (the printed units and alerting
 //! rules) and [`dashboard`] (the Grafana dashboard).
 

@@ -3,7 +3,7 @@
 //! temporary files a crash left behind, the atomic replace (a temporary file in the same
 //! directory, fsync, mode 0644, rename, fsync of the directory), the write schedule and the
 //! one-log-line-per-failure-streak rule. What goes into the file is `metrics`'s choice
-//! ([`Metrics::textfile_snapshot`](crate::metrics::Metrics::textfile_snapshot)) and how it is spelled is `render`'s; this file must not
+//! (`Metrics::textfile_snapshot`) and how it is spelled is `render`'s; this file must not
 //! know the families, nor touch sockets.
 //!
 //! node_exporter reads only `*.prom`, so the temporary file `.FILE.PID.tmp` is never read
@@ -226,7 +226,7 @@ pub(crate) fn open(opening: &Opening) -> Result<Option<Box<dyn Output>>, Error> 
 }
 
 impl Output for Textfile {
-    /// Writes the file if it is due at `now`: what [`Metrics::textfile_snapshot`](crate::metrics::Metrics::textfile_snapshot) gives, in
+    /// Writes the file if it is due at `now`: what `Metrics::textfile_snapshot` gives, in
     /// the text format, counted in the metrics. A failed write is logged and retried at the
     /// next interval, but for the first one: a file that could never be written at start
     /// (a directory the service may not write to) ends the process with that reason, rather

@@ -3,7 +3,7 @@
 //! configured interval), and records each finished widget in [`Metrics`]. Time is passed in
 //! and randomness comes from its own seeded generator, so tests drive it without clocks. It
 //! never sleeps: it tells the loop when its next event is due. Its flags, their validation
-//! and its registry entry ([`KIND`]) are at the top of this file.
+//! and its registry entry (`KIND`) are at the top of this file.
 
 use std::time::{Duration, Instant};
 

@@ -100,7 +100,7 @@ const SPARE: Spare = Spare {
 
 impl Limits {
     /// The default limits with the connection and thread caps lowered, where needed, to
-    /// [`CAP_SHARE`] of what `in_force` allows. The defaults stay the upper bounds.
+    /// `CAP_SHARE` of what `in_force` allows. The defaults stay the upper bounds.
     #[must_use]
     pub fn derive(in_force: &InForce) -> Limits {
         let d = Limits::default();

@@ -78,7 +78,7 @@ const PROCESS_MAX_AGE: Duration = Duration::from_secs(1);
 
 impl Site {
     /// A site serving the given telemetry path, for a widget-processing service whose
-    /// source it does not name (see [`Site::describing`]).
+    /// source it does not name (see `Site::describing`).
     #[must_use]
     pub fn new(telemetry_path: &str) -> Self {
         Site {

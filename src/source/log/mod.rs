@@ -1,5 +1,5 @@
 //! The log source: real widgets counted from the application's own log. Owns its registry
-//! entry ([`KIND`]; its flags and validated config are in `config`), the check mode it offers
+//! entry (`KIND`; its flags and validated config are in `config`), the check mode it offers
 //! through the registry (`check`), and the live source: it follows the path (one file, or a
 //! glob of files) through `files`, decides what each line means through `classify`, and puts
 //! each widget in its label set through `labels`, under the series cap. It never renders,
