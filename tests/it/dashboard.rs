@@ -142,8 +142,10 @@ fn every_panel_query_is_valid_and_those_with_families_return_data() {
     let logged = Exporter::start(&[
         "--widget.source=log",
         &log_flag,
-        "--widget.log.finished=* done took={duration}",
+        // A label whose values outgrow a cap of 2 sets, so the overflow panel has data.
+        "--widget.log.finished=widget {label:widget} done took={duration}",
         "--widget.log.failed=* failed *",
+        "--widget.log.max-series=2",
         "--widget.log.poll-interval=100ms",
         &textfile_flag,
         "--textfile.interval=1s",
