@@ -353,10 +353,11 @@ impl Guard {
             return;
         }
         let fds = pool::open_fds();
-        // A look between scans gets no figures from the caller: the thread count is read
-        // here, and a scan the look starts uses it too (the pool's census needs it).
-        let threads = threads.or_else(pool::threads_now);
-        if !self.scan_due(now) && !self.pool.moved(now, fds, threads) {
+        if !self.scan_due(now)
+            && !self
+                .pool
+                .moved(now, fds, threads.or_else(pool::threads_now))
+        {
             return;
         }
         self.scan(now);

@@ -121,12 +121,15 @@ impl Output for Http {
         // connection still waiting for its request.
         if now >= self.guard.next_deadline() {
             // Between scans the guard only looks at tiny_http's pool (every few tens of
-            // milliseconds while it watches): our own /proc figures are read for scans only.
+            // milliseconds while it watches): our own /proc figures are read for scans, and
+            // a look counts only the threads, which the pool's census needs if it scans.
             let scan = self.guard.scan_due(now);
-            let stats = scan.then(|| self.own.read());
-            let (rss, threads) = stats
-                .as_ref()
-                .map_or((None, None), |s| (s.resident_memory_bytes, s.threads));
+            let (rss, threads) = if scan {
+                let stats = self.own.read();
+                (stats.resident_memory_bytes, stats.threads)
+            } else {
+                (None, pool::threads_now())
+            };
             self.guard.tick(now, rss, threads, metrics);
             let census = self.guard.census();
             if census.starved > 0 && !self.restarts.draining() {
