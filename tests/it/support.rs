@@ -706,6 +706,12 @@ impl Drop for Proc {
     }
 }
 
+/// The last `lines` lines of `text`: what a failure shows of a log.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
 // ---------------------------------------------------------------------------------------
 // Waiting: the test may wait; the exporter never does.
 
@@ -929,4 +935,21 @@ pub fn security_score(analyze: &std::path::Path, unit: &std::path::Path) -> (f64
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("unparsable: {line}"));
     (score, line)
+}
+
+#[test]
+fn the_parsers_read_what_the_exporter_writes() {
+    assert_eq!(
+        dechunk(b"5\r\nhello\r\n1;x=y\r\n!\r\n0\r\n\r\n").map(|(body, _)| body),
+        Some(b"hello!".to_vec())
+    );
+    let line = r#"ts=2026-01-01T00:00:00.000Z level=debug msg=request path=/metrics user_agent="curl x format=text" format=openmetrics"#;
+    assert_eq!(
+        field(line, "user_agent").as_deref(),
+        Some("curl x format=text")
+    );
+    assert_eq!(field(line, "format").as_deref(), Some("openmetrics"));
+    assert_eq!(field(line, "msg").as_deref(), Some("request"));
+    assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+    assert_eq!(tail("a", 5), "a");
 }
