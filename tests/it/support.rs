@@ -414,6 +414,17 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// Sends a request announcing a body too big to drain: tiny_http leaks its connection, which
+/// the exporter cures by re-executing itself (a restart in place, about 10 s later). The
+/// caller holds the returned connection until the restart is seen.
+pub fn provoke_restart(addr: SocketAddr) -> TcpStream {
+    let mut killer = TcpStream::connect(addr).expect("connect");
+    killer
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n")
+        .expect("send");
+    killer
+}
+
 /// Sends raw bytes on a fresh connection and reads one response; panics when that fails.
 pub fn request(addr: SocketAddr, raw: &str) -> Response {
     try_request(addr, raw, Duration::from_secs(10))
@@ -710,6 +721,17 @@ impl Drop for Proc {
 pub fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Appends `text` to the file `path`, creating it: a line written the way a logging
+/// application writes it.
+pub fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
 }
 
 // ---------------------------------------------------------------------------------------
