@@ -6,16 +6,15 @@
 //! line naming it, exit 2. Owns no exporter code.
 
 use std::fmt::Write as _;
-use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::logtail::{
     logrotate, scrape_until as wait_for, start_log, write_through_a_restart, writer,
 };
 use crate::support::{
-    append, binary, require_prometheus_client, require_tool, run_with_stdin, sample, Exporter,
-    TempDir,
+    append, binary, exits, require_prometheus_client, require_tool, run_with_stdin, sample,
+    Exporter, TempDir,
 };
 
 const FINISHED: &str =
@@ -466,27 +465,6 @@ fn a_restart_in_place_carries_the_label_sets() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
-/// Runs the binary to its end with `stdin`; (exit code, stdout, stderr).
-fn run_check(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().expect("piped");
-    // A check of a file never reads standard input: a broken pipe is fine.
-    let _ = input.write_all(stdin);
-    drop(input);
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 /// The check mode reads the path once from its start and reports what the templates count;
 /// the deployed command's other flags are accepted and ignored (no port, no textfile).
 #[test]
@@ -521,7 +499,7 @@ fn the_check_mode_reports_without_serving() {
         "--log.format=json",
         "--widget.log.check",
     ];
-    let (code, out, err) = run_check(&args, b"");
+    let (code, out, err) = exits(&args, "");
     assert_eq!(code, Some(0), "{out}{err}");
     let mut lines = out.lines();
     assert_eq!(
@@ -558,48 +536,48 @@ fn the_check_mode_reports_without_serving() {
     assert!(err.is_empty(), "nothing logged, nothing served: {err}");
     assert!(!textfile.exists(), "no textfile written");
     // Standard input for `-`, and every file of a glob.
-    let (code, out, _) = run_check(
+    let (code, out, _) = exits(
         &[
             "--widget.source=log",
             "--widget.log.path=-",
             FINISHED,
             "--widget.log.check",
         ],
-        done("w1", "ok").repeat(3).as_bytes(),
+        &done("w1", "ok").repeat(3),
     );
     assert_eq!(code, Some(0));
     assert!(out.starts_with("lines: matched=3 unmatched=0"), "{out}");
     append(&dir.join("more.log"), &done("w7", "ok"));
     let glob = format!("--widget.log.path={}/*.log", dir.path().display());
-    let (code, out, _) = run_check(
+    let (code, out, _) = exits(
         &["--widget.source=log", &glob, FINISHED, "--widget.log.check"],
-        b"",
+        "",
     );
     assert_eq!(code, Some(0));
     assert!(out.starts_with("lines: matched=31 unmatched=2 "), "{out}");
     // Exit 1 when the path cannot be read; the report of what was read is still printed.
     let missing = format!("--widget.log.path={}", dir.join("missing.log").display());
-    let (code, out, err) = run_check(
+    let (code, out, err) = exits(
         &[
             "--widget.source=log",
             &missing,
             FINISHED,
             "--widget.log.check",
         ],
-        b"",
+        "",
     );
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("missing.log"), "{err}");
     assert!(out.starts_with("lines: matched=0 "), "{out}");
     // Exit 2 on a bad flag, before reading anything.
-    let (code, out, err) = run_check(
+    let (code, out, err) = exits(
         &[
             "--widget.source=log",
             &log,
             "--widget.log.finished=* {label:le} {duration}",
             "--widget.log.check",
         ],
-        b"",
+        "",
     );
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(
@@ -648,7 +626,7 @@ fn every_bad_flag_is_one_line_naming_it() {
             if check {
                 all.push("--widget.log.check");
             }
-            let (code, out, err) = run_check(&all, b"");
+            let (code, out, err) = exits(&all, "");
             assert_eq!(code, Some(2), "{all:?}: {out}{err}");
             let first = err.lines().next().unwrap_or_default();
             assert!(first.contains(flag), "{all:?}: {err}");
@@ -657,7 +635,7 @@ fn every_bad_flag_is_one_line_naming_it() {
         }
     }
     // The check flag belongs to the log source.
-    let (code, _, err) = run_check(&["--widget.log.check"], b"");
+    let (code, _, err) = exits(&["--widget.log.check"], "");
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--widget.log.check"), "{err}");
 }

@@ -11,7 +11,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{append, binary, require_tool, run, run_with_stdin, say, Exporter, TempDir};
+use crate::support::{
+    append, binary, exits, require_tool, run, run_with_stdin, say, Exporter, TempDir,
+};
 
 /// The templates of the unlabeled log tests (here, `legacy`).
 pub(crate) const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
@@ -293,28 +295,9 @@ fn standard_input_is_a_stream_whose_end_is_not_fatal() {
         FAILED,
     ]);
     let mut exporter = following(Exporter::start_fed(&mut cmd, Stdio::piped()));
-    let mut stdin = exporter.child.stdin.take().expect("piped stdin");
-    for i in 0..20 {
-        stdin.write_all(line(i).as_bytes()).expect("feed");
-    }
-    stdin.flush().expect("flush");
-    let c = wait_for(&exporter, "20 lines from the pipe", |c| c.matched == 20);
-    assert_eq!((c.failed, c.readable), (1, 1));
-    stdin
-        .write_all(b"x widget 7 done status=ok took=5ms")
-        .expect("feed");
-    drop(stdin);
-    exporter.wait_for_log("end of the log stream", Duration::from_secs(30));
-    let c = counts(&exporter);
-    assert_eq!(
-        (c.matched, c.readable),
-        (21, 0),
-        "the last line, and counters stay"
-    );
-    assert!(
-        exporter.child.try_wait().expect("wait").is_none(),
-        "still running"
-    );
+    let stdin = exporter.child.stdin.take().expect("piped stdin");
+    // The last line lacks its newline: the end of the stream ends it.
+    a_stream_ends(exporter, stdin, "x widget 7 done status=ok took=5ms");
 }
 
 #[test]
@@ -329,23 +312,30 @@ fn a_fifo_is_a_stream_whose_end_is_not_fatal() {
     let fifo = dir.join("app.fifo");
     let (ok, _, err) = run(Command::new(mkfifo).arg(&fifo));
     assert!(ok, "mkfifo: {err}");
-    let mut exporter = start(&fifo, &[]);
-    let mut writer = OpenOptions::new()
+    let exporter = start(&fifo, &[]);
+    let writer = OpenOptions::new()
         .write(true)
         .custom_flags(O_NONBLOCK)
         .open(&fifo)
         .unwrap_or_else(|e| panic!("the exporter holds no read end: {e}\n{}", exporter.log()));
+    a_stream_ends(exporter, writer, "");
+}
+
+/// Writes 20 lines to the stream the exporter reads, then `last`, and ends the stream: every
+/// line is counted, the counters stay, the log is no longer readable, and the exporter runs on.
+fn a_stream_ends(mut exporter: Exporter, mut stream: impl Write, last: &str) {
     let text: String = (0..20).map(line).collect();
-    writer.write_all(text.as_bytes()).expect("feed");
-    let c = wait_for(&exporter, "20 lines from the FIFO", |c| c.matched == 20);
+    stream.write_all(text.as_bytes()).expect("feed");
+    let c = wait_for(&exporter, "20 lines from the stream", |c| c.matched == 20);
     assert_eq!((c.failed, c.readable), (1, 1));
-    drop(writer);
+    stream.write_all(last.as_bytes()).expect("feed");
+    drop(stream);
     exporter.wait_for_log("end of the log stream", Duration::from_secs(30));
     let c = counts(&exporter);
     assert_eq!(
         (c.matched, c.readable),
-        (20, 0),
-        "counters stay at the end of the stream"
+        (20 + u64::from(!last.is_empty()), 0),
+        "the last line, and counters stay at the end of the stream"
     );
     assert!(
         exporter.child.try_wait().expect("wait").is_none(),
@@ -410,13 +400,8 @@ fn bad_flags() {
         ),
     ];
     for &(args, code, want) in cases {
-        let out = Command::new(binary())
-            .args(args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+        let (status, _, stderr) = exits(args, "");
+        assert_eq!(status, Some(code), "{args:?}: {stderr}");
         assert!(stderr.contains(want), "{args:?}: {stderr}");
         assert_eq!(
             stderr.lines().next().map(|l| l.contains("--widget")),
@@ -424,18 +409,16 @@ fn bad_flags() {
             "{stderr}"
         );
     }
-    let out = Command::new(binary())
-        .args([
+    let (code, _, stderr) = exits(
+        &[
             "--widget.source=log",
             FINISHED,
             "--web.listen-address=127.0.0.1:0",
-        ])
-        .arg(format!("--widget.log.path={}", dir.path().display()))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+            &format!("--widget.log.path={}", dir.path().display()),
+        ],
+        "",
+    );
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("names a directory, not a log file"),
         "{stderr}"

@@ -262,13 +262,14 @@ impl Exporter {
     }
 
     /// Waits until the exporter has logged `needle`; panics with the log after `within`.
-    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
         wait_until(
             &format!("{needle:?} in the log"),
             within,
             || self.log().contains(needle),
             || self.log(),
         );
+        self.log()
     }
 
     /// GET with extra header lines (each ending in `\r\n`).
@@ -652,6 +653,20 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
 
 /// [`run`] with `input` on the command's standard input.
 pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String, String) {
+    let (code, out, err) = run_code(cmd, input);
+    (code == Some(0), out, err)
+}
+
+/// Runs the binary under test with `args` and `input` on its standard input to completion:
+/// (exit code, stdout, stderr).
+pub fn exits(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    run_code(Command::new(binary()).args(args), input)
+}
+
+/// Runs a command to completion with `input` on its standard input: (exit code, `None` when
+/// a signal ended it; stdout; stderr), panicking with everything shown when it could not even
+/// start.
+pub fn run_code(cmd: &mut Command, input: &str) -> (Option<i32>, String, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -659,8 +674,8 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String, String) 
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let mut stdin = child.stdin.take().expect("piped stdin");
-    // A writer thread: a command that answers before reading all of its input must not
-    // deadlock against a full pipe.
+    // A writer thread: a command that answers before reading all of its input (or never
+    // reads it: a broken pipe is fine) must not deadlock against a full pipe.
     let input = input.to_owned();
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(input.as_bytes());
@@ -670,7 +685,7 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String, String) 
         .unwrap_or_else(|e| panic!("cannot wait for {cmd:?}: {e}"));
     let _ = writer.join();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
@@ -755,6 +770,13 @@ pub fn poll<T>(
         }
         std::thread::sleep(every.min(deadline - now));
     }
+}
+
+/// Waits up to `within` for `child` to end: how it ended, or `None` if it did not.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    poll(within, Duration::from_millis(20), || {
+        child.try_wait().ok().flatten()
+    })
 }
 
 /// Polls `ok` every `every` until it holds: how long that took, or `None` after `within`.

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{binary, run, say, Exporter, TempDir};
+use crate::support::{binary, run, run_code, say, Exporter, TempDir};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -155,9 +155,7 @@ fn watchdog_stops_when_the_http_path_dies() {
         e.log()
     );
     // And the exporter said why and exited non-zero rather than idling deaf.
-    let status = support::poll(Duration::from_secs(10), Duration::from_millis(20), || {
-        e.child.try_wait().ok().flatten()
-    });
+    let status = support::wait_exit(&mut e.child, Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| !s.success()),
         "status {status:?}; log:\n{}",
@@ -210,14 +208,14 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
 
 #[test]
 fn systemd_socket_flag_without_a_socket_exits_1() {
-    let out = Command::new(binary())
-        .arg("--web.systemd-socket")
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDS")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, _, err) = run_code(
+        Command::new(binary())
+            .arg("--web.systemd-socket")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS"),
+        "",
+    );
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("--web.systemd-socket") && err.contains("LISTEN_FDS"),
         "{err}"

@@ -7,11 +7,11 @@
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{binary, run, run_with_stdin, sample, say, Exporter, Proc, TempDir};
+use crate::support::{binary, run, run_code, run_with_stdin, sample, say, Exporter, Proc, TempDir};
 
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
@@ -257,13 +257,8 @@ fn flag_errors_that_need_the_filesystem_exit_2_naming_the_flag() {
         ),
     ];
     for (args, want) in cases {
-        let out = Command::new(binary())
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let (code, _, err) = run_code(Command::new(binary()).args(&args), "");
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         // The usage line, after the start line when the error was found at start.
         let first = err
             .lines()
