@@ -365,7 +365,7 @@ pub fn log_tail(log: &str, n: usize) -> String {
         .lines()
         .filter(|l| !l.contains("msg=\"widget event\"") && !l.contains("level=debug msg=request"))
         .collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    crate::support::tail(&lines.join("\n"), n)
 }
 
 // ---------------------------------------------------------------------------------------

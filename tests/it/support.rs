@@ -749,6 +749,26 @@ pub fn append(path: &Path, text: &str) {
         .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
 }
 
+/// Receives datagrams (sd_notify messages) until `deadline`, returning (arrival, text) pairs.
+pub fn receive_until(
+    sock: &std::os::unix::net::UnixDatagram,
+    deadline: Instant,
+) -> Vec<(Instant, String)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push((
+                Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
+        }
+    }
+    got
+}
+
 // ---------------------------------------------------------------------------------------
 // Waiting: the test may wait; the exporter never does.
 

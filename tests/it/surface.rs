@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::promapi::Json;
 use crate::support::{self, binary, exits, run, wait_exit, Exporter, TempDir};
@@ -343,21 +343,16 @@ fn under_systemd_a_stop_says_stopping() {
     let dir = TempDir::new("surface-stopping");
     let path = dir.join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
     let mut e = Exporter::start_with(Command::new(binary()).env("NOTIFY_SOCKET", &path));
     let pid = e.child.id().to_string();
     let (ok, _, err) = run(Command::new(&kill).args(["-TERM", &pid]));
     assert!(ok, "kill: {err}");
     let status = wait_exit(&mut e.child, Duration::from_secs(20));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", e.log());
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = sock.recv(&mut buf) {
-        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+    // Everything it sent is queued by now.
+    let got = support::receive_until(&sock, Instant::now() + Duration::from_millis(100));
     assert_eq!(
-        got.last().map(String::as_str),
+        got.last().map(|(_, m)| m.as_str()),
         Some("STOPPING=1"),
         "{got:?}"
     );

@@ -280,8 +280,6 @@ fn with_http_off_ready_follows_the_first_write_and_the_watchdog_stops_with_the_w
     let file = data.join("widget-exporter.prom");
     let sock_path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
     let p = Proc::spawn(
         Command::new(binary())
             .args(["--web.listen-address=none", "--textfile.interval=100ms"])
@@ -291,20 +289,7 @@ fn with_http_off_ready_follows_the_first_write_and_the_watchdog_stops_with_the_w
             .env_remove("WATCHDOG_PID"),
         dir.join("exporter.log"),
     );
-    let receive = |for_: Duration| {
-        let end = Instant::now() + for_;
-        let mut got = Vec::new();
-        let mut buf = [0u8; 512];
-        while Instant::now() < end {
-            if let Ok(n) = sock.recv(&mut buf) {
-                got.push((
-                    Instant::now(),
-                    String::from_utf8_lossy(&buf[..n]).into_owned(),
-                ));
-            }
-        }
-        got
-    };
+    let receive = |for_: Duration| support::receive_until(&sock, Instant::now() + for_);
     let healthy = receive(Duration::from_millis(1500));
     let ready = healthy
         .iter()
