@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::logtail::{counts, following, line, FAILED, FINISHED};
+use crate::logtail::{counts, following, line, wait_for, Counts, FAILED, FINISHED};
 use crate::support::{
     self, append, binary, provoke_restart, require_tool, sample, say, tool, try_request,
     wait_until, Exporter, TempDir,
@@ -540,12 +540,6 @@ fn the_filter_bites_refused_calls_fail_with_enosys_and_allowed_ones_do_not() {
 // ---------------------------------------------------------------------------------------
 // The core paths.
 
-/// (matched lines, rename rotations) in one text scrape.
-fn log_counts(e: &Exporter) -> (u64, u64) {
-    let c = counts(e);
-    (c.matched, c.renames)
-}
-
 /// A scrape in text 0.0.4 and one in OpenMetrics, each well-formed enough to tell.
 fn scrape_both_formats(e: &Exporter, name: &str) {
     let text = e.get("/metrics");
@@ -605,12 +599,8 @@ fn core_paths(kernel: Version) {
     for i in 0..10 {
         append(&path, &line(i));
     }
-    wait_until(
-        "the first 10 lines",
-        within,
-        || log_counts(&e) == (10, 0),
-        log,
-    );
+    let seen = |c: &Counts| (c.matched, c.renames);
+    wait_for(&e, "the first 10 lines", |c| seen(c) == (10, 0));
     std::fs::rename(&path, &rotated).expect("rotate");
     for i in 10..13 {
         append(&rotated, &line(i));
@@ -618,15 +608,10 @@ fn core_paths(kernel: Version) {
     for i in 13..20 {
         append(&path, &line(i));
     }
-    wait_until(
-        "20 lines across the rotation",
-        within,
-        || log_counts(&e) == (20, 1),
-        log,
-    );
+    wait_for(&e, "20 lines across the rotation", |c| seen(c) == (20, 1));
     std::thread::sleep(Duration::from_millis(300)); // six polls: nothing read twice
     assert_eq!(
-        log_counts(&e),
+        seen(&counts(&e)),
         (20, 1),
         "{name}: exactly once across rotation"
     );
@@ -653,15 +638,10 @@ fn core_paths(kernel: Version) {
         log,
     );
     drop(killer);
-    assert_eq!(log_counts(&e), (20, 1), "{name}: counts carried");
+    assert_eq!(seen(&counts(&e)), (20, 1), "{name}: counts carried");
     append(&path, &line(20));
     append(&path, &line(21));
-    wait_until(
-        "2 more lines after the restart",
-        within,
-        || log_counts(&e).0 == 22,
-        log,
-    );
+    wait_for(&e, "2 more lines after the restart", |c| c.matched == 22);
     assert!(
         e.log()
             .contains("resumed the log where the previous image stopped"),

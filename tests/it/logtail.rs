@@ -88,7 +88,7 @@ pub(crate) fn scrape_until(exporter: &Exporter, what: &str, done: impl Fn(&str) 
 }
 
 /// [`scrape_until`] on the counts.
-fn wait_for(exporter: &Exporter, what: &str, done: impl Fn(&Counts) -> bool) -> Counts {
+pub(crate) fn wait_for(exporter: &Exporter, what: &str, done: impl Fn(&Counts) -> bool) -> Counts {
     Counts::of(&scrape_until(exporter, what, |body| {
         done(&Counts::of(body))
     }))
