@@ -382,10 +382,9 @@ fn truncate_and_regrow_within_one_poll_counts_every_line() {
     assert_eq!(total(&body, "widgets_processed_total"), 16, "{body}");
 }
 
-/// A restart in place (provoked as in tests/logtail.rs: a request announcing a 100 GB body is
-/// answered and leaked, and the exporter re-executes itself about 10 s later) carries the label
-/// sets with their counts, in their order, and the overflow count, in an unlinked file of the
-/// temporary directory that nothing leaves behind.
+/// A restart in place (`support::provoke_restart`) carries the label sets with their counts,
+/// in their order, and the overflow count, in an unlinked file of the temporary directory
+/// that nothing leaves behind.
 #[test]
 fn a_restart_in_place_carries_the_label_sets() {
     let dir = TempDir::new("labels-restart");

@@ -15,7 +15,7 @@ use crate::support::{
     append, binary, exits, require_tool, run, run_with_stdin, say, Exporter, TempDir,
 };
 
-/// The templates of the unlabeled log tests (here, `legacy`).
+/// The templates of the unlabeled log tests (this module's and `legacy`'s).
 pub(crate) const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
 pub(crate) const FAILED: &str = "--widget.log.failed=* widget * done status=failed*";
 
@@ -551,10 +551,8 @@ fn copytruncate_with_logrotate_counts_exactly_when_the_writer_pauses() {
     assert_eq!(counts(&exporter).matched, (written + 1) as u64);
 }
 
-/// A restart in place (provoked as in `hostile::a_restart_in_place_costs_no_scrape`: a request announcing a 100 GB
-/// body is answered and deliberately leaked, and the exporter re-executes itself about 10 s
-/// later) carries the read position with the counters: lines written while the new image
-/// starts are neither lost nor counted twice.
+/// A restart in place ([`support::provoke_restart`]) carries the read position with the
+/// counters: lines written while the new image starts are neither lost nor counted twice.
 #[test]
 fn a_restart_in_place_keeps_the_read_position() {
     let dir = TempDir::new("log-restart");
