@@ -39,6 +39,32 @@ const PARKED_SPREAD: u64 = (MAX_PARKED - POOL_MIN_THREADS) as u64;
 const THREAD_SLACK: u64 = 4 + PARKED_SPREAD;
 const FD_SLACK: u64 = 8 + 3 * PARKED_SPREAD;
 
+/// The load: `CONNECTIONS` kept-alive scrapers, as fast as they can, until `stop`.
+struct Loaders(Vec<thread::JoinHandle<KeptAlive>>);
+
+fn load(addr: SocketAddr, stop: &Arc<AtomicBool>) -> Loaders {
+    Loaders(
+        (0..CONNECTIONS)
+            .map(|_| {
+                let stop = Arc::clone(stop);
+                thread::spawn(move || {
+                    attack::kept_alive(addr, Duration::ZERO, || stop.load(Ordering::Relaxed))
+                })
+            })
+            .collect(),
+    )
+}
+
+impl Loaders {
+    /// What each scraper saw, once `stop` is set.
+    fn join(self) -> Vec<KeptAlive> {
+        self.0
+            .into_iter()
+            .map(|h| h.join().expect("load thread"))
+            .collect()
+    }
+}
+
 /// Sleeps until `t` or until `stop`, in short steps.
 fn nap(stop: &AtomicBool, t: Instant) {
     while !stop.load(Ordering::Relaxed) && Instant::now() < t {
@@ -82,20 +108,10 @@ fn keep_alive_burst_answers_every_request() {
     let e = Exporter::start_with(&mut attack::command(&[], &["--log.level=info"]));
     let addr = e.addr;
     let stop = Arc::new(AtomicBool::new(false));
-    let loaders: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                attack::kept_alive(addr, Duration::ZERO, || stop.load(Ordering::Relaxed))
-            })
-        })
-        .collect();
+    let loaders = load(addr, &stop);
     thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
-    let loads: Vec<KeptAlive> = loaders
-        .into_iter()
-        .map(|h| h.join().expect("load thread"))
-        .collect();
+    let loads: Vec<KeptAlive> = loaders.join();
     let ok: u64 = loads.iter().map(|l| l.ok).sum();
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
     for (why, n) in loads.iter().flat_map(|l| &l.errors) {
@@ -144,14 +160,7 @@ fn soak_keep_alive_load_with_hostile_trickle() {
     let (pid, addr) = (e.child.id(), e.addr);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let loaders: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || {
-                attack::kept_alive(addr, Duration::ZERO, || stop.load(Ordering::Relaxed))
-            })
-        })
-        .collect();
+    let loaders = load(addr, &stop);
     let hostile = {
         let stop = Arc::clone(&stop);
         thread::spawn(move || trickle(addr, &stop))
@@ -170,10 +179,7 @@ fn soak_keep_alive_load_with_hostile_trickle() {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let loads: Vec<KeptAlive> = loaders
-        .into_iter()
-        .map(|h| h.join().expect("load thread"))
-        .collect();
+    let loads: Vec<KeptAlive> = loaders.join();
     let hostile_sent = hostile.join().expect("hostile thread").len();
     let exit = exit.or_else(|| {
         e.child
