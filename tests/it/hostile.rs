@@ -181,38 +181,69 @@ fn watched(sample_every: Duration) -> Watched {
     }
 }
 
+/// What was watched once the attack is over.
+struct Watch {
+    e: Exporter,
+    base: Usage,
+    /// How long after the attack `back` held, or `None` when it did not in time.
+    recovered: Option<Duration>,
+    /// Usage a second after the attack (`None`: the process is gone).
+    end: Option<Usage>,
+    scrapes: Vec<Scrape>,
+    samples: Vec<(Instant, Usage)>,
+    machine: Duration,
+    log: String,
+}
+
+impl Watched {
+    /// Polls the usage every 100 ms, up to `within`, until `back` holds for it; scrapes go on
+    /// for a second after `over_at` (when the attacker stopped or left) whatever the recovery
+    /// did; then collects everything.
+    fn after(self, over_at: Instant, within: Duration, back: impl Fn(Usage) -> bool) -> Watch {
+        let pid = self.pid;
+        let recovered = support::poll_until(within, Duration::from_millis(100), || {
+            usage(pid).is_some_and(&back)
+        });
+        sleep_until(over_at + Duration::from_secs(1));
+        let end = usage(pid);
+        Watch {
+            recovered,
+            end,
+            scrapes: self.scraping.finish(),
+            samples: self.monitor.finish(),
+            machine: self.clock.finish(),
+            log: self.e.log(),
+            e: self.e,
+            base: self.base,
+        }
+    }
+}
+
 /// A single hostile request: process alive (same PID), every normal scrape answered, loop lateness
 /// < 1 s, and threads/fds back to the baseline within 15 s of the attacker leaving.
 fn killer_case(name: &str) {
     let _shared = support::machine_shared();
     let k = attack::killer(name);
-    let Watched {
-        mut e,
-        base,
-        pid,
-        scraping,
-        monitor,
-        clock,
-    } = watched(Duration::from_millis(100));
+    let watching = watched(Duration::from_millis(100));
+    let base = watching.base;
 
     let attack_at = Instant::now();
-    let (mut conns, send_errors) = attack::send(e.addr, &k);
+    let (mut conns, send_errors) = attack::send(watching.e.addr, &k);
     sleep_until(attack_at + HOLD);
     let reply = attack::replies(&mut conns);
     drop(conns);
-    let left_at = Instant::now();
-    let recovered = support::poll_until(RECOVERY, Duration::from_millis(100), || {
-        usage(pid).is_some_and(|u| {
-            u.threads <= base.threads + THREAD_SLACK && u.fds <= base.fds + FD_SLACK
-        })
+    let Watch {
+        mut e,
+        recovered,
+        end,
+        scrapes,
+        samples,
+        machine,
+        log,
+        ..
+    } = watching.after(Instant::now(), RECOVERY, |u| {
+        u.threads <= base.threads + THREAD_SLACK && u.fds <= base.fds + FD_SLACK
     });
-    // Scrapes go on for a while after the attacker left, whatever the recovery did.
-    sleep_until(left_at + Duration::from_secs(1));
-    let end = usage(pid);
-    let scrapes = scraping.finish();
-    let samples = monitor.finish();
-    let machine = clock.finish();
-    let log = e.log();
 
     let mut v = Verdict::new(format!("hostile {name}"));
     v.fact(format!("{} ({} conn)", k.what, k.copies));
@@ -496,26 +527,22 @@ const HEAVY_RECOVERY: Duration = Duration::from_secs(10);
 /// < 20 within 10 s after the attacker stops; peak RSS under the printed unit's `MemoryMax=`.
 fn heavy_case(name: &str, attack: impl FnOnce(SocketAddr) -> String) {
     let _alone = support::machine_alone();
-    let Watched {
+    let watching = watched(Duration::from_millis(50));
+    let attack_at = Instant::now();
+    let what = attack(watching.e.addr);
+    let stopped_at = Instant::now();
+    let Watch {
         mut e,
         base,
-        pid,
-        scraping,
-        monitor,
-        clock,
-    } = watched(Duration::from_millis(50));
-    let attack_at = Instant::now();
-    let what = attack(e.addr);
-    let stopped_at = Instant::now();
-    let recovered = support::poll_until(HEAVY_RECOVERY, Duration::from_millis(100), || {
-        usage(pid).is_some_and(|u| u.rss_kib < RSS_AFTER_KIB && u.threads < THREADS_AFTER)
+        recovered,
+        end,
+        scrapes,
+        samples,
+        machine,
+        log,
+    } = watching.after(stopped_at, HEAVY_RECOVERY, |u| {
+        u.rss_kib < RSS_AFTER_KIB && u.threads < THREADS_AFTER
     });
-    sleep_until(stopped_at + Duration::from_secs(1));
-    let end = usage(pid);
-    let scrapes = scraping.finish();
-    let samples = monitor.finish();
-    let machine = clock.finish();
-    let log = e.log();
 
     let mut v = Verdict::new(format!("hostile {name}"));
     v.fact(what);
