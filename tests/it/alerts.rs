@@ -34,15 +34,11 @@ fn run(promtool: &Path, args: &[&str], file: &str) {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut command = Command::new(promtool);
     command.args(args).arg(root.join(file)).current_dir(&root);
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "command: {command:?}\nstatus: {}\nstdout:\n{}\nstderr:\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
+    let (code, out, err) = support::run_code(&mut command, "");
+    assert_eq!(
+        code,
+        Some(0),
+        "command: {command:?}\nstdout:\n{out}\nstderr:\n{err}"
     );
 }
 

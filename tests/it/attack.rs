@@ -331,6 +331,82 @@ pub fn processed_total(body: &str) -> Option<u64> {
     support::sample(body, "widgets_processed_total").map(|v| v as u64)
 }
 
+/// What a kept-alive scraper saw.
+#[derive(Debug, Default)]
+pub struct KeptAlive {
+    pub ok: u64,
+    pub failed: u64,
+    /// Connections opened, the first included.
+    pub connects: u64,
+    /// (before, after) each time `widgets_processed_total` went down.
+    pub decreases: Vec<(u64, u64)>,
+    /// Failures counted by what went wrong.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl KeptAlive {
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        *self.errors.entry(why).or_insert(0) += 1;
+    }
+}
+
+/// Scrapes over one kept-alive connection, one request per `every` (zero: as fast as it
+/// can), until `until()`, as an HTTP/1.1 client does: a new connection after an answer that
+/// says `Connection: close` (a drain before a restart in place) or after a failure. A 200
+/// without `widgets_processed_total` is a failure.
+pub fn kept_alive(addr: SocketAddr, every: Duration, until: impl Fn() -> bool) -> KeptAlive {
+    const REQUEST: &str = "GET /metrics HTTP/1.1\r\nHost: kept-alive\r\n\r\n";
+    const TIMEOUT: Duration = Duration::from_secs(2);
+    let mut stats = KeptAlive::default();
+    let mut conn: Option<support::KeepAlive> = None;
+    let mut last: Option<u64> = None;
+    while !until() {
+        let at = Instant::now();
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match support::KeepAlive::try_connect(addr, TIMEOUT) {
+                Ok(c) => conn.insert(c),
+                Err(e) => {
+                    stats.fail(e);
+                    thread::sleep(every.max(Duration::from_millis(100)));
+                    continue;
+                }
+            },
+        };
+        let connects = c.connects;
+        let result = c.try_send(REQUEST, TIMEOUT);
+        // Requests answered on the current connection: a failure of the first one is told
+        // apart (a new connection waits for a free tiny_http thread; a kept-alive one should not).
+        let first = c.served == 0 || c.connects > connects;
+        match result {
+            Ok(r) if r.status == 200 => match processed_total(&r.body) {
+                Some(v) => {
+                    stats.ok += 1;
+                    if let Some(before) = last.filter(|&l| v < l) {
+                        stats.decreases.push((before, v));
+                    }
+                    last = Some(v);
+                }
+                None => stats.fail("200 without widgets_processed_total".to_owned()),
+            },
+            Ok(r) => stats.fail(format!("status {}", r.status)),
+            Err(e) => {
+                stats.fail(if first {
+                    format!("first request on a connection: {e}")
+                } else {
+                    e
+                });
+                stats.connects += c.connects;
+                conn = None;
+            }
+        }
+        sleep_until(at + every);
+    }
+    stats.connects += conn.map_or(0, |c| c.connects);
+    stats
+}
+
 // ---------------------------------------------------------------------------------------
 // Loop lateness
 
@@ -365,7 +441,7 @@ pub fn log_tail(log: &str, n: usize) -> String {
         .lines()
         .filter(|l| !l.contains("msg=\"widget event\"") && !l.contains("level=debug msg=request"))
         .collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    crate::support::tail(&lines.join("\n"), n)
 }
 
 // ---------------------------------------------------------------------------------------

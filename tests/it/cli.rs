@@ -4,7 +4,7 @@
 use std::net::TcpListener;
 use std::process::Command;
 
-use crate::support::{binary, run};
+use crate::support::{binary, exits, run, run_code};
 
 #[test]
 fn help_and_version() {
@@ -61,9 +61,8 @@ fn bad_flags_exit_2_naming_the_flag_and_bind_nothing() {
         if !args.iter().any(|a| a.starts_with("--web.listen-address")) {
             cmd.arg(&listen);
         }
-        let out = cmd.output().unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let (code, _, stderr) = run_code(&mut cmd, "");
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
         let first = stderr.lines().next().unwrap_or("");
         assert!(
             first.contains(names),
@@ -81,13 +80,8 @@ fn bad_flags_exit_2_naming_the_flag_and_bind_nothing() {
 fn port_in_use_exits_1_with_a_clear_message() {
     let held = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = held.local_addr().unwrap();
-    let (ok, _, err) = run(Command::new(binary()).arg(format!("--web.listen-address={addr}")));
-    assert!(!ok);
-    let out = Command::new(binary())
-        .arg(format!("--web.listen-address={addr}"))
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, _, err) = exits(&[&format!("--web.listen-address={addr}")], "");
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("address already in use") && err.contains(&addr.to_string()),
         "{err}"

@@ -7,10 +7,8 @@
 //! Prometheus; failed instead under `WIDGET_EXPORTER_REQUIRE_TOOLS=1`.
 
 use std::collections::BTreeSet;
-use std::fs::OpenOptions;
-use std::io::Write as _;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -32,24 +30,11 @@ fn dashboard() -> (String, Json) {
     assert!(ok, "--print-grafana-dashboard: {err}");
     let json = Json::parse(&text).unwrap_or_else(|e| panic!("dashboard: {e}"));
     if let Some(python) = crate::support::tool("python3") {
-        let mut child = Command::new(python)
-            .args(["-c", "import json, sys; json.load(sys.stdin)"])
-            .stdin(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("run python3");
-        child
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(text.as_bytes())
-            .expect("feed python3");
-        let out = child.wait_with_output().expect("python3 ends");
-        assert!(
-            out.status.success(),
-            "python3's json refuses the dashboard: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, _, err) = crate::support::run_with_stdin(
+            Command::new(python).args(["-c", "import json, sys; json.load(sys.stdin)"]),
+            &text,
         );
+        assert!(ok, "python3's json refuses the dashboard: {err}");
     }
     (text, json)
 }
@@ -231,17 +216,12 @@ fn write_log(log: PathBuf, stop: Arc<AtomicBool>) -> JoinHandle<()> {
             if n == 20 {
                 let _ = std::fs::rename(&log, log.with_extension("log.1"));
             }
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .expect("open the log");
             let line = match n % 5 {
                 0 => "widget 7 failed disk full\n".to_owned(),
                 1 => "starting up, nothing to see\n".to_owned(),
                 _ => format!("widget {n} done took=0.{}s\n", 1 + n % 4),
             };
-            f.write_all(line.as_bytes()).expect("append to the log");
+            crate::support::append(&log, &line);
             std::thread::sleep(Duration::from_millis(200));
         }
     })

@@ -17,16 +17,19 @@
 #![allow(unsafe_code)]
 
 use std::ffi::{c_int, c_long, c_ulong};
-use std::fs::OpenOptions;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::{binary, require_tool, say, tool, try_request, Exporter, TempDir};
+use crate::logtail::{counts, following, line, wait_for, Counts, FAILED, FINISHED};
+use crate::support::{
+    self, append, binary, provoke_restart, require_tool, sample, say, tool, try_request,
+    wait_until, Exporter, TempDir,
+};
 
 /// The table: `number name since`, `#` comments.
 const TABLE: &str = include_str!("legacy/syscalls.tbl");
@@ -537,58 +540,6 @@ fn the_filter_bites_refused_calls_fail_with_enosys_and_allowed_ones_do_not() {
 // ---------------------------------------------------------------------------------------
 // The core paths.
 
-const FINISHED: &str = "--widget.log.finished=* widget * done status=ok took={duration}";
-
-fn line(i: usize) -> String {
-    format!(
-        "2026-12-01T10:00:01Z worker-{} widget {i} done status=ok took={}ms\n",
-        i % 8,
-        100 + i % 400
-    )
-}
-
-fn append(path: &Path, text: &str) {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
-}
-
-/// The value of the sample `name` (with its labels, as rendered) in a text exposition.
-fn sample(body: &str, name: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Polls `check` every 20 ms until it gives a value, or panics after 30 s with `what`.
-fn wait_for<T>(what: &str, log: impl Fn() -> String, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; log:\n{}",
-            log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// (matched lines, rename rotations) in one text scrape.
-fn log_counts(e: &Exporter) -> (u64, u64) {
-    let r = e.get("/metrics");
-    assert_eq!(r.status, 200, "{}", e.log());
-    let v = |name| sample(&r.body, name).unwrap_or_else(|| panic!("no {name} in\n{}", r.body));
-    (
-        v("widget_exporter_log_lines_total{result=\"matched\"}"),
-        v("widget_exporter_log_rotations_total{kind=\"rename\"}"),
-    )
-}
-
 /// A scrape in text 0.0.4 and one in OpenMetrics, each well-formed enough to tell.
 fn scrape_both_formats(e: &Exporter, name: &str) {
     let text = e.get("/metrics");
@@ -627,16 +578,18 @@ fn core_paths(kernel: Version) {
         "--widget.source=log",
         &log_flag,
         FINISHED,
+        FAILED,
         "--widget.log.poll-interval=50ms",
         &prom_flag,
         "--textfile.interval=100ms",
     ];
-    let e = Exporter::start_with(filtered(Command::new(binary()).args(flags), kernel));
+    let e = following(Exporter::start_with(filtered(
+        Command::new(binary()).args(flags),
+        kernel,
+    )));
     let pid = e.child.id();
     let log = || e.log();
-    wait_for("the log to be followed", log, || {
-        e.log().contains("msg=\"following the log\"").then_some(())
-    });
+    let within = Duration::from_secs(30);
     assert_eq!(seccomp_mode(pid), "2", "{name}: the exporter runs filtered");
 
     scrape_both_formats(&e, &name);
@@ -646,9 +599,8 @@ fn core_paths(kernel: Version) {
     for i in 0..10 {
         append(&path, &line(i));
     }
-    wait_for("the first 10 lines", log, || {
-        (log_counts(&e) == (10, 0)).then_some(())
-    });
+    let seen = |c: &Counts| (c.matched, c.renames);
+    wait_for(&e, "the first 10 lines", |c| seen(c) == (10, 0));
     std::fs::rename(&path, &rotated).expect("rotate");
     for i in 10..13 {
         append(&rotated, &line(i));
@@ -656,39 +608,40 @@ fn core_paths(kernel: Version) {
     for i in 13..20 {
         append(&path, &line(i));
     }
-    wait_for("20 lines across the rotation", log, || {
-        (log_counts(&e) == (20, 1)).then_some(())
-    });
+    wait_for(&e, "20 lines across the rotation", |c| seen(c) == (20, 1));
     std::thread::sleep(Duration::from_millis(300)); // six polls: nothing read twice
     assert_eq!(
-        log_counts(&e),
+        seen(&counts(&e)),
         (20, 1),
         "{name}: exactly once across rotation"
     );
 
     // The textfile, with the same counts.
-    wait_for("the textfile to show the 20 lines", log, || {
-        let body = std::fs::read_to_string(&prom).ok()?;
-        (sample(&body, "widgets_processed_total") == Some(20)).then_some(())
-    });
+    wait_until(
+        "the textfile to show the 20 lines",
+        within,
+        || {
+            std::fs::read_to_string(&prom)
+                .is_ok_and(|body| sample(&body, "widgets_processed_total") == Some(20.0))
+        },
+        log,
+    );
 
     // A restart in place (a request announcing a body too big to drain leaks its
     // connection inside tiny_http): the new image runs under the same filter, keeps serving
     // with the counters carried and resumes the log where the old one stopped.
-    let mut killer = TcpStream::connect(e.addr).expect("connect");
-    killer
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n")
-        .expect("send");
-    wait_for("a restart in place", log, || {
-        e.log().contains("restarted in place").then_some(())
-    });
+    let killer = provoke_restart(e.addr);
+    wait_until(
+        "a restart in place",
+        within,
+        || e.log().contains("restarted in place"),
+        log,
+    );
     drop(killer);
-    assert_eq!(log_counts(&e), (20, 1), "{name}: counts carried");
+    assert_eq!(seen(&counts(&e)), (20, 1), "{name}: counts carried");
     append(&path, &line(20));
     append(&path, &line(21));
-    wait_for("2 more lines after the restart", log, || {
-        (log_counts(&e).0 == 22).then_some(())
-    });
+    wait_for(&e, "2 more lines after the restart", |c| c.matched == 22);
     assert!(
         e.log()
             .contains("resumed the log where the previous image stopped"),
@@ -808,14 +761,6 @@ fn core_paths_work_on_linux_3_10() {
     }
 }
 
-/// A port nothing listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free port")
-}
-
 #[test]
 fn socket_activation_works_on_linux_3_2_and_3_10() {
     if !on_x86_64("socket activation") {
@@ -826,7 +771,9 @@ fn socket_activation_works_on_linux_3_2_and_3_10() {
     };
     for kernel in KERNELS {
         let name = kernel_name(kernel);
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", support::free_port())
+            .parse()
+            .unwrap();
         // systemd-socket-activate runs filtered too and executes the exporter in place on
         // the first connection, handing over the socket at fd 3.
         let mut cmd = Command::new(&activate);

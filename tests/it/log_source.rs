@@ -6,13 +6,16 @@
 //! line naming it, exit 2. Owns no exporter code.
 
 use std::fmt::Write as _;
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::support::{binary, require_prometheus_client, require_tool, run, Exporter, TempDir};
+use crate::logtail::{
+    logrotate, scrape_until as wait_for, start_log, write_through_a_restart, writer,
+};
+use crate::support::{
+    append, binary, exits, require_prometheus_client, require_tool, run_with_stdin, sample,
+    Exporter, TempDir,
+};
 
 const FINISHED: &str =
     "--widget.log.finished=* worker={label:worker} done status={label:status} took={duration}";
@@ -21,40 +24,6 @@ const FAILED: &str = "--widget.log.failed=* worker={label:worker} failed reason=
 /// One finished widget of `worker` with `status`.
 fn done(worker: &str, status: &str) -> String {
     format!("2026-12-01T10:00:01Z worker={worker} done status={status} took=250ms\n")
-}
-
-fn append(path: &Path, text: &str) {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
-}
-
-/// The value of the sample written exactly `name` (labels included) in a text exposition.
-fn sample(body: &str, name: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Scrapes until `done` holds for the text exposition, or panics with the last one.
-fn wait_for(exporter: &Exporter, what: &str, done: impl Fn(&str) -> bool) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let r = exporter.get("/metrics");
-        assert_eq!(r.status, 200, "{}", exporter.log());
-        if done(&r.body) {
-            return r.body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out waiting for {what}; last scrape:\n{}\nlog:\n{}",
-            r.body,
-            exporter.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// The sum of a family's samples (every label set) in a text exposition.
@@ -76,21 +45,7 @@ fn start(path: &str, extra: &[&str]) -> Exporter {
 
 /// [`start`] with a prepared command (its environment).
 fn start_with(cmd: &mut Command, path: &str, extra: &[&str]) -> Exporter {
-    let path = format!("--widget.log.path={path}");
-    let exporter = Exporter::start_with(
-        cmd.args(["--widget.source=log", &path, FINISHED, FAILED])
-            .args(extra),
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !exporter.log().contains("msg=\"following the log\"") {
-        assert!(
-            Instant::now() < deadline,
-            "never followed:\n{}",
-            exporter.log()
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    exporter
+    start_log(cmd, path, &[&[FINISHED, FAILED], extra].concat())
 }
 
 /// Sets up to the cap get a series each; every later new set counts in the one series whose
@@ -157,7 +112,11 @@ fn the_series_cap_and_its_overflow_series() {
         (r#"widget_exporter_log_lines_total{result="matched"}"#, 22),
     ];
     for (name, value) in want {
-        assert_eq!(sample(&body, name), Some(value), "{name} in\n{body}");
+        assert_eq!(
+            sample(&body, name),
+            Some(f64::from(value)),
+            "{name} in\n{body}"
+        );
     }
     // The totals without labels are not written beside the labeled series.
     assert_eq!(sample(&body, "widgets_processed_total"), None, "{body}");
@@ -174,7 +133,7 @@ fn the_series_cap_and_its_overflow_series() {
     let body = wait_for(&exporter, "2000 more", |b| {
         total(b, "widgets_processed_total") == 2022
     });
-    assert_eq!(sample(&body, "widget_exporter_log_series"), Some(3));
+    assert_eq!(sample(&body, "widget_exporter_log_series"), Some(3.0));
     assert_eq!(
         body.matches("widgets_processed_total{").count(),
         4,
@@ -238,8 +197,9 @@ fn awkward_label_values_pass_promtool_and_the_strict_openmetrics_parser() {
     assert!(om.ends_with("# EOF\n"), "{om}");
     // promtool reads the text format only (it knows no OpenMetrics `info` type).
     if let Some(promtool) = require_tool("promtool") {
-        let (ok, out) = feed(Command::new(promtool).args(["check", "metrics"]), &text);
-        assert!(ok, "promtool check metrics:\n{out}\n{text}");
+        let (ok, out, err) =
+            run_with_stdin(Command::new(promtool).args(["check", "metrics"]), &text);
+        assert!(ok, "promtool check metrics:\n{out}{err}\n{text}");
     }
     let Some(python) = require_prometheus_client() else {
         return;
@@ -259,8 +219,8 @@ fn awkward_label_values_pass_promtool_and_the_strict_openmetrics_parser() {
              \x20       seen.add(s.labels.get('reason', ''))\n\
              print(json.dumps(sorted(seen)))\n"
         );
-        let (ok, seen) = feed(Command::new(&python).args(["-c", &script]), body);
-        assert!(ok, "{parser}:\n{seen}\n{body}");
+        let (ok, seen, err) = run_with_stdin(Command::new(&python).args(["-c", &script]), body);
+        assert!(ok, "{parser}:\n{seen}{err}\n{body}");
         for v in awkward {
             // JSON spells the value back: quotes, backslashes, tabs and non-ASCII escaped.
             let json: String = v
@@ -280,32 +240,12 @@ fn awkward_label_values_pass_promtool_and_the_strict_openmetrics_parser() {
     }
 }
 
-/// Runs `cmd` with `input` on its standard input; whether it succeeded, and its output.
-fn feed(cmd: &mut Command, input: &str) -> (bool, String) {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(input.as_bytes())
-        .expect("feed");
-    let out = child.wait_with_output().expect("wait");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 /// Three workers' logs under one glob, each rotated twice by the real `logrotate` (`create`,
 /// then `postrotate` tells the writers to reopen); the rotated names (`.1`, `.2`) are outside
 /// the glob. Every line is counted exactly once, in its worker's label set.
 #[test]
 fn a_glob_of_three_files_rotated_by_logrotate_counts_exactly() {
-    let Some(logrotate) = require_tool("logrotate") else {
+    let Some(bin) = require_tool("logrotate") else {
         return;
     };
     let dir = TempDir::new("labels-glob");
@@ -316,55 +256,30 @@ fn a_glob_of_three_files_rotated_by_logrotate_counts_exactly() {
     let glob = format!("{}/worker-*.log", dir.path().display());
     let exporter = start(&glob, &["--widget.log.poll-interval=50ms"]);
     wait_for(&exporter, "three files", |b| {
-        sample(b, "widget_exporter_log_files") == Some(3)
+        sample(b, "widget_exporter_log_files") == Some(3.0)
     });
     let lines = 1500;
+    let reopen: Vec<_> = workers
+        .iter()
+        .map(|w| dir.join(&format!("reopen-{w}")))
+        .collect();
     let writers: Vec<_> = workers
         .iter()
-        .map(|&w| {
-            let path = dir.join(&format!("worker-{w}.log"));
-            let reopen = dir.join(&format!("reopen-{w}"));
-            std::thread::spawn(move || {
-                let open = || {
-                    OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(&path)
-                        .expect("open log")
-                };
-                let mut file = open();
-                for i in 0..lines {
-                    let status = if i % 10 == 0 { "slow" } else { "ok" };
-                    file.write_all(done(w, status).as_bytes()).expect("write");
-                    if std::fs::remove_file(&reopen).is_ok() {
-                        file = open();
-                    }
-                    std::thread::sleep(Duration::from_micros(400));
-                }
-            })
+        .zip(&reopen)
+        .map(|(&w, reopen)| {
+            let status = |i| if i % 10 == 0 { "slow" } else { "ok" };
+            writer(
+                &dir.join(&format!("worker-{w}.log")),
+                reopen,
+                lines,
+                Duration::from_micros(400),
+                move |i| done(w, status(i)),
+            )
         })
         .collect();
-    let conf = dir.join("logrotate.conf");
-    let touch: Vec<String> = workers
-        .iter()
-        .map(|w| dir.join(&format!("reopen-{w}")).display().to_string())
-        .collect();
-    std::fs::write(
-        &conf,
-        format!(
-            "{glob} {{\n  rotate 5\n  create\n  missingok\n  sharedscripts\n  postrotate\n    touch {}\n  endscript\n}}\n",
-            touch.join(" ")
-        ),
-    )
-    .expect("write logrotate.conf");
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(250));
-        let (ok, out, err) = run(Command::new(&logrotate)
-            .arg("-f")
-            .arg("-s")
-            .arg(dir.join("logrotate.state"))
-            .arg(&conf));
-        assert!(ok, "logrotate failed:\n{out}\n{err}");
+        logrotate(&bin, &dir, &glob, "create", &reopen);
     }
     for w in writers {
         w.join().expect("writer");
@@ -381,17 +296,17 @@ fn a_glob_of_three_files_rotated_by_logrotate_counts_exactly() {
     for w in workers {
         let ok = format!(r#"widgets_processed_total{{worker="{w}",status="ok",reason=""}}"#);
         let slow = format!(r#"widgets_processed_total{{worker="{w}",status="slow",reason=""}}"#);
-        assert_eq!(sample(&body, &ok), Some(1350), "{ok}\n{body}");
-        assert_eq!(sample(&body, &slow), Some(150), "{slow}\n{body}");
+        assert_eq!(sample(&body, &ok), Some(1350.0), "{ok}\n{body}");
+        assert_eq!(sample(&body, &slow), Some(150.0), "{slow}\n{body}");
     }
     assert_eq!(
         sample(&body, "widget_exporter_log_files"),
-        Some(3),
+        Some(3.0),
         "{body}"
     );
     assert_eq!(
         sample(&body, "widget_exporter_log_series"),
-        Some(6),
+        Some(6.0),
         "{body}"
     );
 }
@@ -426,7 +341,7 @@ fn a_rename_inside_the_glob_is_not_read_twice() {
     );
     assert_eq!(
         sample(&body2, "widget_exporter_log_files"),
-        Some(1),
+        Some(1.0),
         "{body2}"
     );
 }
@@ -459,7 +374,7 @@ fn truncate_and_regrow_within_one_poll_counts_every_line() {
             &body,
             r#"widget_exporter_log_rotations_total{kind="truncate"}"#
         ),
-        Some(1),
+        Some(1.0),
         "{body}"
     );
     std::thread::sleep(Duration::from_millis(1200));
@@ -467,10 +382,9 @@ fn truncate_and_regrow_within_one_poll_counts_every_line() {
     assert_eq!(total(&body, "widgets_processed_total"), 16, "{body}");
 }
 
-/// A restart in place (provoked as in tests/logtail.rs: a request announcing a 100 GB body is
-/// answered and leaked, and the exporter re-executes itself about 10 s later) carries the label
-/// sets with their counts, in their order, and the overflow count, in an unlinked file of the
-/// temporary directory that nothing leaves behind.
+/// A restart in place (`support::provoke_restart`) carries the label sets with their counts,
+/// in their order, and the overflow count, in an unlinked file of the temporary directory
+/// that nothing leaves behind.
 #[test]
 fn a_restart_in_place_carries_the_label_sets() {
     let dir = TempDir::new("labels-restart");
@@ -493,25 +407,14 @@ fn a_restart_in_place_carries_the_label_sets() {
     let before = wait_for(&exporter, "four", |b| {
         total(b, "widgets_processed_total") == 4
     });
-    let mut killer = std::net::TcpStream::connect(exporter.addr).expect("connect");
-    killer
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n")
-        .expect("send");
     // Both files gain lines, without scrapes, until the new image has been up for a moment:
     // whichever image reads them, each counts once.
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let (mut written, mut after) = (4, 0);
-    while after < 5 {
-        assert!(Instant::now() < deadline, "no restart:\n{}", exporter.log());
+    let mut written = 4;
+    write_through_a_restart(&exporter, || {
         append(&one, &done("a", "ok"));
         append(&two, &done("b", "ok"));
         written += 2;
-        if exporter.log().contains("restarted in place") {
-            after += 1;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    drop(killer);
+    });
     // The sets come back in the same order: b is known, d still overflows.
     append(&one, &done("b", "ok"));
     append(&two, &done("d", "ok"));
@@ -528,13 +431,13 @@ fn a_restart_in_place_carries_the_label_sets() {
     );
     let set = |w: &str| format!(r#"widgets_processed_total{{worker="{w}",status="ok",reason=""}}"#);
     let overflow = r#"widgets_processed_total{worker="__overflow__",status="__overflow__",reason="__overflow__"}"#;
-    assert_eq!(sample(&before, &set("a")), Some(2), "{before}");
-    assert_eq!(sample(&after, overflow), Some(2), "{after}");
+    assert_eq!(sample(&before, &set("a")), Some(2.0), "{before}");
+    assert_eq!(sample(&after, overflow), Some(2.0), "{after}");
     assert_eq!(
         sample(&after, "widget_exporter_log_label_overflow_total"),
-        Some(2)
+        Some(2.0)
     );
-    assert_eq!(sample(&after, "widget_exporter_log_series"), Some(2));
+    assert_eq!(sample(&after, "widget_exporter_log_series"), Some(2.0));
     let order = |body: &str| {
         body.lines()
             .filter(|l| l.starts_with("widgets_processed_total{"))
@@ -559,27 +462,6 @@ fn a_restart_in_place_carries_the_label_sets() {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
-}
-
-/// Runs the binary to its end with `stdin`; (exit code, stdout, stderr).
-fn run_check(args: &[&str], stdin: &[u8]) -> (Option<i32>, String, String) {
-    let mut child = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().expect("piped");
-    // A check of a file never reads standard input: a broken pipe is fine.
-    let _ = input.write_all(stdin);
-    drop(input);
-    let out = child.wait_with_output().expect("wait");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The check mode reads the path once from its start and reports what the templates count;
@@ -616,7 +498,7 @@ fn the_check_mode_reports_without_serving() {
         "--log.format=json",
         "--widget.log.check",
     ];
-    let (code, out, err) = run_check(&args, b"");
+    let (code, out, err) = exits(&args, "");
     assert_eq!(code, Some(0), "{out}{err}");
     let mut lines = out.lines();
     assert_eq!(
@@ -653,48 +535,48 @@ fn the_check_mode_reports_without_serving() {
     assert!(err.is_empty(), "nothing logged, nothing served: {err}");
     assert!(!textfile.exists(), "no textfile written");
     // Standard input for `-`, and every file of a glob.
-    let (code, out, _) = run_check(
+    let (code, out, _) = exits(
         &[
             "--widget.source=log",
             "--widget.log.path=-",
             FINISHED,
             "--widget.log.check",
         ],
-        done("w1", "ok").repeat(3).as_bytes(),
+        &done("w1", "ok").repeat(3),
     );
     assert_eq!(code, Some(0));
     assert!(out.starts_with("lines: matched=3 unmatched=0"), "{out}");
     append(&dir.join("more.log"), &done("w7", "ok"));
     let glob = format!("--widget.log.path={}/*.log", dir.path().display());
-    let (code, out, _) = run_check(
+    let (code, out, _) = exits(
         &["--widget.source=log", &glob, FINISHED, "--widget.log.check"],
-        b"",
+        "",
     );
     assert_eq!(code, Some(0));
     assert!(out.starts_with("lines: matched=31 unmatched=2 "), "{out}");
     // Exit 1 when the path cannot be read; the report of what was read is still printed.
     let missing = format!("--widget.log.path={}", dir.join("missing.log").display());
-    let (code, out, err) = run_check(
+    let (code, out, err) = exits(
         &[
             "--widget.source=log",
             &missing,
             FINISHED,
             "--widget.log.check",
         ],
-        b"",
+        "",
     );
     assert_eq!(code, Some(1), "{out}{err}");
     assert!(err.contains("missing.log"), "{err}");
     assert!(out.starts_with("lines: matched=0 "), "{out}");
     // Exit 2 on a bad flag, before reading anything.
-    let (code, out, err) = run_check(
+    let (code, out, err) = exits(
         &[
             "--widget.source=log",
             &log,
             "--widget.log.finished=* {label:le} {duration}",
             "--widget.log.check",
         ],
-        b"",
+        "",
     );
     assert_eq!(code, Some(2), "{out}{err}");
     assert!(
@@ -743,7 +625,7 @@ fn every_bad_flag_is_one_line_naming_it() {
             if check {
                 all.push("--widget.log.check");
             }
-            let (code, out, err) = run_check(&all, b"");
+            let (code, out, err) = exits(&all, "");
             assert_eq!(code, Some(2), "{all:?}: {out}{err}");
             let first = err.lines().next().unwrap_or_default();
             assert!(first.contains(flag), "{all:?}: {err}");
@@ -752,7 +634,7 @@ fn every_bad_flag_is_one_line_naming_it() {
         }
     }
     // The check flag belongs to the log source.
-    let (code, _, err) = run_check(&["--widget.log.check"], b"");
+    let (code, _, err) = exits(&["--widget.log.check"], "");
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--widget.log.check"), "{err}");
 }

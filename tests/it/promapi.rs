@@ -3,20 +3,23 @@
 //! config, killed by its PID when dropped, asked through its HTTP API; and a small JSON
 //! reader for its answers and for the dashboard, since the tests take no dev-dependencies.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::fs;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use crate::support::{self, Proc};
 
 /// A Prometheus server; killed when dropped.
 pub struct Prometheus {
-    child: Child,
+    server: Proc,
     /// Where its HTTP API listens (loopback).
     pub addr: SocketAddr,
-    /// Its combined stdout and stderr.
-    pub log: PathBuf,
+    /// The last answer to each API call, for a failure report.
+    answers: RefCell<Vec<(String, String)>>,
 }
 
 impl Prometheus {
@@ -25,34 +28,29 @@ impl Prometheus {
     pub fn start(bin: &Path, dir: &Path, config: &str) -> Prometheus {
         let file = dir.join("prometheus.yml");
         fs::write(&file, config).unwrap_or_else(|e| panic!("cannot write {}: {e}", file.display()));
-        // Another process may take the port between the drop and Prometheus's bind; then
-        // Prometheus exits, and the wait below reports that with its log.
-        let addr = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port");
-        let log = dir.join("prometheus.log");
-        let out =
-            File::create(&log).unwrap_or_else(|e| panic!("cannot create {}: {e}", log.display()));
-        let err = out.try_clone().expect("clone a file handle");
-        let mut cmd = Command::new(bin);
-        cmd.arg(format!("--config.file={}", file.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            // Relative defaults (the query log, console templates) stay in the temp dir.
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-        let mut prometheus = Prometheus { child, addr, log };
+        // Another process may take the port before Prometheus binds it; then Prometheus
+        // exits, and the wait below reports that with its log.
+        let addr = SocketAddr::from(([127, 0, 0, 1], support::free_port()));
+        let server = Proc::spawn(
+            Command::new(bin)
+                .arg(format!("--config.file={}", file.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                // Relative defaults (the query log, console templates) stay in the temp dir.
+                .current_dir(dir),
+            dir.join("prometheus.log"),
+        );
+        let mut prometheus = Prometheus {
+            server,
+            addr,
+            answers: RefCell::default(),
+        };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(Some(status)) = prometheus.child.try_wait() {
+            if let Some(status) = prometheus.server.exited() {
                 panic!(
                     "prometheus exited at start: {status}\n{}",
                     prometheus.log_tail(40)
@@ -72,19 +70,42 @@ impl Prometheus {
 
     /// Whether it is still running.
     pub fn running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
+        self.server.exited().is_none()
     }
 
     /// The last `lines` lines of its log.
     pub fn log_tail(&self, lines: usize) -> String {
-        let text = fs::read_to_string(&self.log).unwrap_or_default();
-        let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        support::tail(&self.server.log(), lines)
     }
 
-    /// `GET target` on its API, parsed; `Err` for anything but a 200 with JSON.
+    /// The last answer to each API call so far, one call a line.
+    pub fn answers(&self) -> String {
+        let mut out = String::new();
+        for (call, answer) in self.answers.borrow().iter() {
+            let _ = writeln!(out, "{call}\n  -> {answer}");
+        }
+        out
+    }
+
+    /// `GET target` on its API, remembered for [`Prometheus::answers`].
+    fn get(&self, target: &str) -> Result<(u16, String), String> {
+        let answer = http_get(self.addr, target);
+        let shown = match &answer {
+            Ok((status, body)) => format!("{status} {body}"),
+            Err(e) => format!("error: {e}"),
+        };
+        let mut answers = self.answers.borrow_mut();
+        match answers.iter_mut().find(|(t, _)| t == target) {
+            Some((_, last)) => *last = shown,
+            None => answers.push((target.to_owned(), shown)),
+        }
+        answer
+    }
+
+    /// `GET target` on its API, parsed; `Err` for anything but a 200 with JSON (Prometheus
+    /// still starting: refused, 503).
     pub fn api(&self, target: &str) -> Result<Json, String> {
-        match http_get(self.addr, target)? {
+        match self.get(target)? {
             (200, body) => Json::parse(&body).map_err(|e| format!("GET {target}: {e}: {body}")),
             (status, body) => Err(format!("GET {target}: status {status}: {body}")),
         }
@@ -94,7 +115,7 @@ impl Prometheus {
     /// (400 and 422 answers carry the error as JSON too, so they come back as `Err` text).
     pub fn query(&self, promql: &str) -> Result<Vec<Json>, String> {
         let target = format!("/api/v1/query?query={}", url_encode(promql));
-        let (status, body) = http_get(self.addr, &target)?;
+        let (status, body) = self.get(&target)?;
         let json =
             Json::parse(&body).map_err(|e| format!("{promql}: status {status}: {e}: {body}"))?;
         if json.get("status").and_then(Json::as_str) != Some("success") {
@@ -112,20 +133,18 @@ impl Prometheus {
             .unwrap_or_default())
     }
 
-    /// The sample values of an instant query's vector answer.
+    /// The sample values of an instant query's vector answer (NaN included); `Err` for a
+    /// sample without a number.
     pub fn values(&self, promql: &str) -> Result<Vec<f64>, String> {
-        Ok(self
-            .query(promql)?
+        self.query(promql)?
             .iter()
-            .filter_map(|s| s.get("value")?.as_array()?.get(1)?.as_str()?.parse().ok())
-            .collect())
-    }
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+            .map(|s| {
+                s.get("value")
+                    .and_then(Json::as_array)
+                    .and_then(|v| v.get(1)?.as_str()?.parse().ok())
+                    .ok_or_else(|| format!("{promql}: a sample without a number: {s:?}"))
+            })
+            .collect()
     }
 }
 
@@ -152,14 +171,10 @@ pub fn config(job: &str, targets: &[SocketAddr], rules: &[&str]) -> String {
 }
 
 /// One GET on a fresh connection (`Connection: close`).
-pub fn http_get(addr: SocketAddr, target: &str) -> Result<(u16, String), String> {
-    crate::support::try_request(
-        addr,
-        &format!("GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"),
-        Duration::from_secs(10),
-    )
-    .map(|r| (r.status, r.body))
-    .map_err(|e| format!("GET {target}: {e}"))
+fn http_get(addr: SocketAddr, target: &str) -> Result<(u16, String), String> {
+    support::try_get(addr, target, Duration::from_secs(10))
+        .map(|r| (r.status, r.body))
+        .map_err(|e| format!("GET {target}: {e}"))
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters.
@@ -435,5 +450,27 @@ fn json_reads_what_prometheus_and_grafana_write_and_refuses_the_rest() {
     assert_eq!(
         url_encode("up{job=\"a b\"}[5m]"),
         "up%7Bjob%3D%22a%20b%22%7D%5B5m%5D"
+    );
+    // The targets answer as the prometheus test reads it: a quoted brace inside a string
+    // ends neither the object nor the array.
+    let targets = Json::parse(
+        r#"{"status":"success","data":{"activeTargets":[{"labels":{"job":"other"},"lastError":"x \"}\""},{"health":"up","labels":{"job":"widget-exporter"},"lastError":""}],"droppedTargets":[]}}"#,
+    )
+    .expect("valid");
+    let active = targets
+        .get("data")
+        .and_then(|d| d.get("activeTargets"))
+        .and_then(Json::as_array)
+        .expect("activeTargets");
+    assert_eq!(active.len(), 2, "{active:?}");
+    assert_eq!(
+        active[0].get("lastError").and_then(Json::as_str),
+        Some("x \"}\"")
+    );
+    assert_eq!(active[1].get("health").and_then(Json::as_str), Some("up"));
+    assert_eq!(active[1].get("lastError").and_then(Json::as_str), Some(""));
+    assert_eq!(
+        active[1].get("labels").and_then(|l| l.get("job")),
+        Some(&Json::String("widget-exporter".into()))
     );
 }

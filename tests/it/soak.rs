@@ -18,9 +18,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::attack;
-use crate::attack::{usage, Usage, Verdict, RESTART_MSG};
+use crate::attack::{usage, KeptAlive, Usage, Verdict, RESTART_MSG};
 use crate::support;
-use crate::support::{say, Exporter, KeepAlive};
+use crate::support::{say, Exporter};
 use widget_exporter::output::http::guard::{MAX_PARKED, POOL_MIN_THREADS};
 
 const CONNECTIONS: usize = 16;
@@ -39,75 +39,30 @@ const PARKED_SPREAD: u64 = (MAX_PARKED - POOL_MIN_THREADS) as u64;
 const THREAD_SLACK: u64 = 4 + PARKED_SPREAD;
 const FD_SLACK: u64 = 8 + 3 * PARKED_SPREAD;
 
-/// What one load connection saw.
-#[derive(Debug, Default)]
-struct Load {
-    ok: u64,
-    failed: u64,
-    connects: u64,
-    /// (before, after) each time `widgets_processed_total` went down.
-    decreases: Vec<(u64, u64)>,
-    /// Failures counted by what went wrong.
-    errors: BTreeMap<String, u64>,
+/// The load: `CONNECTIONS` kept-alive scrapers, as fast as they can, until `stop`.
+struct Loaders(Vec<thread::JoinHandle<KeptAlive>>);
+
+fn load(addr: SocketAddr, stop: &Arc<AtomicBool>) -> Loaders {
+    Loaders(
+        (0..CONNECTIONS)
+            .map(|_| {
+                let stop = Arc::clone(stop);
+                thread::spawn(move || {
+                    attack::kept_alive(addr, Duration::ZERO, || stop.load(Ordering::Relaxed))
+                })
+            })
+            .collect(),
+    )
 }
 
-impl Load {
-    fn fail(&mut self, why: String) {
-        self.failed += 1;
-        *self.errors.entry(why).or_insert(0) += 1;
+impl Loaders {
+    /// What each scraper saw, once `stop` is set.
+    fn join(self) -> Vec<KeptAlive> {
+        self.0
+            .into_iter()
+            .map(|h| h.join().expect("load thread"))
+            .collect()
     }
-}
-
-/// Scrapes over one kept-alive connection until `stop`, as an HTTP/1.1 client does: a new
-/// connection after an answer that says `Connection: close` (a drain before a restart in
-/// place) or after a failure.
-fn load(addr: SocketAddr, stop: &AtomicBool) -> Load {
-    const REQUEST: &str = "GET /metrics HTTP/1.1\r\nHost: soak\r\n\r\n";
-    const TIMEOUT: Duration = Duration::from_secs(2);
-    let mut stats = Load::default();
-    let mut conn: Option<KeepAlive> = None;
-    let mut last: Option<u64> = None;
-    while !stop.load(Ordering::Relaxed) {
-        let c = match &mut conn {
-            Some(c) => c,
-            None => match KeepAlive::try_connect(addr, TIMEOUT) {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    stats.fail(e);
-                    thread::sleep(Duration::from_millis(100));
-                    continue;
-                }
-            },
-        };
-        let connects = c.connects;
-        let result = c.try_send(REQUEST, TIMEOUT);
-        // Requests answered on the current connection: a failure of the first one is told
-        // apart (a new connection waits for a free tiny_http thread; a kept-alive one should not).
-        let first = c.served == 0 || c.connects > connects;
-        match result {
-            Ok(r) if r.status == 200 => {
-                stats.ok += 1;
-                if let Some(v) = attack::processed_total(&r.body) {
-                    if let Some(before) = last.filter(|&l| v < l) {
-                        stats.decreases.push((before, v));
-                    }
-                    last = Some(v);
-                }
-            }
-            Ok(r) => stats.fail(format!("status {}", r.status)),
-            Err(e) => {
-                stats.fail(if first {
-                    format!("first request on a connection: {e}")
-                } else {
-                    e
-                });
-                stats.connects += c.connects;
-                conn = None;
-            }
-        }
-    }
-    stats.connects += conn.map_or(0, |c| c.connects);
-    stats
 }
 
 /// Sleeps until `t` or until `stop`, in short steps.
@@ -153,18 +108,10 @@ fn keep_alive_burst_answers_every_request() {
     let e = Exporter::start_with(&mut attack::command(&[], &["--log.level=info"]));
     let addr = e.addr;
     let stop = Arc::new(AtomicBool::new(false));
-    let loaders: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || load(addr, &stop))
-        })
-        .collect();
+    let loaders = load(addr, &stop);
     thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
-    let loads: Vec<Load> = loaders
-        .into_iter()
-        .map(|h| h.join().expect("load thread"))
-        .collect();
+    let loads: Vec<KeptAlive> = loaders.join();
     let ok: u64 = loads.iter().map(|l| l.ok).sum();
     let mut errors: BTreeMap<&str, u64> = BTreeMap::new();
     for (why, n) in loads.iter().flat_map(|l| &l.errors) {
@@ -186,7 +133,7 @@ struct Run {
     pid: u32,
     elapsed: f64,
     samples: Vec<(f64, Usage)>,
-    loads: Vec<Load>,
+    loads: Vec<KeptAlive>,
     /// When (seconds into the run) and how the exporter exited, if it did.
     exit: Option<(f64, std::process::ExitStatus)>,
     hostile_sent: usize,
@@ -213,12 +160,7 @@ fn soak_keep_alive_load_with_hostile_trickle() {
     let (pid, addr) = (e.child.id(), e.addr);
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
-    let loaders: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            thread::spawn(move || load(addr, &stop))
-        })
-        .collect();
+    let loaders = load(addr, &stop);
     let hostile = {
         let stop = Arc::clone(&stop);
         thread::spawn(move || trickle(addr, &stop))
@@ -237,10 +179,7 @@ fn soak_keep_alive_load_with_hostile_trickle() {
         }
     }
     stop.store(true, Ordering::Relaxed);
-    let loads: Vec<Load> = loaders
-        .into_iter()
-        .map(|h| h.join().expect("load thread"))
-        .collect();
+    let loads: Vec<KeptAlive> = loaders.join();
     let hostile_sent = hostile.join().expect("hostile thread").len();
     let exit = exit.or_else(|| {
         e.child

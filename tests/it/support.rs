@@ -262,13 +262,14 @@ impl Exporter {
     }
 
     /// Waits until the exporter has logged `needle`; panics with the log after `within`.
-    pub fn wait_for_log(&self, needle: &str, within: Duration) {
+    pub fn wait_for_log(&self, needle: &str, within: Duration) -> String {
         wait_until(
             &format!("{needle:?} in the log"),
             within,
             || self.log().contains(needle),
             || self.log(),
         );
+        self.log()
     }
 
     /// GET with extra header lines (each ending in `\r\n`).
@@ -412,6 +413,17 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+/// Sends a request announcing a body too big to drain: tiny_http leaks its connection, which
+/// the exporter cures by re-executing itself (a restart in place, about 10 s later). The
+/// caller holds the returned connection until the restart is seen.
+pub fn provoke_restart(addr: SocketAddr) -> TcpStream {
+    let mut killer = TcpStream::connect(addr).expect("connect");
+    killer
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n")
+        .expect("send");
+    killer
 }
 
 /// Sends raw bytes on a fresh connection and reads one response; panics when that fails.
@@ -641,6 +653,20 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
 
 /// [`run`] with `input` on the command's standard input.
 pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String, String) {
+    let (code, out, err) = run_code(cmd, input);
+    (code == Some(0), out, err)
+}
+
+/// Runs the binary under test with `args` and `input` on its standard input to completion:
+/// (exit code, stdout, stderr).
+pub fn exits(args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    run_code(Command::new(binary()).args(args), input)
+}
+
+/// Runs a command to completion with `input` on its standard input: (exit code, `None` when
+/// a signal ended it; stdout; stderr), panicking with everything shown when it could not even
+/// start.
+pub fn run_code(cmd: &mut Command, input: &str) -> (Option<i32>, String, String) {
     let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -648,8 +674,8 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String, String) 
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     let mut stdin = child.stdin.take().expect("piped stdin");
-    // A writer thread: a command that answers before reading all of its input must not
-    // deadlock against a full pipe.
+    // A writer thread: a command that answers before reading all of its input (or never
+    // reads it: a broken pipe is fine) must not deadlock against a full pipe.
     let input = input.to_owned();
     let writer = std::thread::spawn(move || {
         let _ = stdin.write_all(input.as_bytes());
@@ -659,7 +685,7 @@ pub fn run_with_stdin(cmd: &mut Command, input: &str) -> (bool, String, String) 
         .unwrap_or_else(|e| panic!("cannot wait for {cmd:?}: {e}"));
     let _ = writer.join();
     (
-        out.status.success(),
+        out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
@@ -706,6 +732,43 @@ impl Drop for Proc {
     }
 }
 
+/// The last `lines` lines of `text`: what a failure shows of a log.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Appends `text` to the file `path`, creating it: a line written the way a logging
+/// application writes it.
+pub fn append(path: &Path, text: &str) {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .unwrap_or_else(|e| panic!("append to {}: {e}", path.display()));
+}
+
+/// Receives datagrams (sd_notify messages) until `deadline`, returning (arrival, text) pairs.
+pub fn receive_until(
+    sock: &std::os::unix::net::UnixDatagram,
+    deadline: Instant,
+) -> Vec<(Instant, String)> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            got.push((
+                Instant::now(),
+                String::from_utf8_lossy(&buf[..n]).into_owned(),
+            ));
+        }
+    }
+    got
+}
+
 // ---------------------------------------------------------------------------------------
 // Waiting: the test may wait; the exporter never does.
 
@@ -727,6 +790,13 @@ pub fn poll<T>(
         }
         std::thread::sleep(every.min(deadline - now));
     }
+}
+
+/// Waits up to `within` for `child` to end: how it ended, or `None` if it did not.
+pub fn wait_exit(child: &mut Child, within: Duration) -> Option<std::process::ExitStatus> {
+    poll(within, Duration::from_millis(20), || {
+        child.try_wait().ok().flatten()
+    })
 }
 
 /// Polls `ok` every `every` until it holds: how long that took, or `None` after `within`.
@@ -929,4 +999,21 @@ pub fn security_score(analyze: &std::path::Path, unit: &std::path::Path) -> (f64
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("unparsable: {line}"));
     (score, line)
+}
+
+#[test]
+fn the_parsers_read_what_the_exporter_writes() {
+    assert_eq!(
+        dechunk(b"5\r\nhello\r\n1;x=y\r\n!\r\n0\r\n\r\n").map(|(body, _)| body),
+        Some(b"hello!".to_vec())
+    );
+    let line = r#"ts=2026-01-01T00:00:00.000Z level=debug msg=request path=/metrics user_agent="curl x format=text" format=openmetrics"#;
+    assert_eq!(
+        field(line, "user_agent").as_deref(),
+        Some("curl x format=text")
+    );
+    assert_eq!(field(line, "format").as_deref(), Some("openmetrics"));
+    assert_eq!(field(line, "msg").as_deref(), Some("request"));
+    assert_eq!(tail("a\nb\nc\n", 2), "b\nc");
+    assert_eq!(tail("a", 5), "a");
 }

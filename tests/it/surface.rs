@@ -5,54 +5,16 @@
 //! text that names the source in use.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::promapi::Json;
-use crate::support::{self, binary, run, Exporter, TempDir};
-
-/// Runs the binary with `args` to completion: (exit code, stdout, stderr).
-fn exits(args: &[&str]) -> (Option<i32>, String, String) {
-    let out = Command::new(binary())
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run widget-exporter");
-    (
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// Waits up to `limit` for `child` to end; `None` if it did not.
-fn wait_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
-}
-
-/// Waits up to 20 s for the exporter's log to hold a line with `needle`; returns the log.
-fn wait_log(e: &Exporter, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let log = e.log();
-        if log.contains(needle) || Instant::now() > deadline {
-            return log;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{self, binary, exits, run, wait_exit, Exporter, TempDir};
 
 /// A usage error: exit 2, a `widget-exporter: ` line with `want`, then the hint line, and
 /// no log line saying `level=error`.
 fn assert_usage_error(args: &[&str], want: &str) {
-    let (code, _, err) = exits(args);
+    let (code, _, err) = exits(args, "");
     assert_eq!(code, Some(2), "{args:?}: {err}");
     let lines: Vec<&str> = err.lines().collect();
     let at = lines
@@ -135,7 +97,6 @@ fn the_log_example_in_help_runs() {
     let dir = TempDir::new("surface-example");
     let log = dir.join("app.log");
     std::fs::write(&log, "").expect("create the log");
-    let path = format!("--widget.log.path={}", utf8(&log));
     let (ok, help, _) = run(Command::new(binary()).arg("--help"));
     assert!(ok);
     let template = |flag: &str| {
@@ -149,39 +110,28 @@ fn the_log_example_in_help_runs() {
     };
     let finished = template("--widget.log.finished");
     let failed = template("--widget.log.failed");
-    let e = Exporter::start(&["--widget.source=log", &path, &finished, &failed]);
-    // A log is followed from its end, and the exporter may open it a little after it
-    // listens: a pair of lines is appended until they are counted, each pair whole.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&log)
-        .expect("open the log");
-    let value = |body: &str, name: &str| {
-        body.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        std::io::Write::write_all(
-            &mut file,
-            b"2026-12-01T10:00:01Z widget 1 done status=ok took=231ms\n\
-              2026-12-01T10:00:02Z widget 2 done status=failed\n",
-        )
-        .expect("append");
-        std::thread::sleep(Duration::from_millis(300));
-        let body = e.get("/metrics").body;
-        let processed = value(&body, "widgets_processed_total");
-        if processed > 0 {
-            assert_eq!(
-                value(&body, "widgets_failed_total") * 2,
-                processed,
-                "{body}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "{body}\n{}", e.log());
-    }
+    let e = crate::logtail::start_log(
+        &mut Command::new(binary()),
+        utf8(&log),
+        &[&finished, &failed],
+    );
+    support::append(
+        &log,
+        "2026-12-01T10:00:01Z widget 1 done status=ok took=231ms\n\
+         2026-12-01T10:00:02Z widget 2 done status=failed\n",
+    );
+    let body = crate::logtail::scrape_until(&e, "the example's two lines", |body| {
+        support::sample(body, "widgets_processed_total").is_some_and(|n| n >= 2.0)
+    });
+    let value = |name| support::sample(&body, name);
+    assert_eq!(
+        (
+            value("widgets_processed_total"),
+            value("widgets_failed_total")
+        ),
+        (Some(2.0), Some(1.0)),
+        "{body}"
+    );
 }
 
 #[test]
@@ -200,7 +150,7 @@ fn a_misspelled_flag_gets_a_suggestion() {
             "unknown flag --widget.log.finsihed; did you mean --widget.log.finished?",
         ),
     ] {
-        let (code, out, err) = exits(&[arg]);
+        let (code, out, err) = exits(&[arg], "");
         assert_eq!(code, Some(2), "{arg}: {err}");
         assert!(out.is_empty());
         assert_eq!(
@@ -209,7 +159,7 @@ fn a_misspelled_flag_gets_a_suggestion() {
         );
     }
     // Three edits away: no guess.
-    let (code, _, err) = exits(&["--web.lstn-adress=:9100"]);
+    let (code, _, err) = exits(&["--web.lstn-adress=:9100"], "");
     assert_eq!(code, Some(2), "{err}");
     assert!(
         err.starts_with("widget-exporter: unknown flag --web.lstn-adress\n"),
@@ -326,7 +276,7 @@ fn the_first_textfile_write_is_logged_at_info() {
     let file = dir.join("w.prom");
     let path = utf8(&file).to_owned();
     let e = Exporter::start(&[&format!("--textfile.path={path}")]);
-    let log = wait_log(&e, "msg=\"textfile written;");
+    let log = e.wait_for_log("msg=\"textfile written;", Duration::from_secs(20));
     let line = log
         .lines()
         .find(|l| l.contains("msg=\"textfile written;"))
@@ -351,7 +301,7 @@ fn sigterm_and_sigint_end_with_status_0_and_one_line() {
         assert!(ok, "kill: {err}");
         let status = wait_exit(&mut e.child, Duration::from_secs(20));
         let line = format!("msg=stopping signal=SIG{signal}");
-        let log = wait_log(&e, &line);
+        let log = e.wait_for_log(&line, Duration::from_secs(20));
         assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}\n{log}");
         let stops: Vec<&str> = log.lines().filter(|l| l.contains(&line)).collect();
         assert_eq!(stops.len(), 1, "{log}");
@@ -368,20 +318,15 @@ fn after_a_restart_in_place_sigterm_still_ends_with_status_0() {
     let mut e = Exporter::start(&[]);
     // A request announcing a body too big to drain leaks its connection inside tiny_http,
     // which the exporter cures by re-executing itself, with the stop signals still blocked.
-    let mut killer = std::net::TcpStream::connect(e.addr).expect("connect");
-    std::io::Write::write_all(
-        &mut killer,
-        b"GET /metrics HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000000\r\n\r\n",
-    )
-    .expect("send");
-    let log = wait_log(&e, "restarted in place");
+    let killer = support::provoke_restart(e.addr);
+    let log = e.wait_for_log("restarted in place", Duration::from_secs(20));
     assert!(log.contains("restarted in place"), "{log}");
     drop(killer);
     let pid = e.child.id().to_string();
     let (ok, _, err) = run(Command::new(&kill).args(["-TERM", &pid]));
     assert!(ok, "kill: {err}");
     let status = wait_exit(&mut e.child, Duration::from_secs(20));
-    let log = wait_log(&e, "msg=stopping signal=SIGTERM");
+    let log = e.wait_for_log("msg=stopping signal=SIGTERM", Duration::from_secs(20));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{status:?}\n{log}");
     assert_eq!(
         log.matches("msg=stopping signal=SIGTERM").count(),
@@ -398,21 +343,16 @@ fn under_systemd_a_stop_says_stopping() {
     let dir = TempDir::new("surface-stopping");
     let path = dir.join("notify.sock");
     let sock = std::os::unix::net::UnixDatagram::bind(&path).expect("bind the notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(100)))
-        .expect("timeout");
     let mut e = Exporter::start_with(Command::new(binary()).env("NOTIFY_SOCKET", &path));
     let pid = e.child.id().to_string();
     let (ok, _, err) = run(Command::new(&kill).args(["-TERM", &pid]));
     assert!(ok, "kill: {err}");
     let status = wait_exit(&mut e.child, Duration::from_secs(20));
     assert_eq!(status.and_then(|s| s.code()), Some(0), "{}", e.log());
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = sock.recv(&mut buf) {
-        got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+    // Everything it sent is queued by now.
+    let got = support::receive_until(&sock, Instant::now() + Duration::from_millis(100));
     assert_eq!(
-        got.last().map(String::as_str),
+        got.last().map(|(_, m)| m.as_str()),
         Some("STOPPING=1"),
         "{got:?}"
     );
@@ -420,7 +360,7 @@ fn under_systemd_a_stop_says_stopping() {
 
 #[test]
 fn the_dashboard_is_json() {
-    let (code, text, err) = exits(&["--print-grafana-dashboard"]);
+    let (code, text, err) = exits(&["--print-grafana-dashboard"], "");
     assert_eq!(code, Some(0), "{err}");
     assert!(err.is_empty(), "{err}");
     assert!(text.starts_with('{') && text.trim_end().ends_with('}'));
@@ -432,14 +372,17 @@ fn the_dashboard_is_json() {
 
 #[test]
 fn alert_thresholds_reach_the_printed_rules() {
-    let (code, defaults, err) = exits(&["--print-alert-rules"]);
+    let (code, defaults, err) = exits(&["--print-alert-rules"], "");
     assert_eq!(code, Some(0), "{err}");
-    let (code, chosen, err) = exits(&[
-        "--print-alert-rules",
-        "--alert.slow-p90=2500ms",
-        "--alert.failure-ratio=0.025",
-        "--alert.idle-after=1h30m",
-    ]);
+    let (code, chosen, err) = exits(
+        &[
+            "--print-alert-rules",
+            "--alert.slow-p90=2500ms",
+            "--alert.failure-ratio=0.025",
+            "--alert.idle-after=1h30m",
+        ],
+        "",
+    );
     assert_eq!(code, Some(0), "{err}");
     for (default, site) in [
         ("\n          ) > 1\n", "\n          ) > 2.5\n"),
@@ -473,7 +416,7 @@ fn alert_thresholds_are_refused_without_the_rules() {
         for with in [&[][..], &["--print-systemd-unit"][..]] {
             let mut args = vec![arg];
             args.extend(with);
-            let (code, out, err) = exits(&args);
+            let (code, out, err) = exits(&args, "");
             assert_eq!(code, Some(2), "{args:?}: {err}");
             assert!(out.is_empty(), "{out}");
             assert_eq!(
@@ -491,7 +434,7 @@ fn alert_thresholds_are_refused_without_the_rules() {
         ("--alert.failure-ratio=1", "above 0 and below 1"),
         ("--alert.idle-after=500ms", "must be at least 1s"),
     ] {
-        let (code, _, err) = exits(&["--print-alert-rules", arg]);
+        let (code, _, err) = exits(&["--print-alert-rules", arg], "");
         assert_eq!(code, Some(2), "{arg}: {err}");
         let name = arg.split('=').next().unwrap_or_default();
         assert!(err.contains(name) && err.contains(why), "{arg}: {err}");
@@ -535,7 +478,7 @@ fn a_printed_unit_warns_of_each_path_it_hides() {
         for (args, want) in &cases {
             let mut all = args.clone();
             all.push(flavor);
-            let (code, unit, err) = exits(&all);
+            let (code, unit, err) = exits(&all, "");
             assert_eq!(code, Some(0), "{all:?}: {err}");
             assert!(unit.contains("[Service]"), "{unit}");
             let lines: Vec<&str> = err.lines().collect();
@@ -556,7 +499,7 @@ fn operators_read_what_is_true_for_the_source_in_use() {
     let description = |args: &[&str]| {
         let mut all = args.to_vec();
         all.push("--print-systemd-unit");
-        let (code, unit, err) = exits(&all);
+        let (code, unit, err) = exits(&all, "");
         assert_eq!(code, Some(0), "{err}");
         unit.lines()
             .find(|l| l.starts_with("Description="))

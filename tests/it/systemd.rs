@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{binary, run, say, Exporter, TempDir};
+use crate::support::{binary, run, run_code, say, Exporter, TempDir};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
@@ -22,23 +22,6 @@ fn unique(name: &str) -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
-}
-
-/// Receives datagrams until `deadline`, returning (arrival, text) pairs.
-fn receive_until(sock: &UnixDatagram, deadline: Instant) -> Vec<(Instant, String)> {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
-            .unwrap();
-        if let Ok(n) = sock.recv(&mut buf) {
-            got.push((
-                Instant::now(),
-                String::from_utf8_lossy(&buf[..n]).into_owned(),
-            ));
-        }
-    }
-    got
 }
 
 fn notify_env(cmd: &mut Command, notify_socket: &str, watchdog_usec: u64) {
@@ -54,7 +37,7 @@ fn check_ready_and_watchdog(sock: &UnixDatagram, notify_socket: &str) {
     let mut cmd = Command::new(binary());
     notify_env(&mut cmd, notify_socket, 400_000);
     let e = Exporter::start_with(&mut cmd);
-    let got = receive_until(sock, Instant::now() + Duration::from_secs(2));
+    let got = support::receive_until(sock, Instant::now() + Duration::from_secs(2));
     let ready = got
         .iter()
         .find(|(_, m)| m.lines().any(|l| l == "READY=1"))
@@ -128,14 +111,14 @@ fn watchdog_stops_when_the_http_path_dies() {
     cmd.arg("--nofile=48:48").arg(binary());
     notify_env(&mut cmd, path.to_str().unwrap(), 1_000_000);
     let mut e = Exporter::start_with(&mut cmd);
-    let healthy = receive_until(&sock, Instant::now() + Duration::from_millis(1500));
+    let healthy = support::receive_until(&sock, Instant::now() + Duration::from_millis(1500));
     assert!(
         healthy.iter().filter(|(_, m)| m == "WATCHDOG=1").count() >= 2,
         "pings while healthy: {healthy:?}"
     );
     let attack = Instant::now();
     let conns = flood(e.addr, 60);
-    let after = receive_until(&sock, Instant::now() + Duration::from_secs(8));
+    let after = support::receive_until(&sock, Instant::now() + Duration::from_secs(8));
     let last_ping = after
         .iter()
         .filter(|(_, m)| m == "WATCHDOG=1")
@@ -155,9 +138,7 @@ fn watchdog_stops_when_the_http_path_dies() {
         e.log()
     );
     // And the exporter said why and exited non-zero rather than idling deaf.
-    let status = support::poll(Duration::from_secs(10), Duration::from_millis(20), || {
-        e.child.try_wait().ok().flatten()
-    });
+    let status = support::wait_exit(&mut e.child, Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| !s.success()),
         "status {status:?}; log:\n{}",
@@ -210,14 +191,14 @@ fn socket_activation_serves_and_probes_through_the_passed_socket() {
 
 #[test]
 fn systemd_socket_flag_without_a_socket_exits_1() {
-    let out = Command::new(binary())
-        .arg("--web.systemd-socket")
-        .env_remove("LISTEN_PID")
-        .env_remove("LISTEN_FDS")
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let (code, _, err) = run_code(
+        Command::new(binary())
+            .arg("--web.systemd-socket")
+            .env_remove("LISTEN_PID")
+            .env_remove("LISTEN_FDS"),
+        "",
+    );
+    assert_eq!(code, Some(1), "{err}");
     assert!(
         err.contains("--web.systemd-socket") && err.contains("LISTEN_FDS"),
         "{err}"

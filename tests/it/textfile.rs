@@ -7,11 +7,11 @@
 use std::net::SocketAddr;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::support;
-use crate::support::{binary, run, run_with_stdin, sample, say, Exporter, Proc, TempDir};
+use crate::support::{binary, run, run_code, run_with_stdin, sample, say, Exporter, Proc, TempDir};
 
 const NODE_EXPORTER: &str = "prometheus-node-exporter";
 
@@ -257,13 +257,8 @@ fn flag_errors_that_need_the_filesystem_exit_2_naming_the_flag() {
         ),
     ];
     for (args, want) in cases {
-        let out = Command::new(binary())
-            .args(&args)
-            .stdin(Stdio::null())
-            .output()
-            .expect("run");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        let (code, _, err) = run_code(Command::new(binary()).args(&args), "");
+        assert_eq!(code, Some(2), "{args:?}: {err}");
         // The usage line, after the start line when the error was found at start.
         let first = err
             .lines()
@@ -285,8 +280,6 @@ fn with_http_off_ready_follows_the_first_write_and_the_watchdog_stops_with_the_w
     let file = data.join("widget-exporter.prom");
     let sock_path = dir.join("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).expect("bind notify socket");
-    sock.set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
     let p = Proc::spawn(
         Command::new(binary())
             .args(["--web.listen-address=none", "--textfile.interval=100ms"])
@@ -296,20 +289,7 @@ fn with_http_off_ready_follows_the_first_write_and_the_watchdog_stops_with_the_w
             .env_remove("WATCHDOG_PID"),
         dir.join("exporter.log"),
     );
-    let receive = |for_: Duration| {
-        let end = Instant::now() + for_;
-        let mut got = Vec::new();
-        let mut buf = [0u8; 512];
-        while Instant::now() < end {
-            if let Ok(n) = sock.recv(&mut buf) {
-                got.push((
-                    Instant::now(),
-                    String::from_utf8_lossy(&buf[..n]).into_owned(),
-                ));
-            }
-        }
-        got
-    };
+    let receive = |for_: Duration| support::receive_until(&sock, Instant::now() + for_);
     let healthy = receive(Duration::from_millis(1500));
     let ready = healthy
         .iter()
