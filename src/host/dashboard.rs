@@ -668,15 +668,7 @@ mod tests {
             log: true,
         };
         let metrics = Metrics::new(parts, Duration::from_secs(60), Instant::now());
-        let process = ProcessStats {
-            cpu_seconds: Some(1.0),
-            resident_memory_bytes: Some(1),
-            virtual_memory_bytes: Some(1),
-            start_time_seconds: Some(1.0),
-            open_fds: Some(1),
-            max_fds: Some(1),
-            ..ProcessStats::default()
-        };
+        let process = ProcessStats::all_known();
         let mut out = String::new();
         render_exposition(&metrics.snapshot(process), Format::Text, &mut out);
         let mut names = Vec::new();

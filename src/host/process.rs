@@ -54,6 +54,22 @@ pub struct ProcessStats {
     pub threads: Option<u64>,
 }
 
+#[cfg(test)]
+impl ProcessStats {
+    /// Every value known (each 1), for tests that need every `process_*` family present.
+    pub(crate) fn all_known() -> ProcessStats {
+        ProcessStats {
+            cpu_seconds: Some(1.0),
+            resident_memory_bytes: Some(1),
+            virtual_memory_bytes: Some(1),
+            start_time_seconds: Some(1.0),
+            open_fds: Some(1),
+            max_fds: Some(1),
+            threads: Some(1),
+        }
+    }
+}
+
 /// The fields of `/proc/<pid>/stat` this module uses, in clock ticks where they are times.
 ///
 /// Each field is its own `Option` so a line cut short after `stime` still yields the CPU

@@ -296,15 +296,7 @@ mod tests {
             textfile: true,
             log: true,
         };
-        let process = ProcessStats {
-            cpu_seconds: Some(1.0),
-            resident_memory_bytes: Some(1),
-            virtual_memory_bytes: Some(1),
-            start_time_seconds: Some(1.0),
-            open_fds: Some(1),
-            max_fds: Some(1),
-            threads: Some(1),
-        };
+        let process = ProcessStats::all_known();
         let s = Metrics::new(parts, Duration::from_secs(60), Instant::now()).snapshot(process);
         let types = |format| {
             let mut out = String::new();

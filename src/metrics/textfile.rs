@@ -114,15 +114,7 @@ mod tests {
             log: true,
         };
         let with = |parts| Metrics::new(parts, Duration::from_secs(60), now);
-        let proc = ProcessStats {
-            cpu_seconds: Some(1.0),
-            resident_memory_bytes: Some(1),
-            virtual_memory_bytes: Some(1),
-            start_time_seconds: Some(1.0),
-            open_fds: Some(1),
-            max_fds: Some(1),
-            threads: Some(1),
-        };
+        let proc = ProcessStats::all_known();
         let every = names(&with(all_parts).snapshot(proc));
         let but = |parts| &every - &names(&with(parts).snapshot(proc));
         let http_only = but(Parts {
