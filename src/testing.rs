@@ -69,3 +69,18 @@ pub(crate) fn require_tool(name: &str) -> Option<PathBuf> {
     }
     found
 }
+
+/// The seed of a property test: `WIDGET_EXPORTER_FUZZ_SEED` replays one, else the clock
+/// draws one. It is printed with `name`, so a failure can be replayed.
+pub(crate) fn fuzz_seed(name: &str) -> u64 {
+    let seed = std::env::var("WIDGET_EXPORTER_FUZZ_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64)
+        });
+    eprintln!("{name} property test seed: {seed} (WIDGET_EXPORTER_FUZZ_SEED={seed} replays)");
+    seed
+}

@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use crate::log;
 use crate::source::log::tail::{
-    Event, Position, Reader, Stop, Tail, CHUNK, DRAIN_QUIET, O_NONBLOCK, STEP_BUDGET,
+    Event, Position, Reader, Tail, CHUNK, DRAIN_QUIET, O_NONBLOCK, STEP_BUDGET,
 };
 
 /// Default of `--widget.log.max-files`.
@@ -262,27 +262,9 @@ impl Files {
         self.list(now, &mut on);
         let mut i = 0;
         while i < self.draining.len() {
-            let r = &mut self.draining[i];
-            // Truncated and renamed away between two listings: read it again from its start.
-            let read = r.check_truncated().and_then(|truncated| {
-                if truncated {
-                    log::info("rotated log file truncated; reading it from its start", &[]);
-                    on(Event::Truncated);
-                }
-                r.read(&mut self.chunk, &mut budget, now, &mut on)
-            });
-            match read {
-                Ok((_, Stop::End)) if now.duration_since(r.last_data) >= DRAIN_QUIET => {
-                    log::debug("closed a rotated log file after it went quiet", &[]);
-                }
-                Ok(_) => {
-                    i += 1;
-                    continue;
-                }
-                Err(e) => log::warn(
-                    "cannot read a rotated log file; dropping it",
-                    &[("error", &e)],
-                ),
+            if !self.draining[i].drain(&mut self.chunk, &mut budget, now, &mut on) {
+                i += 1;
+                continue;
             }
             self.draining.swap_remove(i);
         }
@@ -973,16 +955,7 @@ mod tests {
 
     #[test]
     fn random_rotations_count_every_line_once() {
-        // As the template property test: WIDGET_EXPORTER_FUZZ_SEED replays, else the clock.
-        let seed = std::env::var("WIDGET_EXPORTER_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("files property test seed: {seed} (WIDGET_EXPORTER_FUZZ_SEED={seed} replays)");
+        let seed = crate::testing::fuzz_seed("files");
         let mut g = fastrand::Rng::with_seed(seed);
         let dir = TempDir::new("files");
         let mut now = Instant::now();

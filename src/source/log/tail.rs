@@ -243,6 +243,39 @@ impl Reader {
         Ok(truncated)
     }
 
+    /// One step of a file renamed away, still drained: what it gained since (all of it again
+    /// if it was truncated meanwhile). Returns whether it is done with: quiet at its end for
+    /// [`DRAIN_QUIET`], or unreadable (warned about).
+    pub(super) fn drain(
+        &mut self,
+        chunk: &mut [u8],
+        budget: &mut usize,
+        now: Instant,
+        on: &mut impl FnMut(Event<'_>),
+    ) -> bool {
+        let read = self.check_truncated().and_then(|truncated| {
+            if truncated {
+                log::info("rotated log file truncated; reading it from its start", &[]);
+                on(Event::Truncated);
+            }
+            self.read(chunk, budget, now, on)
+        });
+        match read {
+            Ok((_, Stop::End)) if now.duration_since(self.last_data) >= DRAIN_QUIET => {
+                log::debug("closed a rotated log file after it went quiet", &[]);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => {
+                log::warn(
+                    "cannot read a rotated log file; dropping it",
+                    &[("error", &e)],
+                );
+                true
+            }
+        }
+    }
+
     /// Reads up to `budget` bytes. Returns the bytes read and why reading stopped.
     pub(super) fn read(
         &mut self,
@@ -391,27 +424,8 @@ impl Tail {
         }
         // The old file first: its lines were written before the new file's.
         if let Some(old) = self.old.as_mut() {
-            // Truncated after it was renamed away: read it again from its start.
-            let read = old.check_truncated().and_then(|truncated| {
-                if truncated {
-                    log::info("rotated log file truncated; reading it from its start", &[]);
-                    on(Event::Truncated);
-                }
-                old.read(&mut self.chunk, &mut budget, now, &mut on)
-            });
-            match read {
-                Ok((_, Stop::End)) if now.duration_since(old.last_data) >= DRAIN_QUIET => {
-                    log::debug("closed the rotated log file after it went quiet", &[]);
-                    self.old = None;
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    log::warn(
-                        "cannot read the rotated log file; dropping it",
-                        &[("error", &e)],
-                    );
-                    self.old = None;
-                }
+            if old.drain(&mut self.chunk, &mut budget, now, &mut on) {
+                self.old = None;
             }
         }
         // Before reading: bytes read past a truncation would be the middle of the new content.

@@ -847,16 +847,7 @@ mod tests {
 
     #[test]
     fn agrees_with_the_naive_matcher() {
-        // As tests/support's master_seed: WIDGET_EXPORTER_FUZZ_SEED replays, else the clock.
-        let seed = std::env::var("WIDGET_EXPORTER_FUZZ_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        eprintln!("template property test seed: {seed} (WIDGET_EXPORTER_FUZZ_SEED={seed} replays)");
+        let seed = crate::testing::fuzz_seed("template");
         // The crate's own generator, seeded: the same one the simulation and tests/support use.
         let mut g = fastrand::Rng::with_seed(seed);
         // A small alphabet so that literals, numbers and units collide often.
