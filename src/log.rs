@@ -256,7 +256,7 @@ fn is_json_literal(v: &str) -> bool {
 /// `2026-11-27T05:24:55.123Z`, UTC, millisecond precision.
 fn write_rfc3339(out: &mut String, d: Duration) {
     let secs = d.as_secs();
-    let (y, m, day) = civil_from_days(i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2));
+    let (y, m, day) = clock::civil_from_days(i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2));
     let rem = secs % 86_400;
     let _ = write!(
         out,
@@ -266,20 +266,6 @@ fn write_rfc3339(out: &mut String, d: Duration) {
         rem % 60,
         d.subsec_millis()
     );
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// A value that renders through `Display` without allocating: for fields built from parts.

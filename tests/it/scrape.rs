@@ -153,6 +153,110 @@ fn keep_alive_serves_many_requests_on_one_connection() {
     );
 }
 
+/// The exporter frames every answer itself (one write each): a `Date` in IMF-fixdate, a
+/// `Content-Length`, and a `Connection` header that says what happens to the connection
+/// next, which the server then does.
+#[test]
+fn answers_say_what_becomes_of_their_connection() {
+    use std::io::{Read, Write};
+    let e = Exporter::start(&[]);
+    let deadline = || Instant::now() + Duration::from_secs(10);
+    let open = || support::connect(e.addr, Duration::from_secs(5)).expect("connect");
+    // The server hung up: the next read sees EOF (or a reset), never more bytes.
+    let closed = |s: &mut std::net::TcpStream| {
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut byte = [0u8; 1];
+        matches!(s.read(&mut byte), Ok(0) | Err(_))
+    };
+
+    // HTTP/1.1, nothing said: kept, and the header names the date in GMT.
+    let r = support::request(e.addr, "GET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!((r.status, r.body.as_str()), (200, "OK\n"));
+    assert_eq!(r.header("Connection"), None, "{:?}", r.headers);
+    assert_eq!(r.header("Content-Length"), Some("3"));
+    let date = r.header("Date").expect("a Date header");
+    let parts: Vec<&str> = date.split([' ', ':']).collect();
+    assert!(
+        parts.len() == 8
+            && ["Mon,", "Tue,", "Wed,", "Thu,", "Fri,", "Sat,", "Sun,"].contains(&parts[0])
+            && parts[1].len() == 2
+            && parts[3].len() == 4
+            && parts[7] == "GMT",
+        "IMF-fixdate: {date}"
+    );
+
+    // HTTP/1.1 asking to close: told so, then closed.
+    for (raw, why) in [
+        (
+            "GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+            "close",
+        ),
+        ("GET /metrics HTTP/1.0\r\n\r\n", "HTTP/1.0"),
+        ("HEAD /metrics HTTP/1.0\r\n\r\n", "HEAD over HTTP/1.0"),
+    ] {
+        let mut s = open();
+        s.write_all(raw.as_bytes()).unwrap();
+        let r =
+            support::read_response(&mut s, &mut Vec::new(), deadline(), raw.starts_with("HEAD"))
+                .unwrap_or_else(|err| panic!("{why}: {err}"));
+        assert_eq!(r.status, 200, "{why}");
+        assert!(r.closes(), "{why}: {:?}", r.headers);
+        assert!(closed(&mut s), "{why}: the server kept the connection");
+    }
+
+    // HTTP/1.0 with keep-alive: told it is kept, and it is.
+    let mut s = open();
+    let mut pending = Vec::new();
+    for i in 0..3 {
+        s.write_all(b"GET /-/healthy HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap();
+        let r = support::read_response(&mut s, &mut pending, deadline(), false)
+            .unwrap_or_else(|err| panic!("HTTP/1.0 keep-alive, request {i}: {err}"));
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            r.header("Connection")
+                .map(str::to_ascii_lowercase)
+                .as_deref(),
+            Some("keep-alive"),
+            "request {i}"
+        );
+    }
+
+    // Pipelined in one write: answered in order, each whole, the last one closing.
+    let mut s = open();
+    s.write_all(
+        b"GET /-/healthy HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /nope HTTP/1.1\r\nHost: t\r\n\r\n\
+          HEAD /metrics HTTP/1.1\r\nHost: t\r\n\r\n\
+          GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut pending = Vec::new();
+    let mut read = |head| support::read_response(&mut s, &mut pending, deadline(), head).unwrap();
+    let (healthy, missing, head, last) = (read(false), read(false), read(true), read(false));
+    assert_eq!((healthy.status, healthy.body.as_str()), (200, "OK\n"));
+    assert_eq!(missing.status, 404);
+    assert_eq!(head.status, 200);
+    let length: usize = head.header("Content-Length").unwrap().parse().unwrap();
+    assert!(
+        length > 1000,
+        "HEAD announces the scrape's length: {length}"
+    );
+    assert!(last.body.starts_with("# HELP"), "{}", last.body);
+    assert_eq!(
+        last.body.len(),
+        last.header("Content-Length")
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    );
+    assert!(last.closes() && !healthy.closes() && !missing.closes() && !head.closes());
+    assert!(
+        pending.is_empty(),
+        "bytes after the last answer: {pending:?}"
+    );
+}
+
 #[test]
 fn counters_only_go_up_and_agree() {
     let e = Exporter::start(FAST);

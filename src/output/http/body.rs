@@ -94,7 +94,15 @@ pub(crate) fn reject(
             // be found) the drain sees EOF at once.
             guard.cut(peer, Shutdown::Read, CloseReason::Body, now, metrics);
             let answer = "a scrape request carries no body\n";
-            if let Err(e) = server::respond(request, 400, server::TEXT, answer, None, true) {
+            if let Err(e) = server::respond(
+                request,
+                &mut String::new(),
+                400,
+                server::TEXT,
+                answer,
+                None,
+                true,
+            ) {
                 log::debug("response not delivered", &[("code", &400), ("err", &e)]);
             }
         }

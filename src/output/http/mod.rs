@@ -3,7 +3,8 @@
 //! `recv_timeout` and answers what is waiting, a bounded number in a row.
 //!
 //! Everything that contains tiny_http 0.12 lives under here, each file owning its whole rule:
-//! `listener` (the socket and its options), `server` (routing and answers), `body`
+//! `listener` (the socket and its options), `server` (routing, and every answer framed and
+//! written whole in one send, past tiny_http's `Response`), `body`
 //! (requests with a body), [`guard`] (the connection table and shedding), `probe` (the
 //! loop's request to itself) and `restart` (restarting in place, and the drain before).
 //! This file only puts them in order.

@@ -1,12 +1,15 @@
-//! The site: routing, the landing page, headers and status codes, and the scrape's reused
-//! buffer. It answers one request at a time for the HTTP output; what a scrape contains is
-//! `metrics`' and `render`'s business, which requests deserve an answer is the output's.
+//! The site: routing, the landing page, headers and status codes, the reused scrape and
+//! answer buffers, and the answer itself: framed here (status line, `Date`,
+//! `Content-Length`, `Connection`) and written in one send. It answers one request at a time
+//! for the HTTP output; what a scrape contains is `metrics`' and `render`'s business, which
+//! requests deserve an answer is the output's.
 
 use std::io;
 use std::time::{Duration, Instant};
 
-use tiny_http::{Header, Method, Request, Response, StatusCode};
+use tiny_http::{HTTPVersion, Method, Request, StatusCode};
 
+use crate::host::clock;
 use crate::host::process::{ProcessReader, ProcessStats};
 use crate::log;
 use crate::metrics::render::{self, Format};
@@ -59,11 +62,13 @@ fn path_of(target: &str) -> &str {
 }
 
 /// Everything needed to answer requests: the routes, the landing page, the reused scrape
-/// buffer and the `/proc` reader.
+/// and answer buffers and the `/proc` reader.
 pub struct Site {
     telemetry_path: String,
     landing: String,
     body: String,
+    /// Where each answer is composed, head and body, before its one write (see [`respond`]).
+    answer: String,
     process: ProcessReader,
     /// The latest `/proc` figures and when they were read.
     process_cache: Option<(Instant, ProcessStats)>,
@@ -85,6 +90,7 @@ impl Site {
             telemetry_path: telemetry_path.to_owned(),
             landing: landing_page(telemetry_path, "a widget-processing service"),
             body: String::with_capacity(8192),
+            answer: String::with_capacity(8192),
             process: ProcessReader::new(),
             process_cache: None,
             closing: false,
@@ -142,38 +148,42 @@ impl Site {
             (request.method().to_string(), request.url().to_owned(), ua)
         });
         let close = self.closing;
-        let (code, result) = match route {
+        // What the answers borrow that is built per request.
+        let scrape_type: String;
+        let unhealthy_body: String;
+        let (code, content_type, body, extra): (u16, &str, &str, _) = match route {
             Route::Telemetry => {
                 let choice = render::negotiate(header_value(&request, "Accept"));
                 format = Some(choice.format);
-                let content_type = choice.content_type();
-                let body = self.scrape(metrics, choice.format);
-                (200, respond(request, 200, &content_type, body, None, close))
+                scrape_type = choice.content_type();
+                self.scrape(metrics, choice.format);
+                (200, &scrape_type, &self.body, None)
             }
-            Route::Landing => (200, respond(request, 200, HTML, &self.landing, None, close)),
+            Route::Landing => (200, HTML, &self.landing, None),
             Route::Healthy => match unhealthy {
-                None => (200, respond(request, 200, TEXT, "OK\n", None, close)),
+                None => (200, TEXT, "OK\n", None),
                 Some(why) => {
-                    let body = format!("unhealthy: {why}\n");
-                    (503, respond(request, 503, TEXT, &body, None, close))
+                    unhealthy_body = format!("unhealthy: {why}\n");
+                    (503, TEXT, &unhealthy_body, None)
                 }
             },
-            Route::NotFound => (
-                404,
-                respond(request, 404, TEXT, "404 page not found\n", None, close),
-            ),
+            Route::NotFound => (404, TEXT, "404 page not found\n", None),
             Route::MethodNotAllowed => (
                 405,
-                respond(
-                    request,
-                    405,
-                    TEXT,
-                    "method not allowed\n",
-                    Some(("Allow", "GET, HEAD")),
-                    close,
-                ),
+                TEXT,
+                "method not allowed\n",
+                Some(("Allow", "GET, HEAD")),
             ),
         };
+        let result = respond(
+            request,
+            &mut self.answer,
+            code,
+            content_type,
+            body,
+            extra,
+            close,
+        );
         metrics.http.count_request(code);
         if let Some((method, path, user_agent)) = seen {
             let format = format.map_or("-", |f| match f {
@@ -216,7 +226,7 @@ pub(crate) fn header_value<'r>(request: &'r Request, name: &'static str) -> Opti
 
 /// Answers the loop's own probe: 200, not counted among clients' requests.
 pub(crate) fn answer_probe(request: Request) {
-    if let Err(e) = respond(request, 200, TEXT, "OK\n", None, false) {
+    if let Err(e) = respond(request, &mut String::new(), 200, TEXT, "OK\n", None, false) {
         log::debug("probe response not delivered", &[("err", &e)]);
     }
 }
@@ -224,72 +234,56 @@ pub(crate) fn answer_probe(request: Request) {
 const HTML: &str = "text/html; charset=utf-8";
 pub(crate) const TEXT: &str = "text/plain; charset=utf-8";
 
-fn header(name: &str, value: &str) -> Header {
-    Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .expect("static header names and values are ASCII")
-}
-
-/// Answers `request` through tiny_http; with `close`, as the connection's last answer.
+/// Answers `request`; with `close`, as the connection's last answer. The answer is
+/// composed in `buf` (cleared first): the HTTP output reuses one, so that a scrape's answer
+/// costs no allocation of its size.
+///
+/// The whole answer (status line, headers, body) goes out in one write, past tiny_http's
+/// `Response`: that one gives its 1 KiB buffer the head and flushes it alone before the body,
+/// two sends and two TCP segments per scrape, and it drops any `Connection` header it is
+/// given. The writer still waits its turn behind answers to earlier pipelined requests, and
+/// dropping it lets tiny_http go on with the connection.
 pub(crate) fn respond(
     request: Request,
+    buf: &mut String,
     code: u16,
     content_type: &str,
     body: &str,
     extra: Option<(&str, &str)>,
     close: bool,
 ) -> io::Result<()> {
-    if close {
-        return respond_closing(request, code, content_type, body, extra);
-    }
-    let mut headers = vec![header("Content-Type", content_type)];
-    if let Some((name, value)) = extra {
-        headers.push(header(name, value));
-    }
-    let response = Response::new(
-        StatusCode(code),
-        headers,
-        body.as_bytes(),
-        Some(body.len()),
-        None,
-    );
-    request.respond(response)
-}
-
-/// Writes the whole answer ourselves, with `Connection: close`: tiny_http's `Response` drops
-/// any `Connection` header it is given, and a client must learn that this answer is the
-/// connection's last before it sends another request on it.
-fn respond_closing(
-    request: Request,
-    code: u16,
-    content_type: &str,
-    body: &str,
-    extra: Option<(&str, &str)>,
-) -> io::Result<()> {
     use std::fmt::Write as _;
     use std::io::Write as _;
-    let head_only = *request.method() == Method::Head;
-    let mut head = String::with_capacity(160);
+    let connection = header_value(&request, "Connection");
+    let http10 = *request.http_version() == HTTPVersion(1, 0);
+    let answer = buf;
+    answer.clear();
     let _ = write!(
-        head,
-        "HTTP/1.1 {code} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
-        StatusCode(code).default_reason_phrase(),
+        answer,
+        "HTTP/1.1 {code} {}\r\nDate: ",
+        StatusCode(code).default_reason_phrase()
+    );
+    clock::write_http_date(answer, clock::unix_time());
+    let _ = write!(
+        answer,
+        "\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
         body.len()
     );
     if let Some((name, value)) = extra {
-        let _ = write!(head, "{name}: {value}\r\n");
+        let _ = write!(answer, "{name}: {value}\r\n");
     }
-    head.push_str("\r\n");
-    // The writer waits its turn behind answers to earlier pipelined requests, like respond().
+    match persistence(connection, http10, close) {
+        Persistence::Close => answer.push_str("Connection: close\r\n"),
+        Persistence::KeepAlive10 => answer.push_str("Connection: keep-alive\r\n"),
+        Persistence::KeepAlive => {}
+    }
+    answer.push_str("\r\n");
+    if *request.method() != Method::Head {
+        answer.push_str(body);
+    }
     let mut writer = request.into_writer();
     let written = writer
-        .write_all(head.as_bytes())
-        .and_then(|()| {
-            if head_only {
-                Ok(())
-            } else {
-                writer.write_all(body.as_bytes())
-            }
-        })
+        .write_all(answer.as_bytes())
         .and_then(|()| writer.flush());
     // A client that already hung up is not an error, as in tiny_http's own respond().
     match written {
@@ -305,6 +299,33 @@ fn respond_closing(
             Ok(())
         }
         other => other,
+    }
+}
+
+/// What an answer says of its connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persistence {
+    /// `Connection: close`: the connection's last answer.
+    Close,
+    /// Nothing: HTTP/1.1 keeps the connection by default.
+    KeepAlive,
+    /// `Connection: keep-alive`: an HTTP/1.0 client keeps it only when told so.
+    KeepAlive10,
+}
+
+/// Whether the answer ends its connection: when `close` (a restart in place is draining),
+/// and whenever tiny_http reads no further request on it (its own rule, in
+/// `ClientConnection::next`: a `Connection` header naming `close` or `upgrade`, or HTTP/1.0
+/// without `keep-alive`), so that the client learns it from the answer.
+fn persistence(connection: Option<&str>, http10: bool, close: bool) -> Persistence {
+    let connection = connection.map(str::to_ascii_lowercase);
+    let asked = |token: &str| connection.as_deref().is_some_and(|v| v.contains(token));
+    if close || asked("close") || asked("upgrade") || (http10 && !asked("keep-alive")) {
+        Persistence::Close
+    } else if http10 {
+        Persistence::KeepAlive10
+    } else {
+        Persistence::KeepAlive
     }
 }
 
@@ -365,6 +386,29 @@ mod tests {
         }
         assert_eq!(route(&get, "/custom", "/custom"), Telemetry);
         assert_eq!(route(&get, "/metrics", "/custom"), NotFound);
+    }
+
+    #[test]
+    fn persistence_follows_tiny_http_and_the_drain() {
+        use Persistence::*;
+        for (connection, http10, close, want) in [
+            (None, false, false, KeepAlive),
+            (None, false, true, Close),
+            (Some("close"), false, false, Close),
+            (Some("Keep-Alive, Close"), false, false, Close),
+            (Some("Upgrade"), false, false, Close),
+            (Some("keep-alive"), false, false, KeepAlive),
+            (None, true, false, Close),
+            (Some("Keep-Alive"), true, false, KeepAlive10),
+            (Some("keep-alive"), true, true, Close),
+            (Some("te"), true, false, Close),
+        ] {
+            assert_eq!(
+                persistence(connection, http10, close),
+                want,
+                "{connection:?} http10={http10} close={close}"
+            );
+        }
     }
 
     #[test]
