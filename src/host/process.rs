@@ -38,14 +38,15 @@ const BUF_CAPACITY: usize = 4096;
 /// that sample rather than inventing a value.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ProcessStats {
-    /// User plus system CPU time, in seconds (`process_cpu_seconds_total`).
-    pub cpu_seconds: Option<f64>,
+    /// User plus system CPU time, in nanoseconds (`process_cpu_seconds_total`): ticks are
+    /// exact decimals of a second, and written as such.
+    pub cpu_nanos: Option<u64>,
     /// Resident set size in bytes, from `VmRSS` (`process_resident_memory_bytes`).
     pub resident_memory_bytes: Option<u64>,
     /// Virtual memory size in bytes, from `VmSize` (`process_virtual_memory_bytes`).
     pub virtual_memory_bytes: Option<u64>,
-    /// Start time since the Unix epoch, in seconds (`process_start_time_seconds`).
-    pub start_time_seconds: Option<f64>,
+    /// Start time since the Unix epoch, in nanoseconds (`process_start_time_seconds`).
+    pub start_time_nanos: Option<u64>,
     /// Open file descriptors (`process_open_fds`).
     pub open_fds: Option<u64>,
     /// Soft limit on open file descriptors; `None` also when unlimited (`process_max_fds`).
@@ -59,10 +60,10 @@ impl ProcessStats {
     /// Every value known (each 1), for tests that need every `process_*` family present.
     pub(crate) fn all_known() -> ProcessStats {
         ProcessStats {
-            cpu_seconds: Some(1.0),
+            cpu_nanos: Some(1_000_000_000),
             resident_memory_bytes: Some(1),
             virtual_memory_bytes: Some(1),
-            start_time_seconds: Some(1.0),
+            start_time_nanos: Some(1_000_000_000),
             open_fds: Some(1),
             max_fds: Some(1),
             threads: Some(1),
@@ -98,7 +99,7 @@ pub struct ProcessReader {
     /// `USER_HZ`, never zero.
     clk_tck: u64,
     /// Computed once: `btime` plus our `starttime`.
-    start_time_seconds: Option<f64>,
+    start_time_nanos: Option<u64>,
 }
 
 impl ProcessReader {
@@ -112,8 +113,7 @@ impl ProcessReader {
             .unwrap_or(FALLBACK_CLK_TCK);
         let btime = read_into("/proc/stat", &mut buf).and_then(parse_btime);
         let stat = read_into("/proc/self/stat", &mut buf).and_then(parse_stat);
-        let start_time_seconds =
-            start_time_seconds(btime, stat.and_then(|s| s.start_ticks), clk_tck);
+        let start_time_nanos = start_time_nanos(btime, stat.and_then(|s| s.start_ticks), clk_tck);
         // /proc/stat grows with the CPU count (per-CPU and interrupt lines); do not keep a
         // buffer sized for it when the per-scrape files are a few KiB.
         buf.clear();
@@ -121,7 +121,7 @@ impl ProcessReader {
         ProcessReader {
             buf,
             clk_tck,
-            start_time_seconds,
+            start_time_nanos,
         }
     }
 
@@ -140,10 +140,10 @@ impl ProcessReader {
             .and_then(kib_to_bytes);
         let max_fds = read_into("/proc/self/limits", &mut self.buf).and_then(parse_limits_nofile);
         ProcessStats {
-            cpu_seconds: cpu_seconds(&stat, self.clk_tck),
+            cpu_nanos: cpu_nanos(&stat, self.clk_tck),
             resident_memory_bytes,
             virtual_memory_bytes,
-            start_time_seconds: self.start_time_seconds,
+            start_time_nanos: self.start_time_nanos,
             open_fds: count_open_fds(),
             max_fds,
             threads: stat.num_threads,
@@ -175,20 +175,24 @@ fn count_open_fds() -> Option<u64> {
     crate::host::sys::count_dir_entries(&dir).ok()
 }
 
-/// CPU seconds from user and system ticks; `None` if either is missing or their sum overflows.
-fn cpu_seconds(stat: &Stat, clk_tck: u64) -> Option<f64> {
-    let ticks = stat.utime_ticks?.checked_add(stat.stime_ticks?)?;
-    Some(ticks_to_seconds(ticks, clk_tck))
+/// CPU nanoseconds from user and system ticks; `None` if either is missing or a sum
+/// overflows.
+fn cpu_nanos(stat: &Stat, clk_tck: u64) -> Option<u64> {
+    ticks_to_nanos(stat.utime_ticks?.checked_add(stat.stime_ticks?)?, clk_tck)
 }
 
-/// Seconds since the epoch from boot time and start ticks after boot.
-fn start_time_seconds(btime: Option<u64>, start_ticks: Option<u64>, clk_tck: u64) -> Option<f64> {
-    Some(btime? as f64 + ticks_to_seconds(start_ticks?, clk_tck))
+/// Nanoseconds since the epoch from boot time (whole seconds) and start ticks after boot.
+fn start_time_nanos(btime: Option<u64>, start_ticks: Option<u64>, clk_tck: u64) -> Option<u64> {
+    btime?
+        .checked_mul(1_000_000_000)?
+        .checked_add(ticks_to_nanos(start_ticks?, clk_tck)?)
 }
 
-/// `clk_tck` is never zero: [`parse_auxv_clktck`] rejects zero and the fallback is 100.
-fn ticks_to_seconds(ticks: u64, clk_tck: u64) -> f64 {
-    ticks as f64 / clk_tck as f64
+/// Ticks of `clk_tck` per second as nanoseconds (exact for the usual 100, 250 and 1000 Hz,
+/// rounded down otherwise); `None` past u64. `clk_tck` is never zero: [`parse_auxv_clktck`]
+/// rejects zero and the fallback is 100.
+fn ticks_to_nanos(ticks: u64, clk_tck: u64) -> Option<u64> {
+    u64::try_from(u128::from(ticks) * 1_000_000_000 / u128::from(clk_tck.max(1))).ok()
 }
 
 /// `/proc` "kB" are KiB; `None` rather than a wrapped value on overflow.
@@ -877,12 +881,17 @@ Max realtime timeout      unlimited            unlimited            us
     #[test]
     fn derived_values() {
         let stat = STAT_ODD_COMM_VALUES;
-        let cases: &[(&str, Option<f64>, Option<f64>)] = &[
-            ("cpu at 100 Hz", cpu_seconds(&stat, 100), Some(18.01)),
-            ("cpu at 250 Hz", cpu_seconds(&stat, 250), Some(7.204)),
+        let cases: &[(&str, Option<u64>, Option<u64>)] = &[
+            ("cpu at 100 Hz", cpu_nanos(&stat, 100), Some(18_010_000_000)),
+            ("cpu at 250 Hz", cpu_nanos(&stat, 250), Some(7_204_000_000)),
+            (
+                "cpu at 300 Hz, rounded down",
+                cpu_nanos(&stat, 300),
+                Some(6_003_333_333),
+            ),
             (
                 "cpu without stime",
-                cpu_seconds(
+                cpu_nanos(
                     &Stat {
                         stime_ticks: None,
                         ..stat
@@ -893,7 +902,7 @@ Max realtime timeout      unlimited            unlimited            us
             ),
             (
                 "cpu sum overflows",
-                cpu_seconds(
+                cpu_nanos(
                     &Stat {
                         utime_ticks: Some(u64::MAX),
                         stime_ticks: Some(1),
@@ -904,28 +913,40 @@ Max realtime timeout      unlimited            unlimited            us
                 None,
             ),
             (
+                "cpu past u64 nanoseconds",
+                cpu_nanos(
+                    &Stat {
+                        utime_ticks: Some(u64::MAX / 2),
+                        stime_ticks: Some(0),
+                        ..stat
+                    },
+                    100,
+                ),
+                None,
+            ),
+            (
                 "start",
-                start_time_seconds(Some(1000), Some(250), 100),
-                Some(1002.5),
+                start_time_nanos(Some(1000), Some(250), 100),
+                Some(1_002_500_000_000),
             ),
             (
                 "start without btime",
-                start_time_seconds(None, Some(250), 100),
+                start_time_nanos(None, Some(250), 100),
                 None,
             ),
             (
                 "start without ticks",
-                start_time_seconds(Some(1000), None, 100),
+                start_time_nanos(Some(1000), None, 100),
+                None,
+            ),
+            (
+                "start past u64 nanoseconds",
+                start_time_nanos(Some(u64::MAX / 1000), Some(0), 100),
                 None,
             ),
         ];
         for &(name, got, want) in cases {
-            match (got, want) {
-                (Some(got), Some(want)) => {
-                    assert!((got - want).abs() < 1e-9, "{name}: {got} != {want}");
-                }
-                _ => assert_eq!(got, want, "{name}"),
-            }
+            assert_eq!(got, want, "{name}");
         }
         assert_eq!(kib_to_bytes(1696), Some(1_736_704));
         assert_eq!(kib_to_bytes(u64::MAX / 1000), None);
@@ -939,14 +960,14 @@ Max realtime timeout      unlimited            unlimited            us
 
         let stats = reader.read();
         let now = clock::unix_time().as_secs_f64();
-        let cpu = stats.cpu_seconds.expect("cpu_seconds");
+        let cpu = stats.cpu_nanos.expect("cpu_nanos");
         let rss = stats.resident_memory_bytes.expect("resident_memory_bytes");
         let vsize = stats.virtual_memory_bytes.expect("virtual_memory_bytes");
-        let start = stats.start_time_seconds.expect("start_time_seconds");
+        let start = stats.start_time_nanos.expect("start_time_nanos") as f64 / 1e9;
         let open = stats.open_fds.expect("open_fds");
         let max = stats.max_fds.expect("max_fds");
         let threads = stats.threads.expect("threads");
-        assert!(cpu >= 0.0 && cpu.is_finite(), "{stats:?}");
+        assert!(cpu < 3600 * 1_000_000_000, "{stats:?}");
         assert!(rss > 0 && rss % 1024 == 0, "{stats:?}");
         assert!(vsize >= rss, "{stats:?}");
         // btime is whole seconds, so allow a little slack into the future.
@@ -965,7 +986,7 @@ Max realtime timeout      unlimited            unlimited            us
         let capacity = reader.buf.capacity();
         for _ in 0..20 {
             let again = reader.read();
-            assert_eq!(again.start_time_seconds, first.start_time_seconds);
+            assert_eq!(again.start_time_nanos, first.start_time_nanos);
             assert_eq!(again.max_fds, first.max_fds);
         }
         assert_eq!(

@@ -50,13 +50,13 @@ pub(crate) fn encode_build_info(e: &mut Encoder<'_>) {
 
 /// Writes the `process_*` families; a `None` value leaves its family out.
 pub(crate) fn encode(p: &ProcessStats, e: &mut Encoder<'_>) {
-    if let Some(v) = p.cpu_seconds {
-        e.counter_number(&CPU, Number::Float(v));
+    if let Some(v) = p.cpu_nanos {
+        e.counter_number(&CPU, Number::Nanos(v));
     }
     for (family, value) in [
         (&RSS, p.resident_memory_bytes.map(Number::Int)),
         (&VSIZE, p.virtual_memory_bytes.map(Number::Int)),
-        (&START, p.start_time_seconds.map(Number::Float)),
+        (&START, p.start_time_nanos.map(Number::Nanos)),
         (&OPEN_FDS, p.open_fds.map(Number::Int)),
         (&MAX_FDS, p.max_fds.map(Number::Int)),
     ] {

@@ -45,10 +45,10 @@ fn snapshot() -> Snapshot {
         metrics.http.count_request(404);
     }
     metrics.snapshot(ProcessStats {
-        cpu_seconds: Some(12.47),
+        cpu_nanos: Some(12_470_000_000),
         resident_memory_bytes: Some(1_679_360),
         virtual_memory_bytes: Some(9_453_568),
-        start_time_seconds: Some(1_795_670_695.12),
+        start_time_nanos: Some(1_795_670_695_120_000_000),
         open_fds: Some(7),
         max_fds: Some(1_048_576),
         threads: Some(2),

@@ -45,10 +45,10 @@ fn snapshot() -> Snapshot {
         textfile: None,
         log: None,
         process: ProcessStats {
-            cpu_seconds: Some(0.37),
+            cpu_nanos: Some(370_000_000),
             resident_memory_bytes: Some(1_679_360),
             virtual_memory_bytes: Some(9_453_568),
-            start_time_seconds: Some(1_795_757_000.12),
+            start_time_nanos: Some(1_795_757_000_120_000_000),
             open_fds: Some(7),
             max_fds: Some(1_048_576),
             threads: Some(6),
