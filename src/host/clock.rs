@@ -2,7 +2,6 @@
 //! log's lines and a source's anchor all share. Everything else in the crate measures with
 //! `Instant`, which a clock step cannot move.
 
-use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Time since the unix epoch now; zero for a clock set before 1970 (a board without an RTC
@@ -44,17 +43,29 @@ pub(crate) fn write_http_date(out: &mut String, d: Duration) {
     let secs = d.as_secs();
     let days = secs / 86_400;
     let (y, m, day) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX / 2));
+    let year = u64::try_from(y).unwrap_or(0);
     let rem = secs % 86_400;
+    // Per request, so without `core::fmt`: two digits at a time.
+    let two = |out: &mut String, v: u64| {
+        out.push(char::from(b'0' + (v / 10 % 10) as u8));
+        out.push(char::from(b'0' + (v % 10) as u8));
+    };
     // 1970-01-01 was a Thursday; `m` is 1 to 12.
-    let _ = write!(
-        out,
-        "{}, {day:02} {} {y:04} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days % 7) as usize],
-        MONTHS[(m as usize + 11) % 12],
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    );
+    out.push_str(WEEKDAYS[(days % 7) as usize]);
+    out.push_str(", ");
+    two(out, u64::from(day));
+    out.push(' ');
+    out.push_str(MONTHS[(m as usize + 11) % 12]);
+    out.push(' ');
+    two(out, year / 100);
+    two(out, year);
+    out.push(' ');
+    two(out, rem / 3600);
+    out.push(':');
+    two(out, rem % 3600 / 60);
+    out.push(':');
+    two(out, rem % 60);
+    out.push_str(" GMT");
 }
 
 #[cfg(test)]

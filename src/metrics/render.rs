@@ -232,8 +232,9 @@ pub(crate) enum Number {
     Nanos(u64),
 }
 
-/// Writes `v` in decimal without going through `core::fmt` (a third of render time).
-fn write_u64(out: &mut String, mut v: u64) {
+/// Writes `v` in decimal without going through `core::fmt` (a third of render time); the
+/// HTTP output writes its answers' heads with it too.
+pub(crate) fn write_u64(out: &mut String, mut v: u64) {
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     loop {

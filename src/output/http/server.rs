@@ -252,25 +252,27 @@ pub(crate) fn respond(
     extra: Option<(&str, &str)>,
     close: bool,
 ) -> io::Result<()> {
-    use std::fmt::Write as _;
     use std::io::Write as _;
     let connection = header_value(&request, "Connection");
     let http10 = *request.http_version() == HTTPVersion(1, 0);
     let answer = buf;
     answer.clear();
-    let _ = write!(
-        answer,
-        "HTTP/1.1 {code} {}\r\nDate: ",
-        StatusCode(code).default_reason_phrase()
-    );
+    // Per request, so without `core::fmt`.
+    answer.push_str("HTTP/1.1 ");
+    render::write_u64(answer, u64::from(code));
+    answer.push(' ');
+    answer.push_str(StatusCode(code).default_reason_phrase());
+    answer.push_str("\r\nDate: ");
     clock::write_http_date(answer, clock::unix_time());
-    let _ = write!(
-        answer,
-        "\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        body.len()
-    );
+    answer.push_str("\r\nContent-Type: ");
+    answer.push_str(content_type);
+    answer.push_str("\r\nContent-Length: ");
+    render::write_u64(answer, body.len() as u64);
+    answer.push_str("\r\n");
     if let Some((name, value)) = extra {
-        let _ = write!(answer, "{name}: {value}\r\n");
+        for part in [name, ": ", value, "\r\n"] {
+            answer.push_str(part);
+        }
     }
     match persistence(connection, http10, close) {
         Persistence::Close => answer.push_str("Connection: close\r\n"),
