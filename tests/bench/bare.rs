@@ -1,7 +1,8 @@
 //! The benchmark's design limit: a bare tiny_http 0.12 server, one thread answering every
 //! request out of `recv_timeout` with a fixed body of N bytes, `TCP_NODELAY` on its listener.
 //! It is what the exporter is built on, minus everything the exporter adds (the simulation,
-//! the guard, the self-probe, malloc tuning, stack size, send timeouts), so
+//! the guard, the self-probe, malloc tuning, stack size, send timeouts, answers framed and
+//! sent in one write instead of through tiny_http's `Response`), so
 //! `tests/bench/run.sh` can show which part of a gap to the raw-socket ceiling is tiny_http's
 //! own and which part is ours. It must stay bare: nothing of the exporter's runtime is used.
 //!

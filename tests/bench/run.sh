@@ -14,7 +14,7 @@
 # starts is ended by PID on exit. Needs wrk, python3, ss and file (Debian packages wrk,
 # python3, iproute2, file). Prints a markdown table on stdout and writes it to
 # target/bench/results.md; raw outputs (wrk, logs) go to target/bench/raw/. Targets are
-# those of issues 5 and 10.
+# those of issues 5, 10 and 17.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -146,6 +146,27 @@ elif cmd == "silent":  # N ADDR: N silent connections, then 20 scrapes on fresh 
         s.close()
     answered = sum(1 for t in took if t != float("inf"))
     print(f"{max(took):.2f} {sum(1 for t in took if t > 100)} {answered}")
+elif cmd == "warm":  # N ADDR: N connections one after another, each answered once, then closed
+    # tiny_http 0.12's pool queues a burst of connections behind idle threads that have not
+    # woken yet (see tests/bench/README.md): a bare loop met by wrk's 16 at once serves only
+    # a few of them, and its throughput then measures 4 connections, not 16. Held one after
+    # another, each connection gets a thread of its own; closed, they leave N idle threads
+    # that take wrk's connections. Every server gets the same warm-up.
+    n, (host, port) = int(args[0]), args[1].rsplit(":", 1)
+    held = []
+    for _ in range(n):
+        s = socket.create_connection((host, int(port)), timeout=2)
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: bench\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                sys.exit(f"warm-up: {args[1]} closed a connection unanswered")
+            data += chunk
+        held.append(s)
+    for s in held:
+        s.close()
+    time.sleep(0.2)
 elif cmd == "startup":  # N NS FLAG-TEMPLATE BIN ARGS...: a scrape right after start
     # N fresh starts per count of silent connections (NS, comma-separated), the counts
     # interleaved. Each start: poll the port every 1-25 ms (random, random phase) until a
@@ -394,6 +415,7 @@ for round in $(seq "$ROUNDS"); do
             [ "$who" = bare ] && a=$bare_addr
             [ "$who" = base ] && a=$base_addr
             sampler=
+            [ "$conns" = 1 ] || py warm "$conns" "$a"
             if [ "$round" = 1 ] && [ "$conns" = 16 ]; then
                 # Mid-run: how many of the 16 connections hold a request nobody has read yet.
                 pid=$ours_pid
@@ -501,6 +523,8 @@ if [ "$MODE" != all ]; then
             printf '| c16 round 1: connections stalled at once / threads | %s |\n' \
                 "$(for w in $who_all; do read -r a _ t e <"$raw/stalls-$w.txt"; printf '%s of %s / %s |' "$a" "$e" "$t"; done)"
             printf '| starved connections rescued (ours) | %s |\n' "$rescued_load"
+            printf '| target: 16-connection throughput at least 0.9 x bare, every server warmed first | %s |\n' \
+                "$(calc "($rps_ours_16 / $rps_bare_16 >= 0.9) ? \"met\" : \"not met\"")"
         else
             printf '| silent connections | ours |%s bare tiny_http | target |\n|---|---|%s---|---|\n' "${base_bin:+ baseline |}" "${base_bin:+---|}"
             for n in 0 1 20 200; do
@@ -646,17 +670,17 @@ table=$(
 
 $(date -u '+%Y-%m-%d %H:%M UTC') · Linux $(uname -r) · ${cpu} · $(nproc) CPUs · $(rustc --version | cut -d' ' -f1-2) · $(wrk --version 2>&1 | head -n 1 | cut -d' ' -f1-2)
 Payload ${bytes} bytes (text format, fresh exporter; the bare loop and the ceiling return a body of the same size).
-*Bare tiny_http* is \`tests/bench/bare.rs\`: tiny_http 0.12, one thread answering out of \`recv_timeout\`, \`TCP_NODELAY\` on its listener; the design's own limit.
+*Bare tiny_http* is \`tests/bench/bare.rs\`: tiny_http 0.12, one thread answering out of \`recv_timeout\` through tiny_http's \`Response\`, \`TCP_NODELAY\` on its listener; the design's own limit.
 wrk keep-alive, medians of ${ROUNDS} interleaved rounds of ${WRK_SECS} s; 1 connection = \`wrk -t1 -c1\`, 16 = \`wrk -t2 -c16\`. Ratios are ours / ceiling unless marked.
 
 | figure | ours | bare tiny_http | ceiling | ratio / target | met? |
 |---|---|---|---|---|---|
 | throughput, 1 connection | $(num "$rps_ours_1") req/s | $(num "$rps_bare_1") req/s | $(num "$rps_ceiling_1") req/s | $(ratio "$rps_ours_1" "$rps_ceiling_1") (≥ 0.5) | $(met "$rps_ours_1 / $rps_ceiling_1" ">=" 0.5) |
-| throughput, 16 connections | $(num "$rps_ours_16") req/s | $(num "$rps_bare_16") req/s | $(num "$rps_ceiling_16") req/s | $(ratio "$rps_ours_16" "$rps_ceiling_16") (≥ 0.4); $(ratio "$rps_ours_16" "$rps_bare_16") x bare | $(met "$rps_ours_16 / $rps_ceiling_16" ">=" 0.4) |
+| throughput, 16 connections (each server's pool warmed first: \`py warm\`) | $(num "$rps_ours_16") req/s${base_bin:+ (baseline $(num "$rps_base_16") req/s)} | $(num "$rps_bare_16") req/s | $(num "$rps_ceiling_16") req/s | $(ratio "$rps_ours_16" "$rps_bare_16") x bare (≥ 0.9)${base_bin:+; baseline $(ratio "$rps_base_16" "$rps_bare_16") x bare}; $(ratio "$rps_ours_16" "$rps_ceiling_16") | $(met "$rps_ours_16 / $rps_bare_16" ">=" 0.9) |
 | p50 latency, 1 connection | $(ms "$p50_ours_1") | $(ms "$p50_bare_1") | $(ms "$p50_ceiling_1") | $(ratio "$p50_ours_1" "$p50_ceiling_1") | |
 | p99 latency, 1 connection | $(ms "$p99_ours_1") | $(ms "$p99_bare_1") | $(ms "$p99_ceiling_1") | $(ratio "$p99_ours_1" "$p99_ceiling_1") (≤ 3) | $(met "$p99_ours_1 / $p99_ceiling_1" "<=" 3) |
 | p50 latency, 16 connections | $(ms "$p50_ours_16") | $(ms "$p50_bare_16") | $(ms "$p50_ceiling_16") | $(ratio "$p50_ours_16" "$p50_ceiling_16") | |
-| p99 latency, 16 connections | $(ms "$p99_ours_16") | $(ms "$p99_bare_16") | $(ms "$p99_ceiling_16") | $(ratio "$p99_ours_16" "$p99_ceiling_16"); $(ratio "$p99_ours_16" "$p99_bare_16") x bare | |
+| p99 latency, 16 connections | $(ms "$p99_ours_16")${base_bin:+ (baseline $(ms "$p99_base_16"))} | $(ms "$p99_bare_16") | $(ms "$p99_ceiling_16") | $(ratio "$p99_ours_16" "$p99_ceiling_16"); $(ratio "$p99_ours_16" "$p99_bare_16") x bare | |
 | p99 latency, fresh 16-connection burst (\`wrk -t2 -c16 -d${BURST_SECS}s\` 0.3 s after start; median of ${FRESH} fresh starts, range) | $(ms "$bp99_ours") ($(calc "sprintf(\"%.2f\", ${bp99_ours_range%–*} / 1000)")–$(calc "sprintf(\"%.2f\", ${bp99_ours_range#*–} / 1000)") ms) | $(ms "$bp99_bare") ($(calc "sprintf(\"%.2f\", ${bp99_bare_range%–*} / 1000)")–$(calc "sprintf(\"%.2f\", ${bp99_bare_range#*–} / 1000)") ms) | | $(ratio "$bp99_ours" "$bp99_bare") x bare (≤ 3) | $(met "$bp99_ours / $bp99_bare" "<=" 3) |
 | fresh burst: most of the 16 connections stalled at once (no answer for a whole 0.25-s sample; range over starts) | ${bstall_ours} | ${bstall_bare} | | | |
 | a scrape on a fresh connection, 20 silent connections open (20 tries, first right behind them) | $(silent_cell ours 20) | $(silent_cell bare 20) | | 20 of 20 within 100 ms | $(silent_met 20) |
@@ -669,7 +693,7 @@ wrk keep-alive, medians of ${ROUNDS} interleaved rounds of ${WRK_SECS} s; 1 conn
 | render, OpenMetrics (fastest batch) | $(num "$render_om") ns ($(num "$render_om_min")) | | | ≤ 2000 ns | $(met "$render_om" "<=" 2000) |
 | whole scrape without HTTP: \`/proc\` + snapshot + render, text (fastest batch) | $(num "$scrape_text") ns ($(num "$scrape_text_min")) | | | | |
 | allocations per scrape, text / OpenMetrics (\`tests/alloc.rs\`, ${alloc_status}) | ${alloc_text:-?} / ${alloc_om:-?} | | | 0 | $(met "${alloc_text:-1} + ${alloc_om:-1}" "==" 0) |
-| static, stripped release binary | $(kib "$size / 1024") (${linkage}, ${stripped}) | $(kib "$(stat -c %s "$bare") / 1024") | $(kib "$ceil_size / 1024") | ≤ 1536 KiB | $(met "$size" "<=" $((1536 * 1024))) |
+| static, stripped release binary | $(kib "$size / 1024") (${linkage}, ${stripped}) | $(kib "$(stat -c %s "$bare") / 1024") | $(kib "$ceil_size / 1024") | ≤ 2048 KiB | $(met "$size" "<=" $((2048 * 1024))) |
 | exec to first successful scrape (median of ${STARTS}; spawning and reaping /bin/true takes ${spawn_floor_ms} ms here) | $(calc "sprintf(\"%.2f\", $start_ms)") ms (min ${start_min}, max ${start_max}) | | $(calc "sprintf(\"%.2f\", $ceil_start_ms)") ms | ≤ 5 ms | $(met "$start_ms" "<=" 5) |
 | idle RSS after ${SETTLE} s | $(mib "$idle_rss") | | $(mib "$ceil_idle_rss") | ≤ 2 MiB | $(met "$idle_rss" "<=" 2048) |
 | idle threads | ${idle_threads} | | ${ceil_idle_threads} | | |
