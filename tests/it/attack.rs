@@ -312,6 +312,19 @@ pub fn tally(scrapes: &[&Scrape]) -> (usize, usize, Duration, Vec<String>) {
     (ok, scrapes.len(), slowest, errors)
 }
 
+/// A [`tally`] as a verdict states it: `3/4 ok, slowest 12 ms (errors: …)`.
+pub fn tally_line(ok: usize, total: usize, slowest: Duration, errors: &[String]) -> String {
+    let errors = if errors.is_empty() {
+        String::new()
+    } else {
+        format!(" (errors: {})", errors.join(" | "))
+    };
+    format!(
+        "{ok}/{total} ok, slowest {} ms{errors}",
+        slowest.as_millis()
+    )
+}
+
 /// One `GET /metrics` on a fresh connection, all of it within `timeout`; the value of
 /// `widgets_processed_total`.
 pub fn scrape_once(addr: SocketAddr, timeout: Duration) -> Result<u64, String> {

@@ -79,13 +79,8 @@ fn common(v: &mut Verdict, e: &mut Exporter, log: &str, scrapes: &[&Scrape], all
     });
     let (ok, total, slowest, errors) = attack::tally(scrapes);
     v.fact(format!(
-        "scrapes {ok}/{total} ok, slowest {} ms{}",
-        ms(slowest),
-        if errors.is_empty() {
-            String::new()
-        } else {
-            format!(" (errors: {})", errors.join(" | "))
-        }
+        "scrapes {}",
+        attack::tally_line(ok, total, slowest, &errors)
     ));
     if all_ok {
         v.check(total > 0 && ok == total, || {
@@ -872,13 +867,8 @@ fn limited_flood(case: &str, cmd: &mut Command) {
         .collect();
     let (ok, total, slowest, errors) = attack::tally(&relevant);
     v.fact(format!(
-        "scrapes while it ran {ok}/{total} ok, slowest {} ms{}",
-        ms(slowest),
-        if errors.is_empty() {
-            String::new()
-        } else {
-            format!(" (errors: {})", errors.join(" | "))
-        }
+        "scrapes while it ran {}",
+        attack::tally_line(ok, total, slowest, &errors)
     ));
     let first_fail = relevant.iter().find(|s| s.result.is_err()).map(|s| s.at);
     let kept_serving = exit.is_none() && total > 0 && ok == total;
